@@ -1,0 +1,638 @@
+"""Dispatch: the core every face talks to. It manages functions, runs and secrets.
+
+One plain object built from Settings; no module state. It owns a store, an image builder, the
+drivers it has been asked for, and a thread pool that carries non-blocking runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import pickle
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, Callable
+
+import jsonschema
+
+from . import plugins
+from .drivers.base import FaaSDriver
+from .hosts import HostLease
+from .images.base import ImageBuilder, Progress
+from .model import (
+    ConflictError,
+    DeployError,
+    DispatchError,
+    ErrorType,
+    Function,
+    FunctionStatus,
+    InvalidRequestError,
+    NotFoundError,
+    Run,
+    RunError,
+    RunFailure,
+    RunStatus,
+    Scaling,
+    Secret,
+)
+from .packaging import FunctionSource, package
+from .runtime.protocol import Job, Outcome
+from .secrets import SecretBox, load_key, redact
+from .settings import Settings
+from .store.base import EntityStore
+from .units import parse_duration, parse_size
+
+log = logging.getLogger(__name__)
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_MAX_CHUNK = 512  # runs per message to a worker in map(): amortizes I/O, bounds a retry
+
+
+class _Call:
+    """A run together with the Python arguments it was made from (never stored)."""
+
+    __slots__ = ("run", "args", "kwargs")
+
+    def __init__(self, run: Run, args: tuple, kwargs: dict[str, Any]) -> None:
+        self.run = run
+        self.args = args
+        self.kwargs = kwargs
+
+
+@dataclass
+class _Deployed:
+    """What this process holds for a function it can run now."""
+
+    function: Function
+    driver: FaaSDriver
+    validate_in: Callable[[Any], str | None] | None
+    validate_out: Callable[[Any], str | None] | None
+    store_version: int
+
+
+def _schema_validator(schema: dict[str, Any] | None, what: str) -> Callable[[Any], str | None] | None:
+    if not schema:
+        return None
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+
+    def validate(value: Any) -> str | None:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        if error is None:
+            return None
+        return f"{what} invalid against schema at {error.json_path}: {error.message}"
+
+    return validate
+
+
+def _check_schema(schema: Any, option: str) -> dict[str, Any] | None:
+    if schema is None:
+        return None
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequestError(f"{option} is not valid JSON: {exc}") from None
+    if not isinstance(schema, (dict, bool)):
+        raise InvalidRequestError(f"{option} must be a JSON Schema object")
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise InvalidRequestError(f"{option} is not a valid JSON Schema: {exc.message}") from None
+    return schema
+
+
+class Dispatch:
+    """The core: function manager, run manager and secret store, wired from Settings."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        home = self.settings.home
+        home.mkdir(parents=True, exist_ok=True)
+        self.store: EntityStore = plugins.load("store", self.settings.store)(self.settings)
+        self.lease = HostLease(home / "hosts")
+        self.secret_box = SecretBox(load_key(home / "secret.key"))
+        self.images: ImageBuilder = plugins.load("image builder", self.settings.images)(self.settings)
+        self._drivers: dict[str, FaaSDriver] = {}
+        self._deployed: dict[tuple[str, str], _Deployed] = {}
+        self._function_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._inflight: dict[str, Run] = {}
+        self._futures: dict[str, Future] = {}
+        self._executor = ThreadPoolExecutor(self.settings.run_threads, thread_name_prefix="dispatch-run")
+        self._closed = False
+        self.settled_on_start = self._settle_interrupted()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _settle_interrupted(self) -> int:
+        """Fail runs that a process which has since died left QUEUED or RUNNING."""
+        settled = 0
+        for host in self.store.unsettled_hosts():
+            if host == self.lease.id or self.lease.is_alive(host):
+                continue
+            settled += self.store.fail_unsettled(
+                host, "the run was interrupted: the process running it ended before it finished"
+            )
+            self.lease.forget(host)
+        if settled:
+            log.warning("failed %d run(s) interrupted by a process that ended", settled)
+        return settled
+
+    def close(self) -> None:
+        """Stop workers and release the store; runs still in flight fail as interrupted."""
+        if self._closed:
+            return
+        self._closed = True
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for driver in self._drivers.values():
+            driver.close()
+        self._executor.shutdown(wait=True)
+        leftovers = [run for run in list(self._inflight.values()) if not RunStatus(run.status).finished]
+        for run in leftovers:
+            run.fail(ErrorType.SYSTEM, "the run was interrupted: its host shut down")
+        if leftovers:
+            self.store.finish_runs(leftovers)
+        self.store.close()
+        self.lease.release()
+
+    def __enter__(self) -> Dispatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _org(self, org: str | None) -> str:
+        return org or self.settings.org
+
+    def driver(self, name: str | None = None) -> FaaSDriver:
+        """The driver plug-in called `name` (the default driver when None), loaded once."""
+        name = name or self.settings.driver
+        with self._lock:
+            driver = self._drivers.get(name)
+            if driver is None:
+                driver = self._drivers[name] = plugins.load("driver", name)(self.settings)
+            return driver
+
+    def _function_lock(self, org: str, name: str) -> threading.Lock:
+        with self._lock:
+            return self._function_locks.setdefault((org, name), threading.Lock())
+
+    # ------------------------------------------------------------------ functions
+
+    def deploy(
+        self,
+        fn: Callable[..., Any] | FunctionSource,
+        name: str | None = None,
+        *,
+        org: str | None = None,
+        requirements: Iterable[str] | None = None,
+        secrets: Iterable[str] | None = None,
+        timeout: float | str | None = None,
+        memory: int | str | None = None,
+        cpu: float | None = None,
+        schema_in: dict[str, Any] | str | None = None,
+        schema_out: dict[str, Any] | str | None = None,
+        min_workers: int | None = None,
+        max_workers: int | None = None,
+        idle_timeout: float | str | None = None,
+        driver: str | None = None,
+        tags: dict[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> Function:
+        """Package `fn`, build its environment and make it runnable; returns the READY function.
+
+        Deploying unchanged code and configuration again changes nothing. Changed code is
+        UPDATING until the new revision is ready; runs after that use it.
+        """
+        org = self._org(org)
+        source = fn if isinstance(fn, FunctionSource) else package(fn, list(requirements or []))
+        name = name or source.handler.rsplit(".", 1)[-1]
+        if not NAME.match(name):
+            raise InvalidRequestError(
+                f"{name!r} is not a valid function name (letters, digits, '-', '_' and '.'; "
+                "up to 63 characters; give a lambda a name=)"
+            )
+        secret_names = sorted(set(secrets or []))
+        for secret in secret_names:
+            self.store.get(Secret, org, secret)  # NotFoundError names the missing secret
+        driver_name = driver or self.settings.driver
+        the_driver = self.driver(driver_name)
+        scaling = Scaling()
+        scaling.min_workers = scaling.min_workers if min_workers is None else int(min_workers)
+        scaling.max_workers = scaling.max_workers if max_workers is None else int(max_workers)
+        if idle_timeout is not None:
+            scaling.idle_timeout = parse_duration(idle_timeout)
+        if scaling.max_workers < 1 or not 0 <= scaling.min_workers <= scaling.max_workers:
+            raise InvalidRequestError("workers must satisfy 0 <= min_workers <= max_workers, max_workers >= 1")
+        resources: dict[str, Any] = {}
+        if memory is not None:
+            resources["memory"] = parse_size(memory)
+        if cpu is not None:
+            resources["cpu"] = float(cpu)
+        spec = {
+            "handler": source.handler,
+            "convention": source.convention,
+            "requirements": source.requirements,
+            "schema": {k: v for k, v in (("in", _check_schema(schema_in, "schema_in")),
+                                         ("out", _check_schema(schema_out, "schema_out"))) if v is not None},
+            "secrets": secret_names,
+            "timeout": parse_duration(timeout),
+            "resources": resources,
+            "driver": driver_name,
+            "scaling": scaling.__dict__.copy(),
+        }
+        digest = hashlib.sha256(
+            (source.digest + json.dumps(spec, sort_keys=True)).encode()
+        ).hexdigest()
+        with self._function_lock(org, name):
+            try:
+                existing: Function | None = self.store.get(Function, org, name)
+            except NotFoundError:
+                existing = None
+            if existing is not None and existing.digest == digest and existing.status == FunctionStatus.READY:
+                deployed = self._deployed.get((org, name))
+                if deployed is None or not deployed.driver.is_deployed(existing):
+                    self._activate(existing, progress)
+                return existing
+            if existing is None:
+                function = Function(name=name, org=org, status=FunctionStatus.INITIALIZED)
+            else:
+                function = existing
+            for key, value in spec.items():
+                setattr(function, key, value)
+            function.tags = dict(tags or function.tags or {})
+            function.digest = digest
+            function.source = source.encode()
+            function.reason = ""
+            if existing is None:
+                self.store.create(function)
+                function.status = FunctionStatus.CREATING
+            else:
+                function.status = FunctionStatus.UPDATING
+            self.store.update(function)
+            try:
+                self._activate(function, progress, source)
+            except Exception as exc:
+                function.status = FunctionStatus.ERROR
+                function.reason = str(exc)
+                self.store.update(function)
+                self._deployed.pop((org, name), None)
+                raise DeployError(f"deploying {name!r} failed: {exc}", function) from exc
+            function.status = FunctionStatus.READY
+            self.store.update(function)
+            self._deployed[(org, name)].function = function
+            return function
+
+    def _activate(self, function: Function, progress: Progress | None = None,
+                  source: FunctionSource | None = None) -> _Deployed:
+        """Build the environment and hand the function to its driver in this process."""
+        source = source or FunctionSource.decode(function.source)
+        environment = self.images.prepare(source.requirements, progress)
+        function.image = environment.id
+        driver = self.driver(function.driver)
+        driver.deploy(function, source, environment, progress)
+        deployed = _Deployed(
+            function=function,
+            driver=driver,
+            validate_in=_schema_validator(function.schema.get("in"), "input"),
+            validate_out=_schema_validator(function.schema.get("out"), "output"),
+            store_version=self.store.version(),
+        )
+        self._deployed[(function.org, function.name)] = deployed
+        return deployed
+
+    def _resolve(self, org: str, name: str) -> _Deployed:
+        """The runnable function, re-read only when another process has written the store."""
+        deployed = self._deployed.get((org, name))
+        version = self.store.version()
+        if deployed is not None and deployed.store_version == version:
+            return deployed
+        with self._function_lock(org, name):
+            function = self.store.get(Function, org, name)
+            if function.status != FunctionStatus.READY:
+                reason = f": {function.reason}" if function.reason else ""
+                raise ConflictError(f"function {name!r} is not ready ({function.status}{reason})")
+            deployed = self._deployed.get((org, name))
+            if (deployed is None or deployed.function.digest != function.digest
+                    or not deployed.driver.is_deployed(function)):
+                deployed = self._activate(function)
+            deployed.function = function
+            deployed.store_version = version
+            return deployed
+
+    def get_function(self, name: str, org: str | None = None) -> Function:
+        """The function called `name`; NotFoundError when there is none."""
+        return self.store.get(Function, self._org(org), name)
+
+    def list_functions(self, org: str | None = None) -> list[Function]:
+        """Every function of the organization, by name."""
+        return self.store.list(Function, self._org(org))
+
+    def delete_function(self, name: str, org: str | None = None) -> None:
+        """Stop the function's workers and remove it; its run history stays."""
+        org = self._org(org)
+        with self._function_lock(org, name):
+            function = self.store.get(Function, org, name)
+            function.status = FunctionStatus.DELETING
+            self.store.update(function)
+            deployed = self._deployed.pop((org, name), None)
+            self.driver(function.driver).undeploy(function)
+            self.store.delete(Function, org, name)
+            if deployed is not None:
+                deployed.function.status = FunctionStatus.DELETED
+
+    # ------------------------------------------------------------------ runs
+
+    def call(self, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None,
+             org: str | None = None) -> Any:
+        """Run the function with Python arguments and return its output; RunError on failure."""
+        deployed = self._resolve(self._org(org), name)
+        call = self._python_call(deployed, args, kwargs or {})
+        self._execute(deployed, [call])
+        return _output_or_raise(call.run)
+
+    def spawn(self, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None,
+              org: str | None = None) -> Run:
+        """Start a run with Python arguments without waiting; returns the QUEUED run."""
+        deployed = self._resolve(self._org(org), name)
+        return self._start(deployed, [self._python_call(deployed, args, kwargs or {})])[0]
+
+    def invoke(self, name: str, input: Any = None, *, wait: bool = True, org: str | None = None,
+               event: dict[str, Any] | None = None, http: dict[str, Any] | None = None) -> Run:
+        """Run the function with a JSON input (the REST form) and return the run record.
+
+        For a plain function an object maps to keyword arguments and an array to positional
+        ones; `handle(ctx, payload)` receives the input as its payload.
+        """
+        deployed = self._resolve(self._org(org), name)
+        function = deployed.function
+        if function.convention == "dispatch":
+            args, kwargs = (input,), {}
+        elif isinstance(input, dict):
+            args, kwargs = (), input
+        elif isinstance(input, list):
+            args, kwargs = tuple(input), {}
+        elif input is None:
+            args, kwargs = (), {}
+        else:
+            args, kwargs = (input,), {}
+        run = self._new_run(function, input, event, http)
+        call = _Call(run, args, kwargs)
+        if wait:
+            self._execute(deployed, [call])
+            return run
+        return self._start(deployed, [call])[0]
+
+    def map(self, name: str, items: Iterable[Any], org: str | None = None,
+            return_exceptions: bool = False) -> Iterator[Any]:
+        """Outputs of one run per item, in order, fanned out over the function's workers.
+
+        A tuple item is the positional arguments; any other item is the single argument (the
+        payload, for handle(ctx, payload)). A failed run raises its RunError when reached,
+        unless `return_exceptions`, which yields it instead.
+        """
+        deployed = self._resolve(self._org(org), name)
+        dispatch_style = deployed.function.convention == "dispatch"
+
+        def make(item: Any) -> _Call:
+            args = item if isinstance(item, tuple) and not dispatch_style else (item,)
+            return self._python_call(deployed, args, {})
+
+        def outputs() -> Iterator[Any]:
+            window: deque[tuple[Future | None, list[_Call]]] = deque()
+            limit = 2 * max(1, int(deployed.function.scaling.get("max_workers", 1)))
+            iterator, size = iter(items), 8
+            while True:
+                while len(window) < limit:
+                    calls = [make(item) for item in islice(iterator, size)]
+                    if not calls:
+                        break
+                    ready = self._admit(deployed, calls)
+                    future = self._executor.submit(self._dispatch, deployed, ready) if ready else None
+                    window.append((future, calls))
+                    size = min(size * 2, _MAX_CHUNK)
+                if not window:
+                    return
+                future, calls = window.popleft()
+                if future is not None:
+                    future.result()
+                for call in calls:
+                    run = call.run
+                    if run.status == RunStatus.SUCCEEDED:
+                        yield run.output
+                    elif return_exceptions:
+                        yield RunError.for_run(run)
+                    else:
+                        raise RunError.for_run(run)
+
+        return outputs()
+
+    def _new_run(self, function: Function, input: Any, event: dict[str, Any] | None = None,
+                 http: dict[str, Any] | None = None) -> Run:
+        return Run(function=function.name, org=function.org, function_revision=function.revision,
+                   input=input, event=event, http=http)
+
+    def _python_call(self, deployed: _Deployed, args: tuple, kwargs: dict[str, Any]) -> _Call:
+        function = deployed.function
+        if function.convention == "dispatch":
+            if len(args) != 1 or kwargs:
+                raise InvalidRequestError(
+                    f"{function.name} is a handle(ctx, payload) function: call it with one payload"
+                )
+            shown: Any = args[0]
+        elif kwargs and args:
+            shown = {"args": list(args), "kwargs": kwargs}
+        elif kwargs:
+            shown = kwargs
+        else:
+            shown = list(args)
+        return _Call(self._new_run(function, shown), tuple(args), kwargs)
+
+    def _admit(self, deployed: _Deployed, calls: list[_Call]) -> list[_Call]:
+        """Validate inputs and record the runs: QUEUED, or FAILED with an InputError."""
+        validate = deployed.validate_in
+        ready, rejected = calls, []
+        if validate is not None:
+            ready = []
+            for call in calls:
+                problem = validate(call.run.input)
+                if problem is None:
+                    ready.append(call)
+                else:
+                    rejected.append(call.run.fail(ErrorType.INPUT, problem))
+        if ready:
+            for call in ready:
+                self._inflight[call.run.id] = call.run
+            self.store.add_runs([call.run for call in ready], self.lease.id)
+        if rejected:
+            self.store.finish_runs(rejected)
+        return ready
+
+    def _start(self, deployed: _Deployed, calls: list[_Call]) -> list[Run]:
+        ready = self._admit(deployed, calls)
+        if ready:
+            future = self._executor.submit(self._dispatch, deployed, ready)
+            for call in ready:
+                run_id = call.run.id
+                self._futures[run_id] = future
+            future.add_done_callback(lambda _f, ids=[c.run.id for c in ready]: self._forget_futures(ids))
+        return [call.run for call in calls]
+
+    def _forget_futures(self, run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            self._futures.pop(run_id, None)
+
+    def _execute(self, deployed: _Deployed, calls: list[_Call]) -> None:
+        ready = self._admit(deployed, calls)
+        if ready:
+            self._dispatch(deployed, ready)
+
+    def _dispatch(self, deployed: _Deployed, calls: list[_Call]) -> list[Run]:
+        """Run admitted calls on the driver and record how each ended."""
+        function = deployed.function
+        runs = [call.run for call in calls]
+        try:
+            secrets = self._secret_values(function)
+            context = None
+            if function.convention == "dispatch":
+                context = {"secrets": secrets, "timeout": function.timeout}
+            jobs = [
+                Job(call.run.id, call.args, call.kwargs,
+                    context if context is None or (call.run.event is None and call.run.http is None)
+                    else {**context, "event": call.run.event, "http": call.run.http})
+                for call in calls
+            ]
+            for run in runs:
+                run.status = RunStatus.RUNNING
+            outcomes = deployed.driver.execute(function, jobs)
+        except Exception as exc:  # the platform failed these runs; say why, keep the rest going
+            log.exception("dispatching runs of %s failed", function.name)
+            for run in runs:
+                run.fail(ErrorType.SYSTEM, f"the driver could not run it: {exc}")
+        else:
+            hidden = [v for values in secrets.values() for v in values.values()] if secrets else []
+            for run, outcome in zip(runs, outcomes):
+                self._settle(deployed, run, outcome, hidden)
+        try:
+            self.store.finish_runs(runs)
+        finally:
+            for run in runs:
+                self._inflight.pop(run.id, None)
+        return runs
+
+    @staticmethod
+    def _settle(deployed: _Deployed, run: Run, outcome: Outcome, hidden: list[str]) -> None:
+        run.started, run.finished, run.cold_start = outcome.started, outcome.finished, outcome.cold_start
+        stdout, stderr = outcome.stdout, outcome.stderr
+        if hidden:
+            stdout, stderr = redact(stdout, hidden), redact(stderr, hidden)
+        run.logs = {"stdout": stdout, "stderr": stderr}
+        if outcome.error is not None:
+            failure = outcome.error
+            run.error = RunFailure(failure.type, redact(failure.message, hidden),
+                                   redact(failure.stacktrace, hidden))
+            run.status = RunStatus.FAILED
+            return
+        try:
+            value = pickle.loads(outcome.output)
+        except Exception as exc:
+            run.error = RunFailure(ErrorType.FUNCTION.value,
+                                   f"the output could not be loaded by the caller: {exc}")
+            run.status = RunStatus.FAILED
+            return
+        problem = deployed.validate_out(value) if deployed.validate_out else None
+        if problem is not None:
+            run.error = RunFailure(ErrorType.FUNCTION.value, problem)
+            run.status = RunStatus.FAILED
+            return
+        run.output = value
+        run.status = RunStatus.SUCCEEDED
+
+    def _secret_values(self, function: Function) -> dict[str, dict[str, str]]:
+        values = {}
+        for name in function.secrets:
+            try:
+                secret = self.store.get(Secret, function.org, name)
+            except NotFoundError:
+                raise DispatchError(f"secret {name!r} used by {function.name!r} no longer exists") from None
+            values[name] = self.secret_box.open(secret).values
+        return values
+
+    def wait_run(self, run_id: str, timeout: float | None = None, org: str | None = None) -> Run:
+        """The run once it has finished; TimeoutError if it has not within `timeout` seconds."""
+        future = self._futures.get(run_id)
+        if future is not None:
+            try:
+                runs = future.result(timeout)
+            except TimeoutError:
+                raise TimeoutError(f"run {run_id} did not finish within {timeout:g}s") from None
+            for run in runs:
+                if run.id == run_id:
+                    return run
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            run = self.get_run(run_id, org)
+            if RunStatus(run.status).finished:
+                return run
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id} did not finish within {timeout:g}s")
+            time.sleep(0.02)
+
+    def get_run(self, run_id: str, org: str | None = None) -> Run:
+        """The run with that id (live state while it is in flight here)."""
+        live = self._inflight.get(run_id)
+        if live is not None and live.org == self._org(org):
+            return live
+        return self.store.get_run(self._org(org), run_id)
+
+    def list_runs(self, org: str | None = None, *, function: str | None = None,
+                  status: str | None = None, since: float | None = None,
+                  before: str | None = None, limit: int = 100) -> list[Run]:
+        """Runs newest first, with this process's live state for runs in flight."""
+        if limit < 1:
+            raise InvalidRequestError("limit must be at least 1")
+        if status is not None:
+            try:
+                status = RunStatus(status.upper()).value
+            except ValueError:
+                raise InvalidRequestError(
+                    f"unknown run status {status!r} (one of {', '.join(s.value for s in RunStatus)})"
+                ) from None
+        runs = self.store.list_runs(self._org(org), function=function, status=status, since=since,
+                                    before=before, limit=limit)
+        return [self._inflight.get(run.id, run) for run in runs]
+
+    # ------------------------------------------------------------------ secrets
+
+    def create_secret(self, name: str, values: dict[str, str], org: str | None = None,
+                      tags: dict[str, str] | None = None) -> Secret:
+        """Store a new secret, encrypted; a taken name is a ConflictError."""
+        if not NAME.match(name):
+            raise InvalidRequestError(f"{name!r} is not a valid secret name")
+        secret = self.secret_box.seal(Secret(name=name, org=self._org(org), tags=dict(tags or {})), values)
+        return self.store.create(secret)
+
+    def get_secret(self, name: str, org: str | None = None) -> Secret:
+        """The secret with its values decrypted."""
+        return self.secret_box.open(self.store.get(Secret, self._org(org), name))
+
+    def list_secrets(self, org: str | None = None) -> list[Secret]:
+        """Every secret's name and key names; never the values."""
+        return self.store.list(Secret, self._org(org))
+
+    def delete_secret(self, name: str, org: str | None = None) -> None:
+        """Remove the secret; functions that use it fail their next runs with a clear error."""
+        self.store.delete(Secret, self._org(org), name)
+
+
+def _output_or_raise(run: Run) -> Any:
+    if run.status == RunStatus.SUCCEEDED:
+        return run.output
+    raise RunError.for_run(run)

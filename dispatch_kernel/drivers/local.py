@@ -1,0 +1,454 @@
+"""The default driver: pools of warm worker processes on this machine.
+
+Per environment one fork server (zygote) holds the imports; per function a pool of workers
+forked from it. A run is written to a worker's socket and its result read back by the calling
+thread itself: no queue, no extra thread on the warm path. A timeout kills the worker; a worker
+that dies fails only the job it was running, and the rest of its batch runs elsewhere.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+from ..images.base import Environment, Progress
+from ..model import DeployError, ErrorType, Function, Scaling
+from ..packaging import FunctionSource
+from ..runtime.channel import Channel, ChannelClosed
+from ..runtime.protocol import Failure, Job, Outcome
+from ..settings import Settings
+from .base import FaaSDriver
+
+log = logging.getLogger(__name__)
+
+_ZYGOTE_START_TIMEOUT = 60.0
+_REQUEST_TIMEOUT = 60.0
+_EXIT_REPORT_TIMEOUT = 2.0
+
+
+class ZygoteError(DeployError):
+    """The fork server of an environment could not start or stopped answering."""
+
+
+class Zygote:
+    """The fork server of one environment, seen from the host."""
+
+    def __init__(self, environment: Environment, log_path: Path) -> None:
+        self.environment = environment
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = dict(os.environ)
+        # Workers must see the caller's unbuffered output and no debugger hooks of ours.
+        env["PYTHONUNBUFFERED"] = "1"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_path
+        with open(log_path, "ab") as log_file:
+            self.process = subprocess.Popen(
+                [environment.python, "-m", "dispatch_kernel.runtime.zygote", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=log_file,
+                stderr=log_file, env=env, cwd=os.getcwd(),
+            )
+        theirs.close()
+        self._ctrl = ours
+        self._send_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._replies: dict[int, tuple] = {}
+        self._exits: OrderedDict[int, int] = OrderedDict()
+        self._tokens = itertools.count(1)
+        self._alive = True
+        self._hello = threading.Event()
+        threading.Thread(target=self._read, name=f"zygote-{environment.id}", daemon=True).start()
+        if not self._hello.wait(_ZYGOTE_START_TIMEOUT) or not self._alive:
+            self.close()
+            raise ZygoteError(f"the worker environment {environment.id} did not start: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(lines[-10:]) or "(no output)"
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self._ctrl.recv(1 << 20)
+            except OSError:
+                data = b""
+            if not data:
+                with self._cond:
+                    self._alive = False
+                    self._cond.notify_all()
+                self._hello.set()
+                return
+            message = pickle.loads(data)
+            with self._cond:
+                if message[0] == "exited":
+                    self._exits[message[1]] = message[2]
+                    while len(self._exits) > 4096:
+                        self._exits.popitem(last=False)
+                elif message[0] == "hello":
+                    self._hello.set()
+                else:
+                    self._replies[message[1]] = message
+                self._cond.notify_all()
+
+    @property
+    def alive(self) -> bool:
+        """True while the fork server answers."""
+        return self._alive and self.process.poll() is None
+
+    def _request(self, message: tuple, fds: list[int] = ()) -> tuple:
+        token = message[1]
+        with self._send_lock:
+            try:
+                socket.send_fds(self._ctrl, [pickle.dumps(message)], list(fds))
+            except OSError as exc:
+                raise ZygoteError(f"the worker environment {self.environment.id} stopped: {exc}") from exc
+        deadline = time.monotonic() + _REQUEST_TIMEOUT
+        with self._cond:
+            while token not in self._replies:
+                remaining = deadline - time.monotonic()
+                if not self._alive or remaining <= 0:
+                    raise ZygoteError(
+                        f"the worker environment {self.environment.id} stopped answering: {self._log_tail()}"
+                    )
+                self._cond.wait(remaining)
+            return self._replies.pop(token)
+
+    def fork(self) -> tuple[int, Channel]:
+        """A new worker process and the host's end of its channel."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            reply = self._request(("fork", next(self._tokens)), [theirs.fileno()])
+        finally:
+            theirs.close()
+        return reply[2], Channel(ours)
+
+    def preload(self, modules: list[str]) -> dict[str, str]:
+        """Import `modules` in the fork server; returns the ones that failed, with why."""
+        if not modules:
+            return {}
+        return self._request(("preload", next(self._tokens), list(modules)))[2]
+
+    def exit_status(self, pid: int, timeout: float = _EXIT_REPORT_TIMEOUT) -> int | None:
+        """The wait status of worker `pid` once it has ended, or None if not reported in time."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while pid not in self._exits:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._alive:
+                    return None
+                self._cond.wait(remaining)
+            return self._exits.pop(pid)
+
+    def close(self) -> None:
+        """Stop the fork server; it kills its workers when its control socket closes."""
+        try:
+            self._ctrl.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._ctrl.close()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class WorkerProcess:
+    """A worker as the host sees it: its pid, channel and the function digest it loaded."""
+
+    __slots__ = ("pid", "channel", "digest", "last_used")
+
+    def __init__(self, pid: int, channel: Channel, digest: str) -> None:
+        self.pid = pid
+        self.channel = channel
+        self.digest = digest
+        self.last_used = time.monotonic()
+
+    def kill(self) -> None:
+        """End the worker now (SIGKILL) and close the channel."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.channel.close()
+
+    def stop(self) -> None:
+        """End an idle worker politely: closing its channel makes it return."""
+        self.channel.close()
+
+
+def describe_exit(status: int | None) -> str:
+    """Why a worker process ended, in words."""
+    if status is None:
+        return "the worker process ended unexpectedly"
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        hint = " (out of memory?)" if number == signal.SIGKILL else ""
+        return f"the worker process was killed by {name}{hint}"
+    if os.WIFEXITED(status):
+        return f"the worker process exited with code {os.WEXITSTATUS(status)}"
+    return f"the worker process ended (wait status {status})"
+
+
+class WorkerPool:
+    """The warm workers of one function: started on demand up to max, reaped when idle."""
+
+    def __init__(self, zygote: Zygote, function: Function, source: FunctionSource) -> None:
+        self.zygote = zygote
+        self._cond = threading.Condition()
+        self._idle: list[WorkerProcess] = []
+        self._count = 0  # workers alive or being started
+        self._closed = False
+        self.configure(function, source)
+
+    def configure(self, function: Function, source: FunctionSource) -> None:
+        """Take a new revision: new workers load it, old ones are drained."""
+        scaling = Scaling(**{**Scaling().__dict__, **function.scaling})
+        with self._cond:
+            self.function = function
+            self.digest = function.digest
+            self.scaling = scaling
+            self._load = pickle.dumps(
+                ("load", source.payload, function.name, source.convention,
+                 function.resources.get("memory")), protocol=5)
+            stale = [w for w in self._idle if w.digest != self.digest]
+            self._idle = [w for w in self._idle if w.digest == self.digest]
+            self._count -= len(stale)
+            self._cond.notify_all()
+        for worker in stale:
+            worker.stop()
+
+    def acquire(self) -> WorkerProcess:
+        """An idle worker of the current revision, or a new one if under max; else wait."""
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise ZygoteError(f"function {self.function.name!r} was undeployed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._count < max(1, self.scaling.max_workers):
+                    self._count += 1
+                    load, digest = self._load, self.digest
+                    break
+                self._cond.wait()
+        try:
+            pid, channel = self.zygote.fork()
+            channel.send_bytes(load)
+        except BaseException:
+            with self._cond:
+                self._count -= 1
+                self._cond.notify()
+            raise
+        return WorkerProcess(pid, channel, digest)
+
+    def release(self, worker: WorkerProcess, healthy: bool) -> None:
+        """Return a worker after a batch; a broken or outdated one is ended instead."""
+        with self._cond:
+            keep = healthy and not self._closed and worker.digest == self.digest
+            if keep:
+                worker.last_used = time.monotonic()
+                self._idle.append(worker)
+            else:
+                self._count -= 1
+            self._cond.notify()
+        if not keep:
+            if healthy:
+                worker.stop()
+            else:
+                worker.kill()
+
+    def reap(self, now: float) -> None:
+        """End workers idle longer than the idle timeout, keeping min_workers."""
+        with self._cond:
+            spare = self._count - self.scaling.min_workers
+            expired = [w for w in self._idle if now - w.last_used >= self.scaling.idle_timeout][:max(0, spare)]
+            for worker in expired:
+                self._idle.remove(worker)
+            self._count -= len(expired)
+        for worker in expired:
+            worker.stop()
+
+    def warm_up(self) -> None:
+        """Start workers until min_workers are alive."""
+        while True:
+            with self._cond:
+                if self._closed or self._count >= self.scaling.min_workers:
+                    return
+            self.release(self.acquire(), healthy=True)
+
+    @property
+    def size(self) -> int:
+        """Workers alive or starting."""
+        return self._count
+
+    @property
+    def idle(self) -> int:
+        """Workers waiting for work."""
+        return len(self._idle)
+
+    def close(self) -> None:
+        """End idle workers now; busy ones end when released."""
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._count -= len(idle)
+            self._cond.notify_all()
+        for worker in idle:
+            worker.stop()
+
+
+class LocalDriver(FaaSDriver):
+    """Worker processes on this machine, forked from a per-environment fork server."""
+
+    name = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._lock = threading.Lock()
+        self._zygotes: dict[str, Zygote] = {}
+        self._pools: dict[tuple[str, str], WorkerPool] = {}
+        self._closed = threading.Event()
+        self._reaper = threading.Thread(target=self._reap_loop, name="dispatch-reaper", daemon=True)
+        self._reaper.start()
+
+    def _zygote(self, environment: Environment) -> Zygote:
+        with self._lock:
+            zygote = self._zygotes.get(environment.id)
+            if zygote is not None and zygote.alive:
+                return zygote
+            if zygote is not None:
+                zygote.close()
+            zygote = Zygote(environment, self.settings.home / "logs" / f"zygote-{environment.id}.log")
+            self._zygotes[environment.id] = zygote
+            return zygote
+
+    def deploy(self, function: Function, source: FunctionSource, environment: Environment,
+               progress: Progress | None = None) -> None:
+        zygote = self._zygote(environment)
+        failed = zygote.preload(source.modules)
+        if progress and failed:
+            for module, why in failed.items():
+                progress(f"note: {module} did not import ahead of time ({why})")
+        key = (function.org, function.name)
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None or pool.zygote is not zygote:
+                if pool is not None:
+                    pool.close()
+                pool = self._pools[key] = WorkerPool(zygote, function, source)
+            else:
+                pool.configure(function, source)
+        pool.warm_up()
+
+    def undeploy(self, function: Function) -> None:
+        with self._lock:
+            pool = self._pools.pop((function.org, function.name), None)
+        if pool is not None:
+            pool.close()
+
+    def is_deployed(self, function: Function) -> bool:
+        pool = self._pools.get((function.org, function.name))
+        return pool is not None and pool.digest == function.digest and pool.zygote.alive
+
+    def pool(self, function: Function) -> WorkerPool:
+        """The worker pool of a deployed function."""
+        try:
+            return self._pools[(function.org, function.name)]
+        except KeyError:
+            raise DeployError(f"function {function.name!r} is not deployed on this host") from None
+
+    def execute(self, function: Function, jobs: list[Job]) -> list[Outcome]:
+        pool = self.pool(function)
+        timeout = function.timeout
+        outcomes: list[Outcome] = []
+        while len(outcomes) < len(jobs):
+            worker = pool.acquire()
+            done, healthy = self._run_batch(pool, worker, jobs[len(outcomes):], timeout)
+            pool.release(worker, healthy)
+            outcomes.extend(done)
+        return outcomes
+
+    def _run_batch(self, pool: WorkerPool, worker: WorkerProcess, jobs: list[Job],
+                   timeout: float | None) -> tuple[list[Outcome], bool]:
+        """Send jobs to one worker; returns the outcomes it produced and whether it is still fit.
+
+        When the worker dies or times out, the job it was running fails and the jobs after it
+        are returned unrun (the caller gives them to another worker).
+        """
+        channel = worker.channel
+        done: list[Outcome] = []
+        sent = time.monotonic()
+        try:
+            channel.send(("run", jobs))
+        except OSError:
+            pass  # the worker is gone: the read below says why
+        progress = sent
+        while len(done) < len(jobs):
+            deadline = None if timeout is None else progress + timeout
+            try:
+                message = channel.recv(deadline)
+            except TimeoutError:
+                worker.kill()
+                done.append(self._failed(jobs[len(done)], progress,
+                                         f"the run timed out after {_seconds(timeout)} and its worker was killed"))
+                return done, False
+            except (ChannelClosed, OSError):
+                cause = describe_exit(pool.zygote.exit_status(worker.pid))
+                worker.kill()
+                done.append(self._failed(jobs[len(done)], progress, f"{cause} during the run"))
+                return done, False
+            batch = message[1]
+            done.extend(batch)
+            progress = time.monotonic()
+            if batch and batch[-1].error is not None and batch[-1].error.type == ErrorType.SYSTEM.value:
+                # The worker reports itself unfit (memory limit): it exits after this message.
+                return done, False
+        return done, True
+
+    @staticmethod
+    def _failed(job: Job, started_monotonic: float, message: str) -> Outcome:
+        finished = time.time()
+        started = finished - (time.monotonic() - started_monotonic)
+        return Outcome(job.run_id, None, Failure(ErrorType.SYSTEM.value, message), "", "",
+                       started, finished, False)
+
+    def _reap_loop(self) -> None:
+        while not self._closed.wait(1.0):
+            now = time.monotonic()
+            for pool in list(self._pools.values()):
+                try:
+                    pool.reap(now)
+                except Exception:  # never let one pool stop the reaper
+                    log.exception("reaping idle workers failed")
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+            zygotes, self._zygotes = list(self._zygotes.values()), {}
+        for pool in pools:
+            pool.close()
+        for zygote in zygotes:
+            zygote.close()
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+__all__ = ["LocalDriver", "WorkerPool", "Zygote", "describe_exit"]

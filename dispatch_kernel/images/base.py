@@ -1,0 +1,28 @@
+"""The ImageBuilder interface: requirements in, a ready environment out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A place functions run: a Python interpreter with the requirements installed."""
+
+    id: str  # content address, or "host" for the caller's own environment
+    python: str  # the interpreter to start workers with
+    requirements: tuple[str, ...] = field(default_factory=tuple)
+
+
+class ImageBuilder(ABC):
+    """Builds (or finds cached) environments for sets of requirements."""
+
+    name: str = ""
+
+    @abstractmethod
+    def prepare(self, requirements: list[str], progress: Progress | None = None) -> Environment:
+        """An environment that satisfies `requirements`, built if none is cached; log to `progress`."""

@@ -1,0 +1,367 @@
+"""Entities, statuses and error types shared by every part of dispatch-kernel.
+
+Only the standard library is imported here: worker processes import this module inside a
+function's own environment, where nothing but cloudpickle is guaranteed to be installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+DEFAULT_ORG = "default"
+
+
+class _TextEnum(str, Enum):
+    """An enum whose members print as their plain value ("READY", not "FunctionStatus.READY")."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class FunctionStatus(_TextEnum):
+    """Where a function is in its lifecycle (Dispatch's names)."""
+
+    INITIALIZED = "INITIALIZED"
+    CREATING = "CREATING"
+    READY = "READY"
+    ERROR = "ERROR"
+    UPDATING = "UPDATING"
+    DELETING = "DELETING"
+    DELETED = "DELETED"
+
+
+class RunStatus(_TextEnum):
+    """Where a run is: QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def finished(self) -> bool:
+        """True once the run can no longer change."""
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class ErrorType(_TextEnum):
+    """Who is to blame for a failed run."""
+
+    INPUT = "InputError"
+    FUNCTION = "FunctionError"
+    SYSTEM = "SystemError"
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class DispatchError(Exception):
+    """Base of every error dispatch-kernel raises on purpose; `code` is the HTTP status it maps to."""
+
+    code = 500
+
+
+class InvalidRequestError(DispatchError, ValueError):
+    """The request itself is malformed: a bad name, option or value."""
+
+    code = 400
+
+
+class NotFoundError(DispatchError, LookupError):
+    """No entity of that kind and name exists in the organization."""
+
+    code = 404
+
+
+class ConflictError(DispatchError):
+    """The name is taken, or an update carried a stale revision."""
+
+    code = 409
+
+
+class DeployError(DispatchError):
+    """Deploying a function failed; the function is left in status ERROR with the reason."""
+
+    code = 500
+
+    def __init__(self, message: str, function: Function | None = None) -> None:
+        super().__init__(message)
+        self.function = function
+
+
+class RunError(DispatchError):
+    """A run failed. `.type` is its error type and `.run` the run record."""
+
+    type: ErrorType = ErrorType.SYSTEM
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        message = run.error.message if run.error else "run failed"
+        super().__init__(f"{self.type.value}: {message}")
+
+    @property
+    def stacktrace(self) -> str:
+        """The stack trace the run reported, if any (the function's own frames)."""
+        return self.run.error.stacktrace if self.run.error else ""
+
+    @staticmethod
+    def for_run(run: Run) -> RunError:
+        """The RunError subclass that matches the run's error type."""
+        kind = run.error.type if run.error else ErrorType.SYSTEM
+        return _RUN_ERRORS[ErrorType(kind)](run)
+
+
+class RunInputError(RunError):
+    """The input failed the function's input schema; no user code ran."""
+
+    type = ErrorType.INPUT
+
+
+class RunFunctionError(RunError):
+    """The function raised, or returned output that failed its output schema."""
+
+    type = ErrorType.FUNCTION
+
+
+class RunSystemError(RunError):
+    """The platform failed the run: a timeout, a memory limit, a crashed worker."""
+
+    type = ErrorType.SYSTEM
+
+
+_RUN_ERRORS: dict[ErrorType, type[RunError]] = {
+    ErrorType.INPUT: RunInputError,
+    ErrorType.FUNCTION: RunFunctionError,
+    ErrorType.SYSTEM: RunSystemError,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Entities
+
+
+def now() -> float:
+    """Wall-clock time in seconds since the epoch, the unit of every timestamp we record."""
+    return time.time()
+
+
+def new_id() -> str:
+    """A unique id that sorts by creation time (nanosecond clock, then 40 random bits)."""
+    return f"{time.time_ns():016x}{os.urandom(5).hex()}"
+
+
+@dataclass
+class Entity:
+    """Fields every entity carries (Dispatch's BaseEntity, snake_case)."""
+
+    name: str
+    org: str = DEFAULT_ORG
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    revision: int = 0
+    created: float = field(default_factory=now)
+    modified: float = field(default_factory=now)
+    tags: dict[str, str] = field(default_factory=dict)
+    status: str = ""
+    reason: str = ""
+
+    kind = "entity"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Rebuild the entity from `to_dict()` output, ignoring unknown keys."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class Scaling:
+    """How many warm workers a function keeps and for how long an idle one lives."""
+
+    min_workers: int = 0
+    max_workers: int = field(default_factory=lambda: os.cpu_count() or 2)
+    idle_timeout: float = 300.0
+
+
+@dataclass
+class Function(Entity):
+    """A deployed function: its packaged source, configuration and lifecycle status."""
+
+    handler: str = ""
+    convention: str = "plain"  # "plain": f(*args, **kwargs); "dispatch": handle(ctx, payload)
+    image: str = ""  # the environment (venv) or image the function runs in
+    requirements: list[str] = field(default_factory=list)
+    schema: dict[str, Any] = field(default_factory=dict)  # {"in": ..., "out": ...}
+    secrets: list[str] = field(default_factory=list)
+    timeout: float | None = None  # seconds
+    resources: dict[str, Any] = field(default_factory=dict)  # {"memory": bytes, "cpu": cores}
+    driver: str = "local"
+    scaling: dict[str, Any] = field(default_factory=lambda: Scaling().__dict__.copy())
+    digest: str = ""  # of the packaged source and configuration that affects the workers
+    source: str = ""  # base64 of the cloudpickled FunctionSource; not shown in listings
+
+    kind = "function"
+
+    def public_dict(self) -> dict[str, Any]:
+        """`to_dict()` without the (large, opaque) packaged source."""
+        data = self.to_dict()
+        data.pop("source", None)
+        return data
+
+
+@dataclass
+class Secret(Entity):
+    """A named key/value map, stored encrypted; `values` is only filled when it is read."""
+
+    keys: list[str] = field(default_factory=list)
+    values: dict[str, str] = field(default_factory=dict, repr=False)
+    ciphertext: str = field(default="", repr=False)
+
+    kind = "secret"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field but the plaintext values: this is what a store keeps."""
+        data = super().to_dict()
+        data.pop("values", None)
+        return data
+
+    def public_dict(self) -> dict[str, Any]:
+        """The secret's metadata and key names, never its values or ciphertext."""
+        data = self.to_dict()
+        data.pop("ciphertext", None)
+        return data
+
+
+@dataclass
+class RunFailure:
+    """Why a run failed: who is to blame, a message, and the function's own stack trace."""
+
+    type: str
+    message: str
+    stacktrace: str = ""
+
+
+@dataclass
+class Run:
+    """One execution of a function: input, output or error, logs and times."""
+
+    function: str
+    id: str = field(default_factory=new_id)
+    org: str = DEFAULT_ORG
+    status: RunStatus = RunStatus.QUEUED
+    input: Any = None
+    output: Any = None
+    error: RunFailure | None = None
+    logs: dict[str, str] = field(default_factory=lambda: {"stdout": "", "stderr": ""})
+    event: dict[str, Any] | None = None
+    http: dict[str, Any] | None = None
+    queued: float = field(default_factory=now)
+    started: float | None = None
+    finished: float | None = None
+    cold_start: bool = False
+    function_revision: int = 0
+    tags: dict[str, str] = field(default_factory=dict)
+
+    kind = "run"
+
+    @property
+    def times(self) -> dict[str, float | None]:
+        """Dispatch's `times` block: queued, started, finished."""
+        return {"queued": self.queued, "started": self.started, "finished": self.finished}
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish, once finished."""
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+    def fail(self, error_type: ErrorType, message: str, stacktrace: str = "") -> Run:
+        """Mark the run FAILED with the given error (now)."""
+        self.status = RunStatus.FAILED
+        self.error = RunFailure(ErrorType(error_type).value, message, stacktrace)
+        self.finished = now()
+        if self.started is None:
+            self.started = self.finished
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; values that are not JSON are described, not lost silently."""
+        return {
+            "id": self.id,
+            "org": self.org,
+            "function": self.function,
+            "function_revision": self.function_revision,
+            "status": RunStatus(self.status).value,
+            "input": _jsonable(self.input),
+            "output": _jsonable(self.output),
+            "error": self.error.__dict__.copy() if self.error else None,
+            "logs": dict(self.logs),
+            "event": self.event,
+            "http": self.http,
+            "times": self.times,
+            "cold_start": self.cold_start,
+            "tags": dict(self.tags),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Run:
+        """Rebuild a run from `to_dict()` output."""
+        times = data.get("times") or {}
+        error = data.get("error")
+        return cls(
+            function=data["function"],
+            id=data["id"],
+            org=data.get("org", DEFAULT_ORG),
+            status=RunStatus(data.get("status", "QUEUED")),
+            input=data.get("input"),
+            output=data.get("output"),
+            error=RunFailure(**error) if error else None,
+            logs=data.get("logs") or {"stdout": "", "stderr": ""},
+            event=data.get("event"),
+            http=data.get("http"),
+            queued=times.get("queued") or now(),
+            started=times.get("started"),
+            finished=times.get("finished"),
+            cold_start=bool(data.get("cold_start")),
+            function_revision=int(data.get("function_revision") or 0),
+            tags=data.get("tags") or {},
+        )
+
+
+def describe_python_value(value: Any) -> dict[str, str]:
+    """The JSON stand-in for a value JSON cannot carry: its type and a bounded repr."""
+    text = repr(value)
+    if len(text) > 1000:
+        text = text[:997] + "..."
+    return {"$python": f"{type(value).__module__}.{type(value).__qualname__}", "repr": text}
+
+
+def dumps(value: Any) -> str:
+    """JSON text of `value`, describing (not failing on) parts that JSON cannot carry."""
+    return json.dumps(value, default=describe_python_value, separators=(",", ":"))
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, Enum):
+        return value.value
+    return json.loads(dumps(value))

@@ -1,0 +1,77 @@
+"""Length-prefixed pickle messages over a stream socket, with deadlines."""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import struct
+import time
+from typing import Any
+
+_HEADER = struct.Struct("!I")
+_MAX_MESSAGE = 1 << 31
+
+
+class ChannelClosed(EOFError):
+    """The other end closed the channel (its process ended)."""
+
+
+class Channel:
+    """One end of a message stream between the host and a worker."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buffer = bytearray()
+
+    def fileno(self) -> int:
+        """The socket's file descriptor."""
+        return self.sock.fileno()
+
+    def send(self, message: Any) -> None:
+        """Send one message: any value pickle takes, else any value cloudpickle takes."""
+        try:
+            data = pickle.dumps(message, protocol=5)
+        except Exception:
+            import cloudpickle  # lambdas and classes defined in a notebook, say
+
+            data = cloudpickle.dumps(message, protocol=5)
+        self.sock.sendall(_HEADER.pack(len(data)) + data)
+
+    def send_bytes(self, data: bytes) -> None:
+        """Send one message that is already pickled."""
+        self.sock.sendall(_HEADER.pack(len(data)) + data)
+
+    def recv(self, deadline: float | None = None) -> Any:
+        """The next message; TimeoutError at `deadline` (time.monotonic()), ChannelClosed on EOF."""
+        buffer = self._buffer
+        while True:
+            if len(buffer) >= 4:
+                (size,) = _HEADER.unpack_from(buffer)
+                if size >= _MAX_MESSAGE:
+                    raise ChannelClosed("corrupt message header")
+                end = 4 + size
+                if len(buffer) >= end:
+                    with memoryview(buffer) as view:
+                        message = pickle.loads(view[4:end])
+                    del buffer[:end]
+                    return message
+            if deadline is None:
+                self.sock.settimeout(None)
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("no message before the deadline")
+                self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except socket.timeout:
+                raise TimeoutError("no message before the deadline") from None
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                raise ChannelClosed("the other end closed the channel")
+            buffer += chunk
+
+    def close(self) -> None:
+        """Close this end."""
+        self.sock.close()

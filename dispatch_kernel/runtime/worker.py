@@ -1,0 +1,237 @@
+"""The worker loop: load one function, then run jobs from the host until told to stop.
+
+A worker is forked from the fork server of its environment, so everything the function imports
+is usually in memory already. Output is captured per run twice over: sys.stdout/sys.stderr are
+swapped for buffers (cheap), and file descriptors 1 and 2 point at files that catch what C code
+and subprocesses write.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+import resource
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from typing import Any, Callable
+
+import cloudpickle
+
+from .channel import Channel, ChannelClosed
+from .context import Context
+from .protocol import Failure, Job, Outcome
+
+LOG_LIMIT = 1 << 20  # characters kept per stream per run
+FLUSH_INTERVAL = 0.001  # seconds: results of quick runs travel in batches, slow ones at once
+
+
+class _CurrentStderrHandler(logging.StreamHandler):
+    """A handler that writes to whatever sys.stderr is now, so ctx.logger lands in the run's log."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+class _FdCapture:
+    """Points a file descriptor at an unlinked file and hands out what was written since."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        handle, path = tempfile.mkstemp(prefix="dispatch-worker-")
+        os.unlink(path)
+        os.dup2(handle, fd)
+        os.close(handle)
+        self.offset = 0
+
+    def take(self) -> str:
+        size = os.fstat(self.fd).st_size
+        if size <= self.offset:
+            return ""
+        data = os.pread(self.fd, min(size - self.offset, LOG_LIMIT), self.offset)
+        self.offset = size
+        if size > LOG_LIMIT:  # start over so a chatty worker does not fill the disk
+            os.ftruncate(self.fd, 0)
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            self.offset = 0
+        return data.decode(errors="replace")
+
+
+def _limit_memory(limit: int | None) -> None:
+    """Cap the address space at what is mapped now plus `limit` bytes."""
+    if not limit:
+        return
+    with open("/proc/self/statm") as statm:
+        mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    cap = mapped + int(limit)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+def _clip(text: str) -> str:
+    if len(text) <= LOG_LIMIT:
+        return text
+    return text[:LOG_LIMIT] + f"\n[... {len(text) - LOG_LIMIT} more characters dropped]\n"
+
+
+class Worker:
+    """Runs jobs for one function in this process."""
+
+    def __init__(self, channel: Channel, fn: Callable[..., Any], name: str, convention: str,
+                 memory_limit: int | None) -> None:
+        self.channel = channel
+        self.fn = fn
+        self.name = name
+        self.dispatch_style = convention == "dispatch"
+        self.memory_limit = memory_limit
+        self.cold = True
+        self.fd_out = _FdCapture(1)
+        self.fd_err = _FdCapture(2)
+        self.logger = logging.getLogger("dispatch.function")
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(_CurrentStderrHandler())
+        self.logger.propagate = False
+
+    def serve(self) -> None:
+        """Answer "run" messages until the host closes the channel."""
+        while True:
+            try:
+                message = self.channel.recv()
+            except ChannelClosed:
+                return
+            if message[0] != "run":
+                return
+            if not self._run_batch(message[1]):
+                return
+
+    def _run_batch(self, jobs: list[Job]) -> bool:
+        """Run jobs in order, sending results in batches; False when this worker must stop."""
+        done: list[Outcome] = []
+        flushed = time.monotonic()
+        for job in jobs:
+            outcome, fatal = self.run(job)
+            done.append(outcome)
+            if fatal:
+                self.channel.send(("done", done))
+                return False
+            if time.monotonic() - flushed >= FLUSH_INTERVAL:
+                self.channel.send(("done", done))
+                done = []
+                flushed = time.monotonic()
+        if done:
+            self.channel.send(("done", done))
+        return True
+
+    def run(self, job: Job) -> tuple[Outcome, bool]:
+        """Run one job; the flag says whether the process is unfit for more runs."""
+        out, err = io.StringIO(), io.StringIO()
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = out, err
+        output: bytes | None = None
+        failure: Failure | None = None
+        fatal = False
+        started = time.time()
+        try:
+            args = job.args
+            if self.dispatch_style:
+                args = (self._context(job, started), *args)
+            value = self.fn(*args, **job.kwargs)
+            output = _pickle_output(value)
+        except MemoryError:
+            # The state of a process that hit its cap is suspect: report, then retire.
+            limit = self.memory_limit or 0
+            failure = Failure("SystemError", f"the run exceeded its memory limit of {_mib(limit)}")
+            fatal = True
+        except _OutputNotPicklable as exc:
+            failure = Failure("FunctionError", str(exc))
+        except BaseException as exc:  # the function's failure, SystemExit included
+            failure = Failure("FunctionError", _describe(exc), _user_traceback(exc))
+        finally:
+            sys.stdout, sys.stderr = saved
+        finished = time.time()
+        stdout = out.getvalue() + self.fd_out.take()
+        stderr = err.getvalue() + self.fd_err.take()
+        cold, self.cold = self.cold, False
+        return Outcome(job.run_id, output, failure, _clip(stdout), _clip(stderr), started,
+                       finished, cold), fatal
+
+    def _context(self, job: Job, started: float) -> Context:
+        context = job.context or {}
+        timeout = context.get("timeout")
+        return Context(
+            run_id=job.run_id,
+            function=self.name,
+            secrets=context.get("secrets") or {},
+            event=context.get("event"),
+            http=context.get("http"),
+            deadline=None if timeout is None else started + timeout,
+            logger=self.logger,
+        )
+
+
+class _OutputNotPicklable(Exception):
+    pass
+
+
+def _pickle_output(value: Any) -> bytes:
+    try:
+        return pickle.dumps(value, protocol=5)
+    except Exception:
+        pass
+    try:
+        return cloudpickle.dumps(value, protocol=5)
+    except Exception as exc:
+        raise _OutputNotPicklable(
+            f"the function returned a {type(value).__name__} that cannot be pickled: {exc}"
+        ) from None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The stack trace from the function's own frame on, without this module's frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.0f} MiB"
+
+
+def serve(channel_fd: int) -> None:
+    """Entry point in a freshly forked process: load the function, then serve runs."""
+    channel = Channel(socket.socket(fileno=channel_fd))
+    try:
+        _, payload, name, convention, memory_limit = channel.recv()
+    except ChannelClosed:
+        return
+    try:
+        fn = cloudpickle.loads(payload)
+    except BaseException as exc:
+        # Every run this worker is given fails the same way; the host sees why.
+        message = f"the function could not be loaded in its environment: {_describe(exc)}"
+        trace = _user_traceback(exc)
+        while True:
+            try:
+                kind, jobs = channel.recv()
+            except ChannelClosed:
+                return
+            now = time.time()
+            channel.send(("done", [Outcome(job.run_id, None, Failure("SystemError", message, trace),
+                                           "", "", now, now, True) for job in jobs]))
+    del payload
+    _limit_memory(memory_limit)
+    Worker(channel, fn, name, convention, memory_limit).serve()

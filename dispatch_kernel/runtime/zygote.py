@@ -1,0 +1,122 @@
+"""The fork server of one environment: `python -m dispatch_kernel.runtime.zygote FD`.
+
+It starts once per environment, imports what the functions deployed there need, and forks a
+worker in about a millisecond whenever the host asks. The control socket (SOCK_SEQPACKET, so
+each message keeps its boundary and can carry a file descriptor) brings requests:
+
+    ("fork", token)             + the worker's channel fd  -> ("forked", token, pid)
+    ("preload", token, modules)                            -> ("preloaded", token, failures)
+
+and carries ("exited", pid, wait_status) whenever a worker ends, so the host can say why.
+When the host goes away the control socket reaches EOF and every worker is killed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+import pickle
+import selectors
+import signal
+import socket
+import sys
+
+import cloudpickle  # noqa: F401  (imported once here so that every worker has it for free)
+
+from . import worker
+
+PR_SET_PDEATHSIG = 1
+
+
+def _send(ctrl: socket.socket, message: tuple) -> None:
+    ctrl.send(pickle.dumps(message))
+
+
+def _die_with_parent() -> None:
+    """Have the kernel kill this process when the fork server dies."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _become_worker(ctrl: socket.socket, wakeup: tuple[int, int], channel_fd: int) -> None:
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    ctrl.close()
+    for fd in wakeup:
+        os.close(fd)
+    _die_with_parent()
+    try:
+        worker.serve(channel_fd)
+    finally:
+        os._exit(0)
+
+
+def main(ctrl_fd: int) -> None:
+    """Serve fork and preload requests until the host closes the control socket."""
+    ctrl = socket.socket(fileno=ctrl_fd)
+    sys.stdin.close()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: set[int] = set()
+    selector = selectors.DefaultSelector()
+    selector.register(ctrl, selectors.EVENT_READ, "ctrl")
+    selector.register(wake_r, selectors.EVENT_READ, "child")
+    _send(ctrl, ("hello", os.getpid(), sys.version))
+    while True:
+        for key, _ in selector.select():
+            if key.data == "child":
+                try:
+                    while os.read(wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                while children:
+                    try:
+                        pid, status = os.waitpid(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if pid == 0:
+                        break
+                    children.discard(pid)
+                    _send(ctrl, ("exited", pid, status))
+                continue
+            try:
+                data, fds, _, _ = socket.recv_fds(ctrl, 1 << 20, 4)
+            except (ConnectionResetError, OSError):
+                data, fds = b"", []
+            if not data:
+                for pid in children:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                return
+            message = pickle.loads(data)
+            if message[0] == "fork":
+                pid = os.fork()
+                if pid == 0:
+                    _become_worker(ctrl, (wake_r, wake_w), fds[0])
+                os.close(fds[0])
+                children.add(pid)
+                _send(ctrl, ("forked", message[1], pid))
+            elif message[0] == "preload":
+                failures = {}
+                for module in message[2]:
+                    try:
+                        importlib.import_module(module)
+                    except BaseException as exc:  # a module that will not import here is not fatal
+                        failures[module] = f"{type(exc).__name__}: {exc}"
+                _send(ctrl, ("preloaded", message[1], failures))
+            else:
+                for fd in fds:
+                    os.close(fd)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

@@ -1,0 +1,35 @@
+"""Settings: everything a Dispatch core is built from, with defaults for the embedded mode."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .model import DEFAULT_ORG
+
+HOME_ENV = "DISPATCH_HOME"
+
+
+def default_home() -> Path:
+    """DISPATCH_HOME if set, else the platform's user data directory for dispatch-kernel."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("dispatch-kernel", appauthor=False))
+
+
+@dataclass
+class Settings:
+    """How to build a Dispatch core; plug-ins are chosen by their entry-point names."""
+
+    home: Path = field(default_factory=default_home)
+    store: str = "sqlite"
+    driver: str = "local"
+    images: str = "venv"
+    org: str = DEFAULT_ORG
+    run_threads: int = 64  # threads that carry non-blocking runs and map() chunks
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home).expanduser().resolve()

@@ -1,0 +1,320 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+One connection, guarded by a lock, serves every thread of the process: SQLite serializes
+writers anyway, and a short critical section beats a connection per thread on a hot path.
+Other processes may open the same file; `version()` tells when they have written.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..model import (
+    ConflictError,
+    Entity,
+    ErrorType,
+    NotFoundError,
+    Run,
+    RunFailure,
+    RunStatus,
+    dumps,
+    now,
+)
+from ..settings import Settings
+from .base import E, EntityStore
+
+# Each entry moves the schema one version up; PRAGMA user_version records how far a file is.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE entities (
+        kind TEXT NOT NULL,
+        org TEXT NOT NULL,
+        name TEXT NOT NULL,
+        id TEXT NOT NULL UNIQUE,
+        revision INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (kind, org, name)
+    );
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        org TEXT NOT NULL,
+        function TEXT NOT NULL,
+        function_revision INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        host TEXT NOT NULL,
+        queued REAL NOT NULL,
+        started REAL,
+        finished REAL,
+        cold_start INTEGER NOT NULL DEFAULT 0,
+        input TEXT,
+        output TEXT,
+        error TEXT,
+        logs TEXT,
+        event TEXT,
+        http TEXT,
+        tags TEXT
+    );
+    CREATE INDEX runs_by_org ON runs (org, id);
+    CREATE INDEX runs_by_function ON runs (org, function, id);
+    CREATE INDEX runs_unsettled ON runs (host) WHERE status IN ('QUEUED', 'RUNNING');
+    """,
+]
+
+_RUN_COLUMNS = (
+    "id, org, function, function_revision, status, queued, started, finished, cold_start, "
+    "input, output, error, logs, event, http, tags"
+)
+
+
+class SqliteStore(EntityStore):
+    """EntityStore over a single SQLite file (WAL, migrations, optimistic concurrency)."""
+
+    def __init__(self, location: Settings | str | Path) -> None:
+        if isinstance(location, Settings):
+            location = location.home / "dispatch.db"
+        self.path = Path(location)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        # Autocommit mode: every statement or explicit BEGIN..COMMIT is its own transaction.
+        self._db = sqlite3.connect(
+            str(self.path), isolation_level=None, check_same_thread=False, timeout=30
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across process crashes in WAL mode; only power loss can drop
+        # the last commits, and it keeps a commit to a few microseconds.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    @property
+    def schema_version(self) -> int:
+        """How many migrations this file has had."""
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                current = self._db.execute("PRAGMA user_version").fetchone()[0]
+                for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version={number}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # ---------------------------------------------------------------- entities
+
+    def create(self, entity: E) -> E:
+        entity.revision = 1
+        entity.created = entity.modified = now()
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO entities (kind, org, name, id, revision, body) VALUES (?,?,?,?,?,?)",
+                    (entity.kind, entity.org, entity.name, entity.id, 1, dumps(entity.to_dict())),
+                )
+            except sqlite3.IntegrityError:
+                raise ConflictError(f"a {entity.kind} named {entity.name!r} already exists") from None
+        return entity
+
+    def update(self, entity: E) -> E:
+        stale = entity.revision
+        entity.revision = stale + 1
+        entity.modified = now()
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE entities SET revision=?, body=? WHERE kind=? AND org=? AND name=? AND revision=?",
+                (entity.revision, dumps(entity.to_dict()), entity.kind, entity.org, entity.name, stale),
+            )
+        if cursor.rowcount == 0:
+            entity.revision = stale
+            self._raise_missing_or_stale(type(entity), entity.org, entity.name, stale)
+        return entity
+
+    def _raise_missing_or_stale(self, cls: type[Entity], org: str, name: str, revision: int) -> None:
+        current = self.get(cls, org, name)  # raises NotFoundError when it is gone
+        raise ConflictError(
+            f"{cls.kind} {name!r} has changed (revision {current.revision}, the update was "
+            f"based on {revision}); fetch it again and retry"
+        )
+
+    def get(self, cls: type[E], org: str, name: str) -> E:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT body FROM entities WHERE kind=? AND org=? AND name=?", (cls.kind, org, name)
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no {cls.kind} named {name!r}")
+        return cls.from_dict(json.loads(row[0]))
+
+    def list(self, cls: type[E], org: str) -> list[E]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM entities WHERE kind=? AND org=? ORDER BY name", (cls.kind, org)
+            ).fetchall()
+        return [cls.from_dict(json.loads(body)) for (body,) in rows]
+
+    def delete(self, cls: type[E], org: str, name: str) -> None:
+        with self._lock:
+            cursor = self._db.execute(
+                "DELETE FROM entities WHERE kind=? AND org=? AND name=?", (cls.kind, org, name)
+            )
+        if cursor.rowcount == 0:
+            raise NotFoundError(f"no {cls.kind} named {name!r}")
+
+    # ---------------------------------------------------------------- runs
+
+    def add_runs(self, runs: Iterable[Run], host: str) -> None:
+        rows = [_run_row(run) + (host,) for run in runs]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    f"INSERT INTO runs ({_RUN_COLUMNS}, host) VALUES ({','.join('?' * 17)})", rows
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def finish_runs(self, runs: Iterable[Run]) -> None:
+        # An upsert: a run that failed before dispatch (bad input) is written once, finished.
+        rows = [_run_row(run) + ("",) for run in runs]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    f"INSERT INTO runs ({_RUN_COLUMNS}, host) VALUES ({','.join('?' * 17)}) "
+                    "ON CONFLICT (id) DO UPDATE SET status=excluded.status, started=excluded.started, "
+                    "finished=excluded.finished, cold_start=excluded.cold_start, "
+                    "output=excluded.output, error=excluded.error, logs=excluded.logs",
+                    rows,
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def get_run(self, org: str, run_id: str) -> Run:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE org=? AND id=?", (org, run_id)
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no run with id {run_id!r}")
+        return _run_from_row(row)
+
+    def list_runs(
+        self,
+        org: str,
+        *,
+        function: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        before: str | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        clauses, params = ["org=?"], [org]
+        if function is not None:
+            clauses.append("function=?")
+            params.append(function)
+        if status is not None:
+            clauses.append("status=?")
+            params.append(RunStatus(status).value)
+        if since is not None:
+            clauses.append("queued>=?")
+            params.append(since)
+        if before is not None:
+            clauses.append("id<?")
+            params.append(before)
+        params.append(int(limit))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE {' AND '.join(clauses)} "
+                "ORDER BY id DESC LIMIT ?",
+                params,
+            ).fetchall()
+        return [_run_from_row(row) for row in rows]
+
+    def unsettled_hosts(self) -> set[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT host FROM runs WHERE status IN ('QUEUED', 'RUNNING')"
+            ).fetchall()
+        return {host for (host,) in rows}
+
+    def fail_unsettled(self, host: str, message: str) -> int:
+        error = json.dumps({"type": ErrorType.SYSTEM.value, "message": message, "stacktrace": ""})
+        stamp = now()
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE runs SET status='FAILED', error=?, finished=?, started=coalesce(started, ?) "
+                "WHERE host=? AND status IN ('QUEUED', 'RUNNING')",
+                (error, stamp, stamp, host),
+            )
+        return cursor.rowcount
+
+    def version(self) -> int:
+        with self._lock:
+            return self._db.execute("PRAGMA data_version").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else dumps(value)
+
+
+def _run_row(run: Run) -> tuple:
+    return (
+        run.id,
+        run.org,
+        run.function,
+        run.function_revision,
+        run.status.value if isinstance(run.status, RunStatus) else run.status,
+        run.queued,
+        run.started,
+        run.finished,
+        1 if run.cold_start else 0,
+        _json_or_none(run.input),
+        _json_or_none(run.output),
+        None if run.error is None else dumps(run.error.__dict__),
+        dumps(run.logs),
+        _json_or_none(run.event),
+        _json_or_none(run.http),
+        dumps(run.tags) if run.tags else None,
+    )
+
+
+def _run_from_row(row: tuple) -> Run:
+    (id_, org, function, revision, status, queued, started, finished, cold, input_, output,
+     error, logs, event, http, tags) = row
+    return Run(
+        function=function,
+        id=id_,
+        org=org,
+        status=RunStatus(status),
+        input=None if input_ is None else json.loads(input_),
+        output=None if output is None else json.loads(output),
+        error=None if error is None else RunFailure(**json.loads(error)),
+        logs=json.loads(logs) if logs else {"stdout": "", "stderr": ""},
+        event=None if event is None else json.loads(event),
+        http=None if http is None else json.loads(http),
+        queued=queued,
+        started=started,
+        finished=finished,
+        cold_start=bool(cold),
+        function_revision=revision,
+        tags=json.loads(tags) if tags else {},
+    )
