@@ -467,12 +467,9 @@ class Dispatch:
                     ready.append(call)
                 else:
                     rejected.append(call.run.fail(ErrorType.INPUT, problem))
-        if ready:
-            for call in ready:
-                self._inflight[call.run.id] = call.run
-            self.store.add_runs([call.run for call in ready], self.lease.id)
-        if rejected:
-            self.store.finish_runs(rejected)
+        for call in ready:
+            self._inflight[call.run.id] = call.run
+        self.store.add_runs([call.run for call in ready] + rejected, self.lease.id)
         return ready
 
     def _start(self, deployed: _Deployed, calls: list[_Call]) -> list[Run]:

@@ -41,11 +41,12 @@ class EntityStore(ABC):
 
     @abstractmethod
     def add_runs(self, runs: Iterable[Run], host: str) -> None:
-        """Record new runs (before they are dispatched) as owned by the host process `host`."""
+        """Record new runs as they are now (QUEUED before dispatch, or already FAILED when
+        their input was refused), owned by the host process `host`."""
 
     @abstractmethod
     def finish_runs(self, runs: Iterable[Run]) -> None:
-        """Record the final state of runs that ended (or failed before they were dispatched)."""
+        """Record the final state (status, times, output, error, logs) of added runs."""
 
     @abstractmethod
     def get_run(self, org: str, run_id: str) -> Run:
