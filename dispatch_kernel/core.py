@@ -52,6 +52,7 @@ from .units import parse_duration, parse_size
 log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+STORE_POLL = 0.02  # seconds between checks for functions changed by other processes
 _MAX_CHUNK = 512  # runs per message to a worker in map(): amortizes I/O, bounds a retry
 
 
@@ -75,6 +76,7 @@ class _Deployed:
     validate_in: Callable[[Any], str | None] | None
     validate_out: Callable[[Any], str | None] | None
     store_version: int
+    checked: float = 0.0  # time.monotonic() when store_version was last compared
 
 
 def _schema_validator(schema: dict[str, Any] | None, what: str) -> Callable[[Any], str | None] | None:
@@ -309,10 +311,18 @@ class Dispatch:
         return deployed
 
     def _resolve(self, org: str, name: str) -> _Deployed:
-        """The runnable function, re-read only when another process has written the store."""
+        """The runnable function, re-read only when another process has written the store.
+
+        Whether another process wrote is asked at most every STORE_POLL seconds: a redeploy
+        elsewhere is seen that much later, and a warm run saves a query.
+        """
         deployed = self._deployed.get((org, name))
+        clock = time.monotonic()
+        if deployed is not None and clock - deployed.checked < STORE_POLL:
+            return deployed
         version = self.store.version()
         if deployed is not None and deployed.store_version == version:
+            deployed.checked = clock
             return deployed
         with self._function_lock(org, name):
             function = self.store.get(Function, org, name)
@@ -325,6 +335,7 @@ class Dispatch:
                 deployed = self._activate(function)
             deployed.function = function
             deployed.store_version = version
+            deployed.checked = clock
             return deployed
 
     def get_function(self, name: str, org: str | None = None) -> Function:

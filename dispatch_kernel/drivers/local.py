@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 _ZYGOTE_START_TIMEOUT = 60.0
 _REQUEST_TIMEOUT = 60.0
 _EXIT_REPORT_TIMEOUT = 2.0
+# A lone blocking run polls for its answer this long before the thread sleeps (see
+# Channel.recv). Only one thread spins at a time: spinning threads would fight for the GIL.
+_SPIN_FOR_ANSWER = 0.0002
 
 
 class ZygoteError(DeployError):
@@ -167,13 +170,14 @@ class Zygote:
 class WorkerProcess:
     """A worker as the host sees it: its pid, channel and the function digest it loaded."""
 
-    __slots__ = ("pid", "channel", "digest", "last_used")
+    __slots__ = ("pid", "channel", "digest", "last_used", "cold")
 
-    def __init__(self, pid: int, channel: Channel, digest: str) -> None:
+    def __init__(self, pid: int, channel: Channel, digest: str, cold: bool) -> None:
         self.pid = pid
         self.channel = channel
         self.digest = digest
         self.last_used = time.monotonic()
+        self.cold = cold  # started on demand: its first run waited for it (a cold start)
 
     def kill(self) -> None:
         """End the worker now (SIGKILL) and close the channel."""
@@ -254,7 +258,7 @@ class WorkerPool:
                 self._count -= 1
                 self._cond.notify()
             raise
-        return WorkerProcess(pid, channel, digest)
+        return WorkerProcess(pid, channel, digest, cold=True)
 
     def release(self, worker: WorkerProcess, healthy: bool) -> None:
         """Return a worker after a batch; a broken or outdated one is ended instead."""
@@ -284,12 +288,24 @@ class WorkerPool:
             worker.stop()
 
     def warm_up(self) -> None:
-        """Start workers until min_workers are alive."""
+        """Start workers until min_workers are alive (each forked anew, not reused)."""
         while True:
             with self._cond:
                 if self._closed or self._count >= self.scaling.min_workers:
                     return
-            self.release(self.acquire(), healthy=True)
+                self._count += 1
+                load, digest = self._load, self.digest
+            try:
+                pid, channel = self.zygote.fork()
+                channel.send_bytes(load)
+            except BaseException:
+                with self._cond:
+                    self._count -= 1
+                    self._cond.notify()
+                raise
+            with self._cond:
+                self._idle.append(WorkerProcess(pid, channel, digest, cold=False))
+                self._cond.notify()
 
     @property
     def size(self) -> int:
@@ -323,6 +339,7 @@ class LocalDriver(FaaSDriver):
         self._zygotes: dict[str, Zygote] = {}
         self._pools: dict[tuple[str, str], WorkerPool] = {}
         self._closed = threading.Event()
+        self._spinning = threading.Lock()
         self._reaper = threading.Thread(target=self._reap_loop, name="dispatch-reaper", daemon=True)
         self._reaper.start()
 
@@ -398,10 +415,21 @@ class LocalDriver(FaaSDriver):
         except OSError:
             pass  # the worker is gone: the read below says why
         progress = sent
+        spin = len(jobs) == 1 and self._spinning.acquire(blocking=False)
+        try:
+            return self._collect(pool, worker, jobs, timeout, progress, spin, done)
+        finally:
+            if spin:
+                self._spinning.release()
+
+    def _collect(self, pool: WorkerPool, worker: WorkerProcess, jobs: list[Job],
+                 timeout: float | None, progress: float, spin: bool,
+                 done: list[Outcome]) -> tuple[list[Outcome], bool]:
+        channel = worker.channel
         while len(done) < len(jobs):
             deadline = None if timeout is None else progress + timeout
             try:
-                message = channel.recv(deadline)
+                message = channel.recv(deadline, _SPIN_FOR_ANSWER if spin else 0.0)
             except TimeoutError:
                 worker.kill()
                 done.append(self._failed(jobs[len(done)], progress,
@@ -413,6 +441,9 @@ class LocalDriver(FaaSDriver):
                 done.append(self._failed(jobs[len(done)], progress, f"{cause} during the run"))
                 return done, False
             batch = message[1]
+            if worker.cold:
+                worker.cold = False
+                batch[0] = batch[0]._replace(cold_start=True)
             done.extend(batch)
             progress = time.monotonic()
             if batch and batch[-1].error is not None and batch[-1].error.type == ErrorType.SYSTEM.value:

@@ -37,4 +37,4 @@ class Outcome(NamedTuple):
     stderr: str
     started: float  # time.time()
     finished: float
-    cold_start: bool
+    cold_start: bool  # set by the host: the worker was started for this run

@@ -28,6 +28,9 @@ from .protocol import Failure, Job, Outcome
 
 LOG_LIMIT = 1 << 20  # characters kept per stream per run
 FLUSH_INTERVAL = 0.001  # seconds: results of quick runs travel in batches, slow ones at once
+# After answering, poll briefly for the next job before sleeping: back-to-back calls then
+# find the worker awake, which saves a cross-core wake-up (tens of microseconds on a VM).
+SPIN_AFTER_ANSWER = 0.0002
 
 
 class _CurrentStderrHandler(logging.StreamHandler):
@@ -92,7 +95,6 @@ class Worker:
         self.name = name
         self.dispatch_style = convention == "dispatch"
         self.memory_limit = memory_limit
-        self.cold = True
         self.fd_out = _FdCapture(1)
         self.fd_err = _FdCapture(2)
         self.logger = logging.getLogger("dispatch.function")
@@ -102,11 +104,13 @@ class Worker:
 
     def serve(self) -> None:
         """Answer "run" messages until the host closes the channel."""
+        spin = 0.0
         while True:
             try:
-                message = self.channel.recv()
+                message = self.channel.recv(spin=spin)
             except ChannelClosed:
                 return
+            spin = SPIN_AFTER_ANSWER
             if message[0] != "run":
                 return
             if not self._run_batch(message[1]):
@@ -159,9 +163,8 @@ class Worker:
         finished = time.time()
         stdout = out.getvalue() + self.fd_out.take()
         stderr = err.getvalue() + self.fd_err.take()
-        cold, self.cold = self.cold, False
         return Outcome(job.run_id, output, failure, _clip(stdout), _clip(stderr), started,
-                       finished, cold), fatal
+                       finished, False), fatal
 
     def _context(self, job: Job, started: float) -> Context:
         context = job.context or {}
@@ -231,7 +234,7 @@ def serve(channel_fd: int) -> None:
                 return
             now = time.time()
             channel.send(("done", [Outcome(job.run_id, None, Failure("SystemError", message, trace),
-                                           "", "", now, now, True) for job in jobs]))
+                                           "", "", now, now, False) for job in jobs]))
     del payload
     _limit_memory(memory_limit)
     Worker(channel, fn, name, convention, memory_limit).serve()

@@ -27,6 +27,7 @@ from ..model import (
 )
 from ..settings import Settings
 from .base import E, EntityStore
+from .journal import RunJournal
 
 # Each entry moves the schema one version up; PRAGMA user_version records how far a file is.
 MIGRATIONS: list[str] = [
@@ -68,11 +69,13 @@ _RUN_COLUMNS = (
     "id, org, function, function_revision, status, queued, started, finished, cold_start, "
     "input, output, error, logs, event, http, tags"
 )
-_INSERT_RUN = f"INSERT INTO runs ({_RUN_COLUMNS}, host) VALUES ({','.join('?' * 17)})"
+# OR IGNORE: replaying a journal whose batch was applied before its process died is harmless.
+_INSERT_RUN = f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}, host) VALUES ({','.join('?' * 17)})"
 _FINISH_RUN = (
     "UPDATE runs SET status=?, started=?, finished=?, cold_start=?, output=?, error=?, logs=? "
     "WHERE id=?"
 )
+_STATEMENTS = {"add": _INSERT_RUN, "finish": _FINISH_RUN}
 _EMPTY_LOGS = '{"stdout":"","stderr":""}'
 _CHECKPOINT_INTERVAL = 0.5  # seconds between background WAL checkpoints
 
@@ -102,6 +105,9 @@ class SqliteStore(EntityStore):
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
                                               name="dispatch-sqlite-checkpoint")
         self._checkpointer.start()
+        journals = self.path.with_name(self.path.name + ".journal")
+        RunJournal.recover(journals, self._apply)
+        self._journal = RunJournal(journals, self._apply)
 
     @property
     def schema_version(self) -> int:
@@ -186,27 +192,29 @@ class SqliteStore(EntityStore):
     # ---------------------------------------------------------------- runs
 
     def add_runs(self, runs: Iterable[Run], host: str) -> None:
-        self._write_many(_INSERT_RUN, [_run_row(run) + (host,) for run in runs])
+        rows = [_run_row(run) + (host,) for run in runs]
+        if rows:
+            self._journal.append("add", rows)
 
     def finish_runs(self, runs: Iterable[Run]) -> None:
-        self._write_many(_FINISH_RUN, [_finish_row(run) for run in runs])
+        rows = [_finish_row(run) for run in runs]
+        if rows:
+            self._journal.append("finish", rows)
 
-    def _write_many(self, sql: str, rows: list[tuple]) -> None:
-        if not rows:
-            return
+    def _apply(self, entries: list[tuple[str, list[tuple]]]) -> None:
+        """Write journal entries to the database in one transaction."""
         with self._lock:
-            if len(rows) == 1:  # autocommit: one statement, one transaction
-                self._db.execute(sql, rows[0])
-                return
             self._db.execute("BEGIN")
             try:
-                self._db.executemany(sql, rows)
+                for kind, rows in entries:
+                    self._db.executemany(_STATEMENTS[kind], rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
 
     def get_run(self, org: str, run_id: str) -> Run:
+        self._journal.flush()
         with self._lock:
             row = self._db.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE org=? AND id=?", (org, run_id)
@@ -239,6 +247,7 @@ class SqliteStore(EntityStore):
             clauses.append("id<?")
             params.append(before)
         params.append(int(limit))
+        self._journal.flush()
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE {' AND '.join(clauses)} "
@@ -248,6 +257,7 @@ class SqliteStore(EntityStore):
         return [_run_from_row(row) for row in rows]
 
     def unsettled_hosts(self) -> set[str]:
+        self._journal.flush()
         with self._lock:
             rows = self._db.execute(
                 "SELECT DISTINCT host FROM runs WHERE status IN ('QUEUED', 'RUNNING')"
@@ -255,6 +265,7 @@ class SqliteStore(EntityStore):
         return {host for (host,) in rows}
 
     def fail_unsettled(self, host: str, message: str) -> int:
+        self._journal.flush()
         error = json.dumps({"type": ErrorType.SYSTEM.value, "message": message, "stacktrace": ""})
         stamp = now()
         with self._lock:
@@ -281,6 +292,7 @@ class SqliteStore(EntityStore):
             return self._db.execute("PRAGMA data_version").fetchone()[0]
 
     def close(self) -> None:
+        self._journal.close()
         self._closing.set()
         self._checkpointer.join()
         with self._lock:

@@ -1,0 +1,193 @@
+"""The local driver with real worker processes: timeouts, memory limits, crashes, scaling."""
+
+import os
+import signal
+import time
+
+import pytest
+
+import dispatch_kernel as dk
+
+
+def crash(kind):
+    import ctypes
+    import os
+    import signal
+
+    if kind == "exit":
+        os._exit(3)
+    if kind == "segv":
+        ctypes.string_at(0)
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "survived"
+
+
+def whoami():
+    import os
+
+    return os.getpid(), os.getppid()
+
+
+def driver_pool(client, name):
+    dispatch = client.dispatch
+    function = dispatch.get_function(name)
+    return dispatch.driver(function.driver).pool(function)
+
+
+def test_a_timeout_kills_the_worker_and_fails_only_that_run(client):
+    def nap(seconds):
+        import time
+
+        time.sleep(seconds)
+        return seconds
+
+    fn = client.deploy(nap, timeout="300ms")
+    assert fn(0) == 0
+    started = time.monotonic()
+    with pytest.raises(dk.RunSystemError, match="timed out after 0.3s") as caught:
+        fn(30)
+    assert time.monotonic() - started < 10
+    assert caught.value.run.error.type == "SystemError"
+    assert fn(0.01) == 0.01
+
+
+@pytest.mark.parametrize(
+    ("kind", "cause"),
+    [
+        ("exit", "exited with code 3"),
+        ("segv", "killed by SIGSEGV"),
+        ("kill", "killed by SIGKILL"),
+    ],
+)
+def test_a_crashing_worker_fails_only_its_run_and_names_the_cause(client, kind, cause):
+    fn = client.deploy(crash)
+    with pytest.raises(dk.RunSystemError, match=cause):
+        fn(kind)
+    assert fn("no") == "survived"
+    statuses = [run.status for run in client.list_runs(function="crash")]
+    assert statuses == ["SUCCEEDED", "FAILED"]
+
+
+def test_a_worker_killed_from_outside_fails_its_run(client):
+    def hang():
+        import time
+
+        time.sleep(60)
+
+    fn = client.deploy(hang, timeout=30)
+    run = fn.spawn()
+    pool = driver_pool(client, "hang")
+    deadline = time.monotonic() + 10
+    while pool.size == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    for pid in _children_of(pool.zygote.process.pid):
+        os.kill(pid, signal.SIGKILL)
+    record = run.wait(20)
+    assert record.status == "FAILED" and "SIGKILL" in record.error.message
+
+
+def test_a_memory_bomb_fails_that_run_only(client):
+    def allocate(mib):
+        block = bytearray(mib * 1024 * 1024)
+        return len(block)
+
+    fn = client.deploy(allocate, memory="128M")
+    assert fn(16) == 16 * 1024 * 1024
+    with pytest.raises(dk.RunSystemError, match="memory limit of 128 MiB"):
+        fn(4096)
+    assert fn(16) == 16 * 1024 * 1024
+
+
+def test_a_gradual_memory_leak_is_also_stopped(client):
+    def leak():
+        hoard = []
+        while True:
+            hoard.append(bytearray(1024 * 1024))
+
+    fn = client.deploy(leak, memory="100M", timeout=60)
+    with pytest.raises(dk.RunSystemError, match="memory limit"):
+        fn()
+
+
+def test_workers_fork_from_the_environments_fork_server(client):
+    fn = client.deploy(whoami)
+    pid, parent = fn()
+    zygote = driver_pool(client, "whoami").zygote
+    assert parent == zygote.process.pid
+    assert pid != os.getpid()
+
+
+def test_warm_workers_are_reused_and_cold_starts_are_marked(client):
+    fn = client.deploy(whoami, max_workers=1)
+    first = fn.spawn().wait(30)
+    second = fn.spawn().wait(30)
+    assert first.cold_start and not second.cold_start
+    assert first.output == second.output
+
+
+def test_min_workers_are_started_at_deploy(client):
+    client.deploy(whoami, min_workers=2, max_workers=2)
+    pool = driver_pool(client, "whoami")
+    assert pool.size == 2 and pool.idle == 2
+    run = client.invoke("whoami")
+    assert not run.cold_start
+
+
+def test_idle_workers_scale_to_zero_and_come_back(client):
+    fn = client.deploy(whoami, idle_timeout="500ms")
+    first_pid, _ = fn()
+    pool = driver_pool(client, "whoami")
+    assert pool.size == 1
+    deadline = time.monotonic() + 10
+    while pool.size and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pool.size == 0
+    with pytest.raises(ProcessLookupError):
+        _wait_gone(first_pid)
+    run = client.invoke("whoami")
+    assert run.status == "SUCCEEDED" and run.cold_start and run.output[0] != first_pid
+
+
+def test_max_workers_bounds_concurrency(client):
+    def nap():
+        import os
+        import time
+
+        time.sleep(0.3)
+        return os.getpid()
+
+    fn = client.deploy(nap, max_workers=2)
+    runs = [fn.spawn() for _ in range(6)]
+    pids = {run.result(30) for run in runs}
+    assert len(pids) == 2
+
+
+def test_closing_the_client_ends_every_worker(home):
+    client = dk.connect(home=home)
+    fn = client.deploy(whoami, min_workers=2, max_workers=2)
+    pid, zygote_pid = fn()
+    client.close()
+    for process in (pid, zygote_pid):
+        with pytest.raises(ProcessLookupError):
+            _wait_gone(process)
+
+
+def _children_of(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return [int(p) for p in children.read().split()]
+
+
+def _wait_gone(pid: int, seconds: float = 10) -> None:
+    """Raises ProcessLookupError once `pid` is gone; returns if it is still there at the end."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        os.kill(pid, 0)
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().split()[2] == "Z":
+                    raise ProcessLookupError(pid)
+        except FileNotFoundError:
+            raise ProcessLookupError(pid) from None
+        time.sleep(0.05)

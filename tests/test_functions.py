@@ -1,0 +1,257 @@
+"""Deploying functions and running them through the in-process client: what a user sees."""
+
+import threading
+import time
+
+import pytest
+
+import dispatch_kernel as dk
+
+
+def add(x, y):
+    return x + y
+
+
+def handle(ctx, payload):
+    return {"greeting": f"hello {payload['name']}, {ctx.secrets['greeting']['word']}"}
+
+
+NAME_SCHEMA = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+
+
+def test_deploy_call_spawn_map(client):
+    fn = client.deploy(add)
+    assert fn.name == "add"
+    assert fn.function.status == dk.FunctionStatus.READY
+    assert fn(1, 2) == 3
+    run = fn.spawn(3, 4)
+    assert run.id
+    assert run.wait(timeout=30).status == dk.RunStatus.SUCCEEDED
+    assert run.output == 7
+    assert list(fn.map([(1, 2), (3, 4)])) == [3, 7]
+    assert list(fn.map((i, i) for i in range(100))) == [2 * i for i in range(100)]
+
+
+def test_each_run_is_recorded_with_input_output_logs_and_times(client):
+    def shout(word):
+        print("saying", word)
+        import sys
+
+        print("to stderr", file=sys.stderr)
+        return word.upper()
+
+    fn = client.deploy(shout)
+    assert fn("hi") == "HI"
+    (run,) = client.list_runs(function="shout")
+    assert run.status == dk.RunStatus.SUCCEEDED
+    assert run.input == ["hi"] and run.output == "HI"
+    assert run.logs == {"stdout": "saying hi\n", "stderr": "to stderr\n"}
+    assert run.queued <= run.started <= run.finished
+    assert client.get_run(run.id).output == "HI"
+
+
+def test_output_written_by_c_code_and_subprocesses_is_captured(client):
+    def loud():
+        import os
+        import subprocess
+
+        os.write(1, b"from fd 1\n")
+        subprocess.run(["echo", "from a child"], check=True)
+        return "done"
+
+    fn = client.deploy(loud)
+    run = fn.spawn().wait(30)
+    assert "from fd 1\n" in run.logs["stdout"] and "from a child\n" in run.logs["stdout"]
+
+
+def test_dispatch_convention_with_secret_and_schema(client):
+    client.create_secret("greeting", {"word": "welcome"})
+    hello = client.deploy(handle, name="hello", secrets=["greeting"], timeout=5, schema_in=NAME_SCHEMA)
+    assert hello.function.convention == "dispatch"
+    assert hello({"name": "Ada"}) == {"greeting": "hello Ada, welcome"}
+    run = client.invoke("hello", {"name": "Ada"}, wait=True)
+    assert run.status == "SUCCEEDED" and run.output == {"greeting": "hello Ada, welcome"}
+
+
+def test_json_input_maps_to_arguments_of_plain_functions(client):
+    def describe(a, b=0, *rest):
+        return [a, b, list(rest)]
+
+    client.deploy(describe)
+    assert client.invoke("describe", {"a": 1, "b": 2}).output == [1, 2, []]
+    assert client.invoke("describe", [1, 2, 3, 4]).output == [1, 2, [3, 4]]
+    assert client.invoke("describe", 7).output == [7, 0, []]
+
+
+def test_invalid_input_is_an_input_error_before_any_code_runs(client, tmp_path):
+    marker = tmp_path / "ran"
+
+    def record(ctx, payload):
+        open(marker, "w").close()
+        return payload
+
+    fn = client.deploy(record, schema_in=NAME_SCHEMA)
+    with pytest.raises(dk.RunInputError) as caught:
+        fn({"name": 5})
+    error = caught.value
+    assert error.type == dk.ErrorType.INPUT
+    assert "$.name" in str(error) and "not of type 'string'" in str(error)
+    assert error.run.status == dk.RunStatus.FAILED
+    assert not marker.exists()
+    run = client.invoke("record", {"nom": "x"})
+    assert run.status == "FAILED" and run.error.type == "InputError" and "'name' is a required" in run.error.message
+    stored = client.list_runs(function="record", status="FAILED")
+    assert len(stored) == 2 and all(r.error.type == "InputError" for r in stored)
+
+
+def test_invalid_output_is_a_function_error(client):
+    def wrong():
+        return {"count": "three"}
+
+    fn = client.deploy(wrong, schema_out={"type": "object", "properties": {"count": {"type": "integer"}}})
+    with pytest.raises(dk.RunFunctionError, match="output invalid against schema at \\$.count"):
+        fn()
+
+
+def test_an_exception_is_a_function_error_with_the_functions_own_stack_trace(client):
+    def divide(a, b):
+        return helper(a, b)
+
+    def helper(a, b):
+        return a / b
+
+    fn = client.deploy(divide)
+    with pytest.raises(dk.RunFunctionError) as caught:
+        fn(1, 0)
+    error = caught.value
+    assert error.type == "FunctionError"
+    assert "ZeroDivisionError: division by zero" in str(error)
+    assert "in divide" in error.stacktrace and "in helper" in error.stacktrace
+    assert "dispatch_kernel" not in error.stacktrace  # none of the worker's own frames
+    assert fn(4, 2) == 2
+
+
+def test_map_raises_on_the_first_failure_or_returns_exceptions(client):
+    def invert(x):
+        return 1 / x
+
+    fn = client.deploy(invert)
+    results = list(fn.map([1, 0, 2], return_exceptions=True))
+    assert results[0] == 1 and results[2] == 0.5
+    assert isinstance(results[1], dk.RunFunctionError)
+    with pytest.raises(dk.RunFunctionError):
+        list(fn.map([1, 0, 2]))
+
+
+def test_bad_deploy_options_are_clear_errors_that_create_nothing(client):
+    with pytest.raises(dk.NotFoundError, match="no secret named 'missing'"):
+        client.deploy(add, secrets=["missing"])
+    with pytest.raises(dk.InvalidRequestError, match="schema_in is not a valid JSON Schema"):
+        client.deploy(add, schema_in={"type": "no-such-type"})
+    with pytest.raises(dk.InvalidRequestError, match="unknown driver 'nope'"):
+        client.deploy(add, driver="nope")
+    with pytest.raises(dk.InvalidRequestError, match="not a duration"):
+        client.deploy(add, timeout="soon")
+    with pytest.raises(dk.InvalidRequestError, match="not a valid function name"):
+        client.deploy(lambda: 1)
+    assert client.list_functions() == []
+
+
+def test_unknown_function_and_run_are_not_found(client):
+    with pytest.raises(dk.NotFoundError, match="no function named 'ghost'"):
+        client.call("ghost")
+    with pytest.raises(dk.NotFoundError):
+        client.get_run("0000")
+
+
+def test_get_list_delete_functions(client):
+    client.deploy(add)
+    client.deploy(add, name="plus")
+    assert [f.name for f in client.list_functions()] == ["add", "plus"]
+    assert client.get_function("plus").handler == "add"
+    client.delete_function("plus")
+    assert [f.name for f in client.list_functions()] == ["add"]
+    with pytest.raises(dk.NotFoundError):
+        client.call("plus", 1, 2)
+    assert client.call("add", 1, 2) == 3
+
+
+def test_lifecycle_and_idempotent_redeploy(client):
+    def add(x, y):
+        return x + y
+
+    first = client.deploy(add)
+    again = client.deploy(add)
+    assert again.function.revision == first.function.revision  # nothing new deployed
+
+    def add(x, y):  # noqa: F811  (an edited version of the same function)
+        return x + y + 100
+
+    changed = client.deploy(add)
+    assert changed.function.revision > first.function.revision
+    assert changed.function.status == "READY"
+    assert changed(1, 2) == 103
+
+
+def test_a_failed_deploy_leaves_the_function_in_error_with_the_reason(client):
+    def needs_missing():
+        return 1
+
+    with pytest.raises(dk.DeployError) as caught:
+        client.deploy(needs_missing, requirements=["no-such-distribution-xyz==0.0.1"])
+    function = client.get_function("needs_missing")
+    assert function.status == dk.FunctionStatus.ERROR
+    assert "no-such-distribution-xyz" in function.reason
+    assert caught.value.function.status == "ERROR"
+    with pytest.raises(dk.ConflictError, match="not ready"):
+        client.call("needs_missing")
+
+
+def test_redeploy_while_runs_are_in_flight(client):
+    def version(delay):
+        import time
+
+        time.sleep(delay)
+        return 1
+
+    fn = client.deploy(version, max_workers=2)
+    in_flight = [fn.spawn(0.5) for _ in range(2)]
+    time.sleep(0.1)
+
+    def version(delay):  # noqa: F811
+        return 2
+
+    client.deploy(version, max_workers=2)
+    assert fn(0) == 2  # new runs use the new code at once
+    assert [run.result(30) for run in in_flight] == [1, 1]  # old runs finish on the old code
+    assert fn(0) == 2
+
+
+def test_concurrent_calls_from_many_threads(client):
+    fn = client.deploy(add, max_workers=4)
+    results: dict[int, int] = {}
+    errors = []
+
+    def caller(i: int) -> None:
+        try:
+            for j in range(20):
+                results[i * 100 + j] = fn(i, j)
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert results == {i * 100 + j: i + j for i in range(16) for j in range(20)}
+    assert len(client.list_runs(function="add", limit=1000)) == 320
+
+
+def test_functions_outlive_the_process_that_deployed_them(home):
+    with dk.connect(home=home) as first:
+        first.deploy(add)
+    with dk.connect(home=home) as second:
+        assert second.call("add", 2, 3) == 5
+        assert second.function("add")(4, 4) == 8
