@@ -255,3 +255,32 @@ def test_functions_outlive_the_process_that_deployed_them(home):
     with dk.connect(home=home) as second:
         assert second.call("add", 2, 3) == 5
         assert second.function("add")(4, 4) == 8
+
+
+def test_invoke_without_waiting_returns_the_queued_run(client):
+    def nap(seconds):
+        import time
+
+        time.sleep(seconds)
+        return "awake"
+
+    client.deploy(nap)
+    run = client.invoke("nap", [0.2], wait=False)
+    assert run.status in ("QUEUED", "RUNNING")
+    assert client.get_run(run.id).status in ("QUEUED", "RUNNING")
+    finished = client.wait_run(run.id, timeout=30)
+    assert finished.status == "SUCCEEDED" and finished.output == "awake"
+    assert client.get_run(run.id).output == "awake"
+
+
+def test_waiting_too_little_is_a_timeout_error(client):
+    def nap(seconds):
+        import time
+
+        time.sleep(seconds)
+
+    fn = client.deploy(nap)
+    run = fn.spawn(1)
+    with pytest.raises(TimeoutError, match="did not finish within 0.05s"):
+        run.wait(timeout=0.05)
+    assert run.wait(30).status == "SUCCEEDED"

@@ -1,0 +1,75 @@
+"""Environments: the caller's own when it suffices, else a cached uv-built venv."""
+
+import importlib.metadata
+import sys
+
+import dispatch_kernel as dk
+from dispatch_kernel.images.venv import HOST_ENVIRONMENT, host_satisfies
+
+SIX = "six==1.16.0"  # a small distribution the test environment does not have
+
+
+def uses_six():
+    import sys
+
+    import six
+
+    return {"six": six.__version__, "prefix": sys.prefix}
+
+
+def test_host_satisfies_checks_names_versions_and_markers():
+    version = importlib.metadata.version("jsonschema")
+    assert host_satisfies([f"jsonschema=={version}", "cloudpickle>=1"])
+    assert not host_satisfies(["jsonschema==0.0.1"])
+    assert not host_satisfies(["no-such-distribution-xyz"])
+    assert host_satisfies(['no-such-distribution-xyz; python_version < "3"'])
+
+
+def test_the_callers_environment_serves_when_it_has_everything(client):
+    def validates():
+        import jsonschema
+
+        return jsonschema.__name__
+
+    fn = client.deploy(validates)
+    assert fn.function.image == HOST_ENVIRONMENT
+    assert fn() == "jsonschema"
+
+
+def test_a_missing_requirement_builds_a_shared_cached_environment(client, home):
+    assert not host_satisfies([SIX])
+    lines = []
+    fn = client.deploy(uses_six, requirements=[SIX], progress=lines.append)
+    image = fn.function.image
+    assert image != HOST_ENVIRONMENT and (home / "envs" / image / ".ready").exists()
+    assert any("six" in line for line in lines)  # the build streamed its log
+    result = fn()
+    assert result["six"] == "1.16.0"
+    assert result["prefix"] == str(home / "envs" / image)
+    assert result["prefix"] != sys.prefix
+
+    def also_six():
+        import six
+
+        return six.PY3
+
+    lines.clear()
+    other = client.deploy(also_six, requirements=[SIX], progress=lines.append)
+    assert other.function.image == image  # content-addressed: shared, not rebuilt
+    assert not any("building" in line for line in lines)
+    assert other() is True
+
+
+def test_a_function_whose_import_is_missing_in_its_environment_fails_clearly(client):
+    def needs_six_undeclared():
+        import six
+
+        return six.PY3
+
+    fn = client.deploy(needs_six_undeclared)
+    try:
+        fn()
+    except dk.RunFunctionError as error:
+        assert "No module named 'six'" in str(error)
+    else:  # pragma: no cover - six is not installed in the test environment
+        raise AssertionError("expected a FunctionError")

@@ -1,0 +1,98 @@
+"""Secrets: encrypted at rest, given to functions, never in run records, logs or errors."""
+
+import os
+import stat
+
+import pytest
+from cryptography.fernet import Fernet
+
+import dispatch_kernel as dk
+
+WORD = "correct-horse-battery-staple"
+
+
+def leaky(ctx, payload):
+    word = ctx.secrets["login"]["password"]
+    print("the password is", word)
+    if payload.get("fail"):
+        raise RuntimeError(f"could not log in with {word}")
+    return {"length": len(word)}
+
+
+def _files_under(path):
+    for root, _, files in os.walk(path):
+        for name in files:
+            yield os.path.join(root, name)
+
+
+def test_create_get_list_delete(client):
+    created = client.create_secret("login", {"user": "ada", "password": WORD})
+    assert created.keys == ["password", "user"]
+    assert WORD not in repr(created)
+    assert client.get_secret("login").values == {"user": "ada", "password": WORD}
+    listed = client.list_secrets()
+    assert [s.name for s in listed] == ["login"] and listed[0].values == {}
+    assert "values" not in listed[0].public_dict() and "ciphertext" not in listed[0].public_dict()
+    with pytest.raises(dk.ConflictError):
+        client.create_secret("login", {"x": "y"})
+    client.delete_secret("login")
+    with pytest.raises(dk.NotFoundError):
+        client.get_secret("login")
+
+
+def test_values_must_be_strings(client):
+    with pytest.raises(dk.InvalidRequestError, match="map of strings"):
+        client.create_secret("bad", {"port": 5432})
+
+
+def test_no_file_under_home_holds_a_secret_in_plain_text(client, home):
+    client.create_secret("login", {"password": WORD})
+    fn = client.deploy(leaky, secrets=["login"])
+    assert fn({}) == {"length": len(WORD)}
+    with pytest.raises(dk.RunFunctionError):
+        fn({"fail": True})
+    client.list_runs()  # apply the run journal too
+    needle = WORD.encode()
+    for path in _files_under(home):
+        with open(path, "rb") as handle:
+            assert needle not in handle.read(), path
+
+
+def test_secrets_are_masked_in_logs_and_errors(client):
+    client.create_secret("login", {"password": WORD})
+    fn = client.deploy(leaky, secrets=["login"])
+    run = client.invoke("leaky", {})
+    assert run.logs["stdout"] == "the password is ********\n"
+    failed = client.invoke("leaky", {"fail": True})
+    assert failed.error.type == "FunctionError"
+    assert WORD not in failed.error.message and WORD not in failed.error.stacktrace
+    assert "********" in failed.error.message
+    for stored in client.list_runs(function="leaky"):
+        assert WORD not in repr(stored.to_dict())
+
+
+def test_the_key_file_is_private_and_reused(home):
+    with dk.connect(home=home) as client:
+        client.create_secret("s", {"k": "v"})
+    key_file = home / "secret.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    with dk.connect(home=home) as again:
+        assert again.get_secret("s").values == {"k": "v"}
+
+
+def test_the_key_can_come_from_the_environment(home, monkeypatch):
+    monkeypatch.setenv("DISPATCH_SECRET_KEY", Fernet.generate_key().decode())
+    with dk.connect(home=home) as client:
+        client.create_secret("s", {"k": "v"})
+    assert not (home / "secret.key").exists()
+    monkeypatch.setenv("DISPATCH_SECRET_KEY", Fernet.generate_key().decode())
+    with dk.connect(home=home) as client, pytest.raises(dk.DispatchError, match="cannot be decrypted"):
+        client.get_secret("s")
+
+
+def test_a_deleted_secret_fails_the_next_run_clearly(client):
+    client.create_secret("login", {"password": WORD})
+    fn = client.deploy(leaky, secrets=["login"])
+    client.delete_secret("login")
+    with pytest.raises(dk.RunSystemError, match="secret 'login' used by 'leaky' no longer exists"):
+        fn({})
