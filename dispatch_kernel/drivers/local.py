@@ -250,6 +250,10 @@ class WorkerPool:
                     load, digest = self._load, self.digest
                     break
                 self._cond.wait()
+        return self._start(load, digest, cold=True)
+
+    def _start(self, load: bytes, digest: str, cold: bool) -> WorkerProcess:
+        """Fork a worker that loads `load`; the caller has already counted it."""
         try:
             pid, channel = self.zygote.fork()
             channel.send_bytes(load)
@@ -258,7 +262,7 @@ class WorkerPool:
                 self._count -= 1
                 self._cond.notify()
             raise
-        return WorkerProcess(pid, channel, digest, cold=True)
+        return WorkerProcess(pid, channel, digest, cold)
 
     def release(self, worker: WorkerProcess, healthy: bool) -> None:
         """Return a worker after a batch; a broken or outdated one is ended instead."""
@@ -295,16 +299,9 @@ class WorkerPool:
                     return
                 self._count += 1
                 load, digest = self._load, self.digest
-            try:
-                pid, channel = self.zygote.fork()
-                channel.send_bytes(load)
-            except BaseException:
-                with self._cond:
-                    self._count -= 1
-                    self._cond.notify()
-                raise
+            worker = self._start(load, digest, cold=False)
             with self._cond:
-                self._idle.append(WorkerProcess(pid, channel, digest, cold=False))
+                self._idle.append(worker)
                 self._cond.notify()
 
     @property
