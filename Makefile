@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: env
-	$(PY) notebooks/quickstart.py
+	$(PY) notebooks/run.py notebooks/quickstart.ipynb
 
 test: env
 	$(PY) -m pytest tests

@@ -214,8 +214,8 @@ class Function(Entity):
     resources: dict[str, Any] = field(default_factory=dict)  # {"memory": bytes, "cpu": cores}
     driver: str = "local"
     scaling: dict[str, Any] = field(default_factory=lambda: Scaling().__dict__.copy())
-    digest: str = ""  # of the packaged source and configuration that affects the workers
-    source: str = ""  # base64 of the cloudpickled FunctionSource; not shown in listings
+    digest: str = field(default="", repr=False)  # of the code and the options workers depend on
+    source: str = field(default="", repr=False)  # base64 of the cloudpickled FunctionSource
 
     kind = "function"
 

@@ -127,6 +127,8 @@ def test_an_exception_is_a_function_error_with_the_functions_own_stack_trace(cli
     assert error.type == "FunctionError"
     assert "ZeroDivisionError: division by zero" in str(error)
     assert "in divide" in error.stacktrace and "in helper" in error.stacktrace
+    assert "return a / b" in error.stacktrace  # the failing line itself is quoted
+    assert __file__ in error.stacktrace  # and the file it was written in is named
     assert "dispatch_kernel" not in error.stacktrace  # none of the worker's own frames
     assert fn(4, 2) == 2
 

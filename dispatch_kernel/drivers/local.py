@@ -227,9 +227,13 @@ class WorkerPool:
             self.function = function
             self.digest = function.digest
             self.scaling = scaling
-            self._load = pickle.dumps(
-                ("load", source.payload, function.name, source.convention,
-                 function.resources.get("memory")), protocol=5)
+            self._load = pickle.dumps(("load", source.payload, {
+                "name": function.name,
+                "convention": source.convention,
+                "memory": function.resources.get("memory"),
+                "origins": source.origins,
+                "sources": source.sources,
+            }), protocol=5)
             stale = [w for w in self._idle if w.digest != self.digest]
             self._idle = [w for w in self._idle if w.digest == self.digest]
             self._count -= len(stale)

@@ -14,6 +14,7 @@ import dis
 import hashlib
 import importlib.metadata
 import inspect
+import linecache
 import sys
 import types
 from dataclasses import dataclass, field
@@ -40,6 +41,10 @@ class FunctionSource:
     requirements: list[str] = field(default_factory=list)
     modules: list[str] = field(default_factory=list)  # top-level modules to import ahead of forks
     signature: str = ""
+    # Where the code travelling by value was written, so stack traces can say so:
+    # (name, first line) of each function -> its file or notebook cell, and those files' text.
+    origins: dict[tuple[str, int], str] = field(default_factory=dict)
+    sources: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -95,6 +100,7 @@ def package(fn: Callable[..., Any], requirements: list[str] | None = None) -> Fu
         signature = str(inspect.signature(fn))
     except (TypeError, ValueError):
         signature = "(...)"
+    origins, sources = _origins(fn)
     return FunctionSource(
         handler=_name(fn),
         convention=calling_convention(fn),
@@ -102,7 +108,26 @@ def package(fn: Callable[..., Any], requirements: list[str] | None = None) -> Fu
         requirements=merged,
         modules=[m for m in modules if m not in by_value],
         signature=signature,
+        origins=origins,
+        sources=sources,
     )
+
+
+_MAX_SOURCE_LINES = 20_000
+
+
+def _origins(fn: Callable[..., Any]) -> tuple[dict[tuple[str, int], str], dict[str, list[str]]]:
+    """The files the by-value functions come from, and their text (IPython puts cells in
+    linecache, so notebook code is found too)."""
+    origins: dict[tuple[str, int], str] = {}
+    sources: dict[str, list[str]] = {}
+    for function in _walk(fn)[1]:
+        code = function.__code__
+        origins[(code.co_name, code.co_firstlineno)] = code.co_filename
+        if code.co_filename not in sources:
+            lines = linecache.getlines(code.co_filename)
+            sources[code.co_filename] = lines if len(lines) <= _MAX_SOURCE_LINES else []
+    return origins, sources
 
 
 def _name(fn: Callable[..., Any]) -> str:
@@ -111,7 +136,14 @@ def _name(fn: Callable[..., Any]) -> str:
 
 def referenced_modules(fn: Callable[..., Any]) -> set[str]:
     """Top-level names of the non-standard modules `fn` uses, following local helpers."""
+    return {m for m in _walk(fn)[0] if m and _is_third_party(m)}
+
+
+def _walk(fn: Callable[..., Any]) -> tuple[set[str], list[types.FunctionType]]:
+    """The modules `fn` reaches, and the functions it reaches that travel by value (its own,
+    helpers it calls, closures, methods of classes defined beside it)."""
     found: set[str] = set()
+    local: list[types.FunctionType] = []
     seen: set[int] = set()
     todo: list[Any] = [fn]
     while todo:
@@ -136,13 +168,15 @@ def referenced_modules(fn: Callable[..., Any]) -> set[str]:
             found.add(module)
             if module in _distributions() or not _is_third_party(module):
                 continue  # installed code travels by reference: no need to look inside
+        if isinstance(func, types.FunctionType):
+            local.append(func)
         scope = getattr(func, "__globals__", {})
         cells = [c.cell_contents for c in (getattr(func, "__closure__", None) or ()) if _filled(c)]
         for code_obj in _code_objects(code):
             found.update(_imported_modules(code_obj))
             todo.extend(scope[name] for name in code_obj.co_names if name in scope)
         todo.extend(cells)
-    return {m for m in found if m and _is_third_party(m)}
+    return found, local
 
 
 def _filled(cell: types.CellType) -> bool:

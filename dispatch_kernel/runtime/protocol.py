@@ -1,6 +1,6 @@
 """The messages between the host and a worker.
 
-host -> worker: ("load", payload, convention, memory_limit)  once, first
+host -> worker: ("load", payload, {name, convention, memory, origins, sources})  once, first
                 ("run", [Job, ...])                            any number of times
 worker -> host: ("done", [Outcome, ...])                       results in job order, in batches
 """

@@ -9,6 +9,7 @@ and subprocesses write.
 from __future__ import annotations
 
 import io
+import linecache
 import logging
 import os
 import pickle
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 import traceback
+import types
 from typing import Any, Callable
 
 import cloudpickle
@@ -202,6 +204,48 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+# cloudpickle names the file of every code object it rebuilds "<dynamic-code>".
+_DYNAMIC_CODE = "<dynamic-code>"
+
+
+def _restore_origins(fn: Any, origins: dict[tuple[str, int], str], sources: dict[str, list[str]]) -> None:
+    """Give the loaded functions back the file names they were written in, and make their
+    text readable by linecache, so stack traces quote the right lines of the right cell."""
+    for filename, lines in sources.items():
+        if lines and not os.path.exists(filename):
+            linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+    seen: set[int] = set()
+    todo = [fn]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or not isinstance(obj, types.FunctionType):
+            if isinstance(obj, type) and id(obj) not in seen:
+                seen.add(id(obj))
+                todo.extend(vars(obj).values())
+            continue
+        seen.add(id(obj))
+        code = obj.__code__
+        if code.co_filename == _DYNAMIC_CODE:
+            origin = origins.get((code.co_name, code.co_firstlineno))
+            if origin:
+                obj.__code__ = _renamed(code, origin)
+        todo.extend(obj.__globals__.get(name) for name in code.co_names)
+        todo.extend(cell.cell_contents for cell in obj.__closure__ or () if _has_contents(cell))
+
+
+def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
+    consts = tuple(_renamed(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+def _has_contents(cell: types.CellType) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
 def _user_traceback(exc: BaseException) -> str:
     """The stack trace from the function's own frame on, without this module's frames."""
     tb = exc.__traceback__
@@ -218,11 +262,12 @@ def serve(channel_fd: int) -> None:
     """Entry point in a freshly forked process: load the function, then serve runs."""
     channel = Channel(socket.socket(fileno=channel_fd))
     try:
-        _, payload, name, convention, memory_limit = channel.recv()
+        _, payload, meta = channel.recv()
     except ChannelClosed:
         return
     try:
         fn = cloudpickle.loads(payload)
+        _restore_origins(fn, meta.get("origins") or {}, meta.get("sources") or {})
     except BaseException as exc:
         # Every run this worker is given fails the same way; the host sees why.
         message = f"the function could not be loaded in its environment: {_describe(exc)}"
@@ -236,5 +281,5 @@ def serve(channel_fd: int) -> None:
             channel.send(("done", [Outcome(job.run_id, None, Failure("SystemError", message, trace),
                                            "", "", now, now, False) for job in jobs]))
     del payload
-    _limit_memory(memory_limit)
-    Worker(channel, fn, name, convention, memory_limit).serve()
+    _limit_memory(meta.get("memory"))
+    Worker(channel, fn, meta["name"], meta["convention"], meta.get("memory")).serve()

@@ -1,0 +1,97 @@
+"""Every notebook in notebooks/ runs top to bottom on a real kernel and shows what it promises."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+CELL_TIMEOUT = 60  # seconds; the quickstart needs a few in all
+
+
+def _load_runner():
+    spec = importlib.util.spec_from_file_location("notebook_runner", NOTEBOOKS / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+runner = _load_runner()
+
+
+def _execute(path: Path) -> nbformat.NotebookNode:
+    """The notebook after running it; the kernel inherits DISPATCH_HOME from the `home` fixture."""
+    nb = nbformat.read(path, as_version=4)
+    runner.execute(nb, path.parent, CELL_TIMEOUT)  # raises CellExecutionError on a cell's error
+    return nb
+
+
+def _shown(nb: nbformat.NotebookNode, source_start: str) -> str:
+    """What the one code cell whose source starts with `source_start` showed (stream and text)."""
+    cells = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(source_start)]
+    assert len(cells) == 1, f"expected one cell starting {source_start!r}, found {len(cells)}"
+    return "".join(runner.output_text(o) for o in cells[0].outputs)
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebook_runs_without_error(path: Path, home: Path) -> None:
+    nb = _execute(path)
+
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors == []
+    assert home.is_dir(), "the notebook should have used the DISPATCH_HOME it was given"
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code, "a notebook without code has nothing to show"
+    assert [c.outputs for c in code] == [[]] * len(code)
+    assert {c.execution_count for c in code} == {None}
+
+
+def test_quickstart_shows_each_step(home: Path) -> None:
+    nb = _execute(NOTEBOOKS / "quickstart.ipynb")
+
+    assert _shown(nb, "def add(x, y):\n    return x + y") == "<FunctionHandle add READY driver=local>"
+    assert _shown(nb, "add_fn(1, 2)") == "3"
+    assert _shown(nb, "list(add_fn.map(") == "[3, 7, 11]"
+    spawned = _shown(nb, "import time")
+    assert "finished: SUCCEEDED output: 3" in spawned
+    assert "3...\n2...\n1...\nliftoff!" in spawned  # the run's logs
+    assert _shown(nb, "try:\n    client.create_secret") == "{'greeting': 'hello Ada, welcome'}"
+    assert _shown(nb, "record = client.invoke") == "SUCCEEDED {'greeting': 'hello Grace, welcome'}\n"
+    assert _shown(nb, "try:\n    hello(").startswith("InputError - input invalid against schema at $.name")
+    failed = _shown(nb, "def divide")
+    assert failed.startswith("FunctionError - ZeroDivisionError: division by zero")
+    assert "Traceback (most recent call last)" in failed and "in divide" in failed
+    table = _shown(nb, "print(f\"{'id'").splitlines()
+    assert table[0].split() == ["id", "function", "status", "duration"]
+    assert {line.split()[1] for line in table[1:]} == {"add", "countdown", "hello", "divide"}
+    assert "1 failed run(s) of hello: ['InputError']" in _shown(nb, "failed = client.list_runs")
+    assert _shown(nb, "def add(x, y):\n    return f") == "'1 + 2 = 3'"  # the redeployed code
+    assert _shown(nb, 'client.delete_function("divide")') == "functions: ['add', 'countdown', 'hello']\n"
+
+
+def test_runner_names_the_failing_cell(tmp_path: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "broken.ipynb"
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("print('before')"), nbformat.v4.new_code_cell("1 / 0"),
+               nbformat.v4.new_code_cell("print('after')")],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+    nbformat.write(nb, path)
+
+    assert runner.main([str(path)]) == 1
+
+    out, err = capsys.readouterr()
+    assert "[cell 1] print('before')\n    before\n" in out
+    assert "ZeroDivisionError" in out and "after" not in out
+    assert f"FAILED: {path}: [cell 2] 1 / 0\n    raised ZeroDivisionError: division by zero" in err
