@@ -59,6 +59,9 @@ class Client(Protocol):
                   since: float | None = None, before: str | None = None, limit: int = 100) -> list[Run]:
         """Run records, newest first."""
 
+    def watch_runs(self, callback: Callable[[Run], None]) -> Callable[[], None]:
+        """Call `callback(run)` on every run status change; returns a function that stops it."""
+
     def create_secret(self, name: str, values: dict[str, str]) -> Secret:
         """Store a secret, encrypted."""
 
@@ -224,6 +227,10 @@ class LocalClient:
                   since: float | None = None, before: str | None = None, limit: int = 100) -> list[Run]:
         return self.dispatch.list_runs(self.org, function=function, status=status, since=since,
                                        before=before, limit=limit)
+
+    def watch_runs(self, callback: Callable[[Run], None]) -> Callable[[], None]:
+        org = self.org or self.dispatch.settings.org
+        return self.dispatch.watch(lambda run: callback(run) if run.org == org else None)
 
     def create_secret(self, name: str, values: dict[str, str]) -> Secret:
         return self.dispatch.create_secret(name, values, self.org)

@@ -127,6 +127,7 @@ class Dispatch:
         self._lock = threading.Lock()
         self._inflight: dict[str, Run] = {}
         self._futures: dict[str, Future] = {}
+        self._watchers: list[Callable[[Run], None]] = []
         self._executor = ThreadPoolExecutor(self.settings.run_threads, thread_name_prefix="dispatch-run")
         self._closed = False
         self.settled_on_start = self._settle_interrupted()
@@ -481,6 +482,8 @@ class Dispatch:
         for call in ready:
             self._inflight[call.run.id] = call.run
         self.store.add_runs([call.run for call in ready] + rejected, self.lease.id)
+        if self._watchers:
+            self._announce([call.run for call in calls])
         return ready
 
     def _start(self, deployed: _Deployed, calls: list[_Call]) -> list[Run]:
@@ -519,6 +522,8 @@ class Dispatch:
             ]
             for run in runs:
                 run.status = RunStatus.RUNNING
+            if self._watchers:
+                self._announce(runs)
             outcomes = deployed.driver.execute(function, jobs)
         except Exception as exc:  # the platform failed these runs; say why, keep the rest going
             log.exception("dispatching runs of %s failed", function.name)
@@ -533,7 +538,31 @@ class Dispatch:
         finally:
             for run in runs:
                 self._inflight.pop(run.id, None)
+        if self._watchers:
+            self._announce(runs)
         return runs
+
+    def watch(self, callback: Callable[[Run], None]) -> Callable[[], None]:
+        """Call `callback(run)` whenever a run of this process changes status; returns a
+        function that stops it. Callbacks run on the thread that changed the run, so they
+        must be quick (widgets queue and throttle); an exception in one is logged, not raised.
+        """
+        with self._lock:
+            self._watchers = [*self._watchers, callback]
+
+        def stop() -> None:
+            with self._lock:
+                self._watchers = [w for w in self._watchers if w is not callback]
+
+        return stop
+
+    def _announce(self, runs: list[Run]) -> None:
+        for watcher in self._watchers:
+            for run in runs:
+                try:
+                    watcher(run)
+                except Exception:
+                    log.exception("a run watcher failed")
 
     @staticmethod
     def _settle(deployed: _Deployed, run: Run, outcome: Outcome, hidden: list[str]) -> None:

@@ -286,3 +286,15 @@ def test_waiting_too_little_is_a_timeout_error(client):
     with pytest.raises(TimeoutError, match="did not finish within 0.05s"):
         run.wait(timeout=0.05)
     assert run.wait(30).status == "SUCCEEDED"
+
+
+def test_watchers_see_every_status_change(client):
+    seen = []
+    stop = client.watch_runs(lambda run: seen.append((run.id, str(run.status))))
+    fn = client.deploy(add)
+    fn(1, 2)
+    run_id = client.list_runs(function="add")[0].id
+    assert [status for rid, status in seen if rid == run_id] == ["QUEUED", "RUNNING", "SUCCEEDED"]
+    stop()
+    fn(3, 4)
+    assert len(seen) == 3
