@@ -5,9 +5,24 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 
-.PHONY: env demo test bench clean
+.PHONY: env system-deps demo test bench clean
 
-env: $(VENV)/.installed
+env: system-deps $(VENV)/.installed
+
+# Debian packages the tests drive: headless Chromium and its WebDriver (tests/browser/).
+# Fast when present; installs them otherwise (CI and developers run as root).
+system-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver)
+	@# tests/events: the Go toolchain and govmomi's sources build VMware's vCenter simulator (tests/vcsim/).
+	@command -v go >/dev/null && test -d /usr/share/gocode/src/github.com/vmware/govmomi || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends golang-go golang-github-vmware-govmomi-dev)
+	@# Containers (tests/images, tests/drivers/test_container.py): podman and its Docker-compatible
+	@# service with runc, Debian's OCI registry, and debootstrap for the Python base image.
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v docker-registry >/dev/null && \
+		command -v debootstrap >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+			podman runc conmon containernetworking-plugins catatonit docker-registry debootstrap)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -16,9 +16,10 @@ import time
 import traceback
 from collections.abc import Callable
 
-from . import Result, core, render
+from . import Result, core, events, images, notebook, render, server
 
-MODULES = {"core": core.BENCHMARKS}
+MODULES = {"core": core.BENCHMARKS, "notebook": notebook.BENCHMARKS, "server": server.BENCHMARKS,
+           "images": images.BENCHMARKS, "events": events.BENCHMARKS}
 # Far above any benchmark's own run time: only a hang reaches it, and then we would rather
 # see every thread's stack and exit than sit until an outer timeout kills us silently.
 _HANG_BUDGET = 300.0
@@ -44,8 +45,8 @@ def select(names: list[str]) -> dict[str, Benchmark]:
 def main(argv: list[str] | None = None) -> int:
     """Run the selected benchmarks, print the table; 1 if any benchmark crashed."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", metavar="NAME", help="module (core) or benchmark "
-                        f"({', '.join(core.BENCHMARKS)}); all when none")
+    parser.add_argument("names", nargs="*", metavar="NAME", help="module (" + ", ".join(MODULES) + ") or benchmark "
+                        f"({', '.join(b for m in MODULES.values() for b in m)}); all when none")
     parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
     args = parser.parse_args(argv)
     try:

@@ -11,14 +11,19 @@ worker process (which imports dispatch_kernel.runtime) pays for nothing else.
 
 from .client import Client, FunctionHandle, LocalClient, RunHandle, connect
 from .model import (
+    BaseImage,
     ConflictError,
     DeployError,
     DispatchError,
     ErrorType,
+    EventSource,
+    ForbiddenError,
     Function,
     FunctionStatus,
+    Image,
     InvalidRequestError,
     NotFoundError,
+    PayloadTooLargeError,
     Run,
     RunError,
     RunFailure,
@@ -27,24 +32,44 @@ from .model import (
     RunStatus,
     RunSystemError,
     Secret,
+    Subscription,
 )
 from .runtime.context import Context
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ip) -> None:
+    """`%load_ext dispatch_kernel`: register `%%dispatch` and `%dispatch` in the shell."""
+    from .magics import load  # IPython is imported only here, when a shell asks for it
+
+    load(ip)
+
+
+def unload_ipython_extension(ip) -> None:
+    """`%unload_ext dispatch_kernel`: release the kernel's client and its workers."""
+    magics = ip.magics_manager.registry.pop("DispatchMagics", None)
+    if magics is not None:
+        magics.close()
+
 __all__ = [
+    "BaseImage",
     "Client",
     "ConflictError",
     "Context",
     "DeployError",
     "DispatchError",
     "ErrorType",
+    "EventSource",
+    "ForbiddenError",
     "Function",
     "FunctionHandle",
     "FunctionStatus",
+    "Image",
     "InvalidRequestError",
     "LocalClient",
     "NotFoundError",
+    "PayloadTooLargeError",
     "Run",
     "RunError",
     "RunFailure",
@@ -54,5 +79,6 @@ __all__ = [
     "RunStatus",
     "RunSystemError",
     "Secret",
+    "Subscription",
     "connect",
 ]

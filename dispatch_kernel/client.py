@@ -11,19 +11,23 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
-from .model import Function, Run, RunError, RunStatus, Secret
+from .model import EventSource, Function, Run, RunError, RunStatus, Secret, Subscription
+from .model import BaseImage, Image
 
 if TYPE_CHECKING:
     from .core import Dispatch
+    from .http_client import HttpClient
     from .settings import Settings
 
 
 @runtime_checkable
 class Client(Protocol):
-    """What every face can do: deploy and manage functions, run them, manage secrets."""
+    """What every face can do: deploy and manage functions, run them, manage secrets, and
+    emit events, subscribe functions to them and manage event sources."""
 
     def deploy(self, fn: Callable[..., Any], name: str | None = None, **options: Any) -> FunctionHandle:
-        """Package and deploy `fn`; options as Dispatch.deploy (timeout, secrets, schema_in, ...)."""
+        """Package and deploy `fn`; options as Dispatch.deploy (timeout, secrets, schema_in,
+        image=NAME to build it on an image, ...)."""
 
     def function(self, name: str) -> FunctionHandle:
         """A handle on an already deployed function."""
@@ -60,7 +64,12 @@ class Client(Protocol):
         """Run records, newest first."""
 
     def watch_runs(self, callback: Callable[[Run], None]) -> Callable[[], None]:
-        """Call `callback(run)` on every run status change; returns a function that stops it."""
+        """Call `callback(run)` on every run status change; returns a function that stops it.
+
+        The callback runs on the thread that changed the run and must return quickly. Changes
+        may arrive out of order (a finished run never becomes unfinished again); the embedded
+        client sees the runs this process starts, a server client those of the server.
+        """
 
     def create_secret(self, name: str, values: dict[str, str]) -> Secret:
         """Store a secret, encrypted."""
@@ -73,6 +82,68 @@ class Client(Protocol):
 
     def delete_secret(self, name: str) -> None:
         """Remove a secret."""
+
+    def create_base_image(self, name: str, image_url: str, *, language: str = "python3",
+                          tags: dict[str, str] | None = None) -> BaseImage:
+        """Register an image in a registry (registry/repository:tag) as a base for images; READY
+        once its manifest is read, else ERROR with the reason."""
+
+    def get_base_image(self, name: str) -> BaseImage:
+        """The base image record."""
+
+    def list_base_images(self) -> list[BaseImage]:
+        """Every base image, by name."""
+
+    def delete_base_image(self, name: str) -> None:
+        """Forget a base image (what is in the registry stays)."""
+
+    def create_image(self, name: str, base: str, *, requirements: Iterable[str] | None = None,
+                     system_packages: Iterable[str] | None = None, tags: dict[str, str] | None = None,
+                     progress: Callable[[str], None] | None = None) -> Image:
+        """Build an image on base image `base` (system packages and requirements as layers of
+        their own) and push it; the build log goes to `progress` line by line as it happens. A
+        failed build is a DeployError and leaves the image in ERROR. deploy(fn, image=name)
+        builds functions on it."""
+
+    def get_image(self, name: str) -> Image:
+        """The image record."""
+
+    def list_images(self) -> list[Image]:
+        """Every image, by name."""
+
+    def delete_image(self, name: str) -> None:
+        """Forget an image (what is in the registry stays; functions built on it keep running)."""
+
+    def emit(self, type: str | dict[str, Any], data: Any = None, **attributes: Any) -> dict[str, Any]:
+        """Publish a CloudEvent 1.0 of `type` with `data` (source=, id=, subject=, extensions=),
+        or a whole event given as a dict; returns the event."""
+
+    def subscribe(self, function: str, *, event_type: str, **options: Any) -> Subscription:
+        """Run `function` for each event whose type matches `event_type` (exact, `prefix.*` or
+        `*`), narrowed by `filters=` on attributes; name=, max_attempts=, tags=."""
+
+    def list_subscriptions(self) -> list[Subscription]:
+        """Every subscription, by name."""
+
+    def get_subscription(self, name: str) -> Subscription:
+        """One subscription."""
+
+    def delete_subscription(self, name: str) -> None:
+        """Remove a subscription."""
+
+    def create_event_source(self, name: str, *, type: str, config: dict[str, Any] | None = None,
+                            secrets: list[str] | None = None, **options: Any) -> EventSource:
+        """Create and start an event source: schedule, webhook or vcenter (a webhook's token is
+        in its config, this once)."""
+
+    def list_event_sources(self) -> list[EventSource]:
+        """Every event source, by name."""
+
+    def get_event_source(self, name: str) -> EventSource:
+        """One event source."""
+
+    def delete_event_source(self, name: str) -> None:
+        """Stop an event source and remove it."""
 
     def close(self) -> None:
         """Release what the client holds."""
@@ -223,6 +294,10 @@ class LocalClient:
     def get_run(self, run_id: str) -> Run:
         return self.dispatch.get_run(run_id, self.org)
 
+    def cancel_run(self, run_id: str) -> Run:
+        """Cancel a QUEUED run (a RUNNING or finished one is a ConflictError)."""
+        return self.dispatch.cancel_run(run_id, self.org)
+
     def list_runs(self, *, function: str | None = None, status: str | None = None,
                   since: float | None = None, before: str | None = None, limit: int = 100) -> list[Run]:
         return self.dispatch.list_runs(self.org, function=function, status=status, since=since,
@@ -244,8 +319,80 @@ class LocalClient:
     def delete_secret(self, name: str) -> None:
         self.dispatch.delete_secret(name, self.org)
 
+    # images (dispatch_kernel.images.oci): base image -> image -> function image
+
+    def create_base_image(self, name: str, image_url: str, *, language: str = "python3",
+                          tags: dict[str, str] | None = None) -> BaseImage:
+        """Register a base image (registry/repository:tag) that images are built on."""
+        return self.dispatch.create_base_image(name, image_url, language=language, org=self.org, tags=tags)
+
+    def get_base_image(self, name: str) -> BaseImage:
+        return self.dispatch.get_base_image(name, self.org)
+
+    def list_base_images(self) -> list[BaseImage]:
+        return self.dispatch.list_base_images(self.org)
+
+    def delete_base_image(self, name: str) -> None:
+        self.dispatch.delete_base_image(name, self.org)
+
+    def create_image(self, name: str, base: str, *, requirements: Iterable[str] | None = None,
+                     system_packages: Iterable[str] | None = None, tags: dict[str, str] | None = None,
+                     progress: Callable[[str], None] | None = None) -> Image:
+        """Build an image on base image `base` and push it; deploy(fn, image=name) builds on it."""
+        return self.dispatch.create_image(name, base, requirements=requirements, system_packages=system_packages,
+                                          org=self.org, tags=tags, progress=progress)
+
+    def get_image(self, name: str) -> Image:
+        return self.dispatch.get_image(name, self.org)
+
+    def list_images(self) -> list[Image]:
+        return self.dispatch.list_images(self.org)
+
+    def delete_image(self, name: str) -> None:
+        self.dispatch.delete_image(name, self.org)
+
+    # events (dispatch_kernel.events)
+
+    def emit(self, type: str | dict[str, Any], data: Any = None, **attributes: Any) -> dict[str, Any]:
+        """Publish a CloudEvent (source=, id=, subject=, extensions=); returns the event."""
+        return self.dispatch.emit(type, data, org=self.org, **attributes)
+
+    def subscribe(self, function: str, *, event_type: str, **options: Any) -> Any:
+        """Run `function` for each matching event (name=, filters=, max_attempts=)."""
+        return self.dispatch.subscribe(function, event_type, org=self.org, **options)
+
+    def list_subscriptions(self) -> list[Any]:
+        return self.dispatch.list_subscriptions(self.org)
+
+    def get_subscription(self, name: str) -> Any:
+        return self.dispatch.get_subscription(name, self.org)
+
+    def delete_subscription(self, name: str) -> None:
+        self.dispatch.delete_subscription(name, self.org)
+
+    def dead_letters(self, subscription: str | None = None) -> list[dict[str, Any]]:
+        return self.dispatch.dead_letters(subscription, self.org)
+
+    def create_event_source(self, name: str, *, type: str, config: dict[str, Any] | None = None,
+                            secrets: list[str] | None = None, **options: Any) -> Any:
+        return self.dispatch.create_event_source(name, type, config=config, secrets=secrets,
+                                                 org=self.org, **options)
+
+    def list_event_sources(self) -> list[Any]:
+        return self.dispatch.list_event_sources(self.org)
+
+    def get_event_source(self, name: str) -> Any:
+        return self.dispatch.get_event_source(name, self.org)
+
+    def delete_event_source(self, name: str) -> None:
+        self.dispatch.delete_event_source(name, self.org)
+
     def close(self) -> None:
         self.dispatch.close()
+
+    def describe(self) -> str:
+        """Where this client's functions live, in words."""
+        return f"the embedded default (home {self.dispatch.settings.home})"
 
     def __enter__(self) -> LocalClient:
         return self
@@ -254,13 +401,28 @@ class LocalClient:
         self.close()
 
 
-def connect(*, home: str | Path | None = None, settings: Settings | None = None,
-            org: str | None = None) -> LocalClient:
-    """A client on the embedded default: a Dispatch core in this process.
+def connect(url: str | None = None, *, token: str | None = None, home: str | Path | None = None,
+            settings: Settings | None = None, org: str | None = None) -> LocalClient | HttpClient:
+    """A client on the Dispatch server at `url`, or on the embedded default.
 
-    Its home (database, environments, keys) is `home`, else DISPATCH_HOME, else the platform's
-    user data directory.
+    With a URL (a Jupyter server's, base URL included) the client speaks REST with `token`.
+    Without one, DISPATCH_URL and DISPATCH_TOKEN are used when set and neither `home` nor
+    `settings` is given: a kernel started by a server with the dispatch extension finds it so.
+    Otherwise the embedded default: a Dispatch core in this process, whose home (database,
+    environments, keys) is `home`, else DISPATCH_HOME, else the platform's user data directory.
     """
+    import os
+
+    if url is None and home is None and settings is None and os.environ.get("DISPATCH_URL"):
+        url = os.environ["DISPATCH_URL"]
+        token = token or os.environ.get("DISPATCH_TOKEN") or None
+    if url is not None:
+        from .http_client import HttpClient
+
+        if home is not None or settings is not None or org is not None:
+            raise TypeError("connect(url) talks to a server: home, settings and org are the server's")
+        return HttpClient(url, token)
+
     from .core import Dispatch
     from .settings import Settings
 

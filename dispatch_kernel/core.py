@@ -6,6 +6,7 @@ drivers it has been asked for, and a thread pool that carries non-blocking runs.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -20,12 +21,10 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Callable
 
-import jsonschema
-
 from . import plugins
 from .drivers.base import FaaSDriver
 from .hosts import HostLease
-from .images.base import ImageBuilder, Progress
+from .images.base import Environment, ImageBuilder, Progress
 from .model import (
     ConflictError,
     DeployError,
@@ -42,6 +41,7 @@ from .model import (
     Scaling,
     Secret,
 )
+from .model import BaseImage, Image
 from .packaging import FunctionSource, package
 from .runtime.protocol import Job, Outcome
 from .secrets import SecretBox, load_key, redact
@@ -82,6 +82,8 @@ class _Deployed:
 def _schema_validator(schema: dict[str, Any] | None, what: str) -> Callable[[Any], str | None] | None:
     if not schema:
         return None
+    import jsonschema  # lazily: with jupyter-server installed it takes seconds to import
+
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
 
     def validate(value: Any) -> str | None:
@@ -103,6 +105,8 @@ def _check_schema(schema: Any, option: str) -> dict[str, Any] | None:
             raise InvalidRequestError(f"{option} is not valid JSON: {exc}") from None
     if not isinstance(schema, (dict, bool)):
         raise InvalidRequestError(f"{option} must be a JSON Schema object")
+    import jsonschema
+
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -131,6 +135,12 @@ class Dispatch:
         self._executor = ThreadPoolExecutor(self.settings.run_threads, thread_name_prefix="dispatch-run")
         self._closed = False
         self.settled_on_start = self._settle_interrupted()
+        self._events: Any = None  # the EventManager, started on first use (or now, below)
+        if (home / "events.db").exists() or self.settings.bus != "sqlite":
+            try:
+                self.events  # deliveries left by a previous process go on without waiting for an emit
+            except Exception:  # reported, not fatal: functions work without events
+                log.exception("the event manager could not start (bus %r)", self.settings.bus)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -153,6 +163,8 @@ class Dispatch:
         if self._closed:
             return
         self._closed = True
+        if self._events is not None:
+            self._events.close()  # stop deliveries first; undelivered events stay on the bus
         self._executor.shutdown(wait=False, cancel_futures=True)
         for driver in self._drivers.values():
             driver.close()
@@ -208,11 +220,15 @@ class Dispatch:
         driver: str | None = None,
         tags: dict[str, str] | None = None,
         progress: Progress | None = None,
+        expect_revision: int | None = None,
+        image: str | None = None,
     ) -> Function:
         """Package `fn`, build its environment and make it runnable; returns the READY function.
 
         Deploying unchanged code and configuration again changes nothing. Changed code is
-        UPDATING until the new revision is ready; runs after that use it.
+        UPDATING until the new revision is ready; runs after that use it. `expect_revision`
+        makes it conditional: 0 creates only (ConflictError when the name is taken), N updates
+        only revision N (NotFoundError when missing, ConflictError when it has moved on).
         """
         org = self._org(org)
         source = fn if isinstance(fn, FunctionSource) else package(fn, list(requirements or []))
@@ -227,6 +243,8 @@ class Dispatch:
             self.store.get(Secret, org, secret)  # NotFoundError names the missing secret
         driver_name = driver or self.settings.driver
         the_driver = self.driver(driver_name)
+        if image:
+            self.store.get(Image, org, image)  # NotFoundError names the missing image
         scaling = Scaling()
         scaling.min_workers = scaling.min_workers if min_workers is None else int(min_workers)
         scaling.max_workers = scaling.max_workers if max_workers is None else int(max_workers)
@@ -250,6 +268,7 @@ class Dispatch:
             "resources": resources,
             "driver": driver_name,
             "scaling": scaling.__dict__.copy(),
+            "image_name": image or "",
         }
         digest = hashlib.sha256(
             (source.digest + json.dumps(spec, sort_keys=True)).encode()
@@ -259,6 +278,8 @@ class Dispatch:
                 existing: Function | None = self.store.get(Function, org, name)
             except NotFoundError:
                 existing = None
+            if expect_revision is not None:
+                _check_revision(existing, name, expect_revision)
             if existing is not None and existing.digest == digest and existing.status == FunctionStatus.READY:
                 deployed = self._deployed.get((org, name))
                 if deployed is None or not deployed.driver.is_deployed(existing):
@@ -297,9 +318,14 @@ class Dispatch:
                   source: FunctionSource | None = None) -> _Deployed:
         """Build the environment and hand the function to its driver in this process."""
         source = source or FunctionSource.decode(function.source)
-        environment = self.images.prepare(source.requirements, progress)
-        function.image = environment.id
         driver = self.driver(function.driver)
+        image = self.store.get(Image, function.org, function.image_name) if function.image_name else None
+        if getattr(driver, "runs_images", False):
+            # The driver builds the function's image itself, on function.image when given.
+            environment = Environment(image.image_url if image else "", "", tuple(source.requirements))
+        else:
+            environment = self.images.prepare(_with_image_requirements(image, source.requirements), progress)
+        function.image = environment.id
         driver.deploy(function, source, environment, progress)
         deployed = _Deployed(
             function=function,
@@ -377,7 +403,8 @@ class Dispatch:
         return self._start(deployed, [self._python_call(deployed, args, kwargs or {})])[0]
 
     def invoke(self, name: str, input: Any = None, *, wait: bool = True, org: str | None = None,
-               event: dict[str, Any] | None = None, http: dict[str, Any] | None = None) -> Run:
+               event: dict[str, Any] | None = None, http: dict[str, Any] | None = None,
+               run_id: str | None = None) -> Run:
         """Run the function with a JSON input (the REST form) and return the run record.
 
         For a plain function an object maps to keyword arguments and an array to positional
@@ -396,10 +423,62 @@ class Dispatch:
         else:
             args, kwargs = (input,), {}
         run = self._new_run(function, input, event, http)
+        if run_id is not None:  # an event delivery's: the same on a redelivery (events/bus/base.py)
+            run.id = run_id
         call = _Call(run, args, kwargs)
         if wait:
             self._execute(deployed, [call])
             return run
+        return self._start(deployed, [call])[0]
+
+    def start_event_runs(self, items: list[tuple[str, str, Any, dict[str, Any], str]]) -> list[Exception | None]:
+        """Non-blocking runs for event deliveries in bulk: each item is (org, function, input,
+        event, run_id), with invoke()'s JSON input mapping. Runs of one function are recorded
+        together and spread over its workers in a few chunks (as map() does), which is what
+        lets a bus keep up with thousands of events a second. Returns, per item, None when its
+        run is recorded or the exception that kept it from being (to retry the delivery).
+        """
+        results: list[Exception | None] = [None] * len(items)
+        groups: dict[tuple[str, str], list[int]] = {}
+        for index, item in enumerate(items):
+            groups.setdefault((item[0], item[1]), []).append(index)
+        for (org, name), indexes in groups.items():
+            try:
+                deployed = self._resolve(org, name)
+                function = deployed.function
+                calls = []
+                for index in indexes:
+                    _, _, input, event, run_id = items[index]
+                    if function.convention == "dispatch":
+                        args, kwargs = (input,), {}
+                    elif isinstance(input, dict):
+                        args, kwargs = (), input
+                    elif isinstance(input, list):
+                        args, kwargs = tuple(input), {}
+                    else:
+                        args, kwargs = (() if input is None else (input,)), {}
+                    run = self._new_run(function, input, event)
+                    run.id = run_id
+                    calls.append(_Call(run, args, kwargs))
+                workers = max(1, int(function.scaling.get("max_workers", 1)))
+                size = max(1, -(-len(calls) // workers))
+                for start in range(0, len(calls), size):
+                    self._start(deployed, calls[start:start + size])
+            except Exception as exc:
+                for index in indexes:
+                    results[index] = exc
+        return results
+
+    def run(self, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None, *,
+            wait: bool = True, org: str | None = None) -> Run:
+        """Run the function with Python arguments and return the run record (finished when
+        `wait`, else QUEUED): call() and spawn() for callers that want the record, not the output.
+        """
+        deployed = self._resolve(self._org(org), name)
+        call = self._python_call(deployed, tuple(args), kwargs or {})
+        if wait:
+            self._execute(deployed, [call])
+            return call.run
         return self._start(deployed, [call])[0]
 
     def map(self, name: str, items: Iterable[Any], org: str | None = None,
@@ -487,14 +566,17 @@ class Dispatch:
         return ready
 
     def _start(self, deployed: _Deployed, calls: list[_Call]) -> list[Run]:
+        """Admit and dispatch in the background; returns the runs as admitted (QUEUED, or
+        FAILED for a refused input): copies, since the live records change on other threads."""
         ready = self._admit(deployed, calls)
+        admitted = [copy.copy(call.run) for call in calls]
         if ready:
             future = self._executor.submit(self._dispatch, deployed, ready)
             for call in ready:
                 run_id = call.run.id
                 self._futures[run_id] = future
             future.add_done_callback(lambda _f, ids=[c.run.id for c in ready]: self._forget_futures(ids))
-        return [call.run for call in calls]
+        return admitted
 
     def _forget_futures(self, run_ids: list[str]) -> None:
         for run_id in run_ids:
@@ -507,6 +589,9 @@ class Dispatch:
 
     def _dispatch(self, deployed: _Deployed, calls: list[_Call]) -> list[Run]:
         """Run admitted calls on the driver and record how each ended."""
+        calls = self._claim(calls)
+        if not calls:
+            return []
         function = deployed.function
         runs = [call.run for call in calls]
         try:
@@ -541,6 +626,45 @@ class Dispatch:
         if self._watchers:
             self._announce(runs)
         return runs
+
+    def _claim(self, calls: list[_Call]) -> list[_Call]:
+        """Mark admitted calls RUNNING, leaving out those cancelled while they were QUEUED."""
+        with self._lock:
+            claimed = [call for call in calls if call.run.status != RunStatus.CANCELLED]
+            for call in claimed:
+                call.run.status = RunStatus.RUNNING
+        return claimed
+
+    def cancel_run(self, run_id: str, org: str | None = None) -> Run:
+        """Cancel a run that has not started: a QUEUED run of this process becomes CANCELLED.
+
+        A finished run is a ConflictError, and so is a RUNNING one: its worker is not
+        interrupted (a timeout is how a run is stopped), and neither is a run queued by
+        another process.
+        """
+        run = self.get_run(run_id, org)
+        with self._lock:
+            live = self._inflight.get(run_id)
+            cancelled = live is not None and live.org == run.org and live.status == RunStatus.QUEUED
+            if cancelled:
+                run = live
+                run.status = RunStatus.CANCELLED
+                run.error = RunFailure(ErrorType.SYSTEM.value, "the run was cancelled before it started")
+                run.finished = time.time()
+        if not cancelled:
+            status = RunStatus(run.status)
+            if status.finished:
+                raise ConflictError(f"run {run_id} has already finished ({status.value})")
+            if status == RunStatus.RUNNING:
+                raise ConflictError(f"run {run_id} is running and cannot be cancelled: only queued runs can")
+            raise ConflictError(f"run {run_id} is queued by another process and cannot be cancelled here")
+        try:
+            self.store.finish_runs([run])
+        finally:
+            self._inflight.pop(run_id, None)
+        if self._watchers:
+            self._announce([run])
+        return run
 
     def watch(self, callback: Callable[[Run], None]) -> Callable[[], None]:
         """Call `callback(run)` whenever a run of this process changes status; returns a
@@ -646,6 +770,120 @@ class Dispatch:
                                     before=before, limit=limit)
         return [self._inflight.get(run.id, run) for run in runs]
 
+    # ------------------------------------------------------------------ images
+
+    def _oci_builder(self):
+        """The OCI image builder (needs Settings.registry), made once."""
+        with self._lock:
+            builder = getattr(self, "_oci", None)
+            if builder is None:
+                from .images.oci import OciBuilder
+
+                builder = self._oci = OciBuilder(self.settings)
+            return builder
+
+    def create_base_image(self, name: str, image_url: str, *, language: str = "python3",
+                          org: str | None = None, tags: dict[str, str] | None = None) -> BaseImage:
+        """Register an image in a registry as a base for images; READY once its manifest is read
+        (ERROR with the reason when it cannot be)."""
+        from .images.oci import PYTHON_LABEL
+        from .images.registry import Reference
+
+        if not NAME.match(name):
+            raise InvalidRequestError(f"{name!r} is not a valid base image name")
+        if language not in ("python3", "python"):
+            raise InvalidRequestError(f"language {language!r} is not supported (python3)")
+        try:
+            reference = Reference.parse(image_url)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        base = BaseImage(name=name, org=self._org(org), image_url=image_url, language="python3",
+                         tags=dict(tags or {}), status=FunctionStatus.INITIALIZED.value)
+        self.store.create(base)
+        try:
+            builder = self._oci_builder()
+            client = builder.assembler.client(reference.registry)
+            base.digest = client.manifest_digest(reference.repository, reference.ref) or ""
+            if not base.digest:
+                raise NotFoundError(f"{image_url} is not in its registry")
+            base.python = builder.labels(reference).get(PYTHON_LABEL, "")
+            base.status = FunctionStatus.READY.value
+        except Exception as exc:
+            base.status, base.reason = FunctionStatus.ERROR.value, str(exc)
+        return self.store.update(base)
+
+    def get_base_image(self, name: str, org: str | None = None) -> BaseImage:
+        """The base image called `name`."""
+        return self.store.get(BaseImage, self._org(org), name)
+
+    def list_base_images(self, org: str | None = None) -> list[BaseImage]:
+        """Every base image of the organization, by name."""
+        return self.store.list(BaseImage, self._org(org))
+
+    def delete_base_image(self, name: str, org: str | None = None) -> None:
+        """Forget a base image (what is in the registry stays)."""
+        self.store.delete(BaseImage, self._org(org), name)
+
+    def create_image(self, name: str, base: str, *, requirements: Iterable[str] | None = None,
+                     system_packages: Iterable[str] | None = None, org: str | None = None,
+                     tags: dict[str, str] | None = None, progress: Progress | None = None) -> Image:
+        """Build an image on a base image: its system packages and requirements as layers of
+        their own, pushed to the registry; functions deployed with `image=name` are built on it.
+        The build streams its log to `progress`; a failed build leaves the image in ERROR."""
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        from .images.oci import repository_name
+
+        org = self._org(org)
+        if not NAME.match(name):
+            raise InvalidRequestError(f"{name!r} is not a valid image name")
+        base_image = self.store.get(BaseImage, org, base)
+        if base_image.status != FunctionStatus.READY.value:
+            raise ConflictError(f"base image {base!r} is not ready ({base_image.status}: {base_image.reason})")
+        wanted = sorted({r.strip() for r in requirements or [] if r.strip()})
+        for text in wanted:
+            try:
+                Requirement(text)
+            except InvalidRequirement:
+                raise InvalidRequestError(f"not a valid requirement: {text!r}") from None
+        packages = sorted({p.strip() for p in system_packages or [] if p.strip()})
+        for package_name in packages:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", package_name):
+                raise InvalidRequestError(f"not a valid Debian package name: {package_name!r}")
+        try:
+            image = self.store.get(Image, org, name)
+        except NotFoundError:
+            image = self.store.create(Image(name=name, org=org, status=FunctionStatus.CREATING.value))
+        else:  # a failed build may be retried under its name; anything else is taken
+            if image.status != FunctionStatus.ERROR.value:
+                raise ConflictError(f"an image named {name!r} already exists ({image.status})")
+        image.base_image, image.requirements, image.system_packages = base, wanted, packages
+        image.tags, image.status, image.reason = dict(tags or {}), FunctionStatus.CREATING.value, ""
+        image = self.store.update(image)
+        try:
+            built = self._oci_builder().build_environment(
+                repository_name("dispatch", "images", org, name), base_image.image_url, wanted, packages,
+                progress)
+        except Exception as exc:
+            image.status, image.reason = FunctionStatus.ERROR.value, str(exc)
+            self.store.update(image)
+            raise DeployError(f"building image {name!r} failed: {exc}") from exc
+        image.image_url, image.digest = built.reference, built.digest
+        image.status = FunctionStatus.READY.value
+        return self.store.update(image)
+
+    def get_image(self, name: str, org: str | None = None) -> Image:
+        """The image called `name`."""
+        return self.store.get(Image, self._org(org), name)
+
+    def list_images(self, org: str | None = None) -> list[Image]:
+        """Every image of the organization, by name."""
+        return self.store.list(Image, self._org(org))
+
+    def delete_image(self, name: str, org: str | None = None) -> None:
+        """Forget an image (what is in the registry stays; functions built on it keep running)."""
+        self.store.delete(Image, self._org(org), name)
+
     # ------------------------------------------------------------------ secrets
 
     def create_secret(self, name: str, values: dict[str, str], org: str | None = None,
@@ -667,6 +905,108 @@ class Dispatch:
     def delete_secret(self, name: str, org: str | None = None) -> None:
         """Remove the secret; functions that use it fail their next runs with a clear error."""
         self.store.delete(Secret, self._org(org), name)
+
+
+    # ------------------------------------------------------------------ events
+
+    @property
+    def events(self) -> Any:
+        """The event manager (dispatch_kernel.events.manager.EventManager), started on first use."""
+        if self._events is None:
+            with self._lock:
+                if self._events is None:
+                    from .events.manager import EventManager
+
+                    self._events = EventManager(self)
+        return self._events
+
+    def emit(self, type: str | dict[str, Any], data: Any = None, *, source: str = "dispatch",
+             id: str | None = None, subject: str | None = None,
+             extensions: dict[str, Any] | None = None, org: str | None = None) -> dict[str, Any]:
+        """Publish a CloudEvent 1.0 (built from the arguments, or given whole as a dict); each
+        matching subscription gets a non-blocking run whose input is `data`. Returns the event."""
+        from .events.cloudevent import make_event
+
+        event = type if isinstance(type, dict) else make_event(
+            type, data, source=source, id=id, subject=subject, extensions=extensions)
+        return self.events.emit(event, self._org(org))
+
+    def subscribe(self, function: str, event_type: str, *, name: str | None = None,
+                  filters: dict[str, str] | None = None, max_attempts: int = 5,
+                  org: str | None = None, tags: dict[str, str] | None = None) -> Any:
+        """Run `function` for every event whose type matches `event_type` (exact, `prefix.*` or
+        `*`) and whose attributes equal `filters`; returns the Subscription."""
+        if not NAME.match(function):
+            raise InvalidRequestError(f"{function!r} is not a valid function name")
+        if name is not None and not NAME.match(name):
+            raise InvalidRequestError(f"{name!r} is not a valid subscription name")
+        return self.events.subscribe(function, event_type, self._org(org), name=name, filters=filters,
+                                     max_attempts=max_attempts, tags=tags)
+
+    def list_subscriptions(self, org: str | None = None) -> list[Any]:
+        return self.events.list_subscriptions(self._org(org))
+
+    def get_subscription(self, name: str, org: str | None = None) -> Any:
+        return self.events.get_subscription(name, self._org(org))
+
+    def delete_subscription(self, name: str, org: str | None = None) -> None:
+        self.events.delete_subscription(name, self._org(org))
+
+    def dead_letters(self, subscription: str | None = None, org: str | None = None) -> list[dict[str, Any]]:
+        """Events given up after their subscription's max_attempts: {subscription, event, attempts, error}."""
+        return self.events.dead_letters(self._org(org), subscription)
+
+    def create_event_source(self, name: str, type: str, *, config: dict[str, Any] | None = None,
+                            secrets: list[str] | None = None, org: str | None = None,
+                            tags: dict[str, str] | None = None) -> Any:
+        """Create and start an event source (schedule, webhook, vcenter, or a plug-in's)."""
+        if not NAME.match(name):
+            raise InvalidRequestError(f"{name!r} is not a valid event source name")
+        return self.events.create_event_source(name, type, self._org(org), config=config,
+                                               secrets=secrets, tags=tags)
+
+    def list_event_sources(self, org: str | None = None) -> list[Any]:
+        return self.events.list_event_sources(self._org(org))
+
+    def get_event_source(self, name: str, org: str | None = None) -> Any:
+        return self.events.get_event_source(name, self._org(org))
+
+    def delete_event_source(self, name: str, org: str | None = None) -> None:
+        """Stop the source and remove it."""
+        self.events.delete_event_source(name, self._org(org))
+
+    def receive(self, source_name: str, headers: dict[str, str], body: bytes,
+                org: str | None = None, authenticated: bool = False) -> dict[str, Any]:
+        """A request to webhook source `source_name`: authenticated by its token (unless the
+        caller was authenticated otherwise), turned into a CloudEvent (structured, binary, or
+        plain JSON) and emitted. Returns the event."""
+        return self.events.receive(source_name, self._org(org), headers, body, authenticated)
+
+
+def _check_revision(existing: Function | None, name: str, expected: int) -> None:
+    """Refuse a conditional deploy whose expected revision is not the stored one."""
+    current = existing.revision if existing is not None else 0
+    if current == expected:
+        return
+    if existing is None:
+        raise NotFoundError(f"no function named {name!r}")
+    if expected == 0:
+        raise ConflictError(f"a function named {name!r} already exists (revision {current})")
+    raise ConflictError(
+        f"function {name!r} has changed (revision {current}, the update was based on {expected}); "
+        "fetch it again and retry"
+    )
+
+
+def _with_image_requirements(image: Image | None, requirements: list[str]) -> list[str]:
+    """An image's requirements plus the function's own; the image's pin wins for a name in both."""
+    if image is None:
+        return list(requirements)
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    taken = {canonicalize_name(Requirement(r).name) for r in image.requirements}
+    return [*image.requirements, *(r for r in requirements if canonicalize_name(Requirement(r).name) not in taken)]
 
 
 def _output_or_raise(run: Run) -> Any:

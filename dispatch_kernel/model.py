@@ -93,6 +93,18 @@ class ConflictError(DispatchError):
     code = 409
 
 
+class ForbiddenError(DispatchError, PermissionError):
+    """The caller is not allowed to do this (not logged in, or not authorized by policy)."""
+
+    code = 403
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    """A request body over the server's size limit."""
+
+    code = 413
+
+
 class DeployError(DispatchError):
     """Deploying a function failed; the function is left in status ERROR with the reason."""
 
@@ -207,6 +219,7 @@ class Function(Entity):
     handler: str = ""
     convention: str = "plain"  # "plain": f(*args, **kwargs); "dispatch": handle(ctx, payload)
     image: str = ""  # the environment (venv) or image the function runs in
+    image_name: str = ""  # the Image (create_image) it is built on, if any
     requirements: list[str] = field(default_factory=list)
     schema: dict[str, Any] = field(default_factory=dict)  # {"in": ..., "out": ...}
     secrets: list[str] = field(default_factory=list)
@@ -247,6 +260,56 @@ class Secret(Entity):
         data = self.to_dict()
         data.pop("ciphertext", None)
         return data
+
+
+@dataclass
+class Subscription(Entity):
+    """Events -> a function: an event type (exact, or a dotted prefix wildcard such as `vm.*`),
+    optionally narrowed by attribute filters (source, extensions), as Knative triggers are."""
+
+    function: str = ""
+    event_type: str = ""
+    filters: dict[str, str] = field(default_factory=dict)  # CloudEvents attribute -> exact value
+    max_attempts: int = 5  # deliveries tried before the event goes to the dead letters
+
+    kind = "subscription"
+
+
+@dataclass
+class EventSource(Entity):
+    """A running event driver (schedule, webhook, vcenter): its configuration and secrets."""
+
+    type: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)
+
+    kind = "event_source"
+
+
+@dataclass
+class BaseImage(Entity):
+    """A language runtime image in a registry that images are built on (Dispatch's BaseImage)."""
+
+    image_url: str = ""  # registry/repository:tag as given
+    language: str = "python3"
+    digest: str = ""  # the manifest digest it resolved to when created
+    python: str = ""  # the Python version inside, "3.11", when the image says
+
+    kind = "base_image"
+
+
+@dataclass
+class Image(Entity):
+    """A base image plus runtime requirements and system packages, built and pushed (Dispatch's
+    Image); functions deployed with `image=` are built on it."""
+
+    base_image: str = ""  # the BaseImage's name
+    requirements: list[str] = field(default_factory=list)
+    system_packages: list[str] = field(default_factory=list)
+    image_url: str = ""  # registry/repository@sha256:..., once built
+    digest: str = ""
+
+    kind = "image"
 
 
 @dataclass

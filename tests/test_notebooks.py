@@ -29,11 +29,12 @@ def _execute(path: Path) -> nbformat.NotebookNode:
     return nb
 
 
-def _shown(nb: nbformat.NotebookNode, source_start: str) -> str:
-    """What the one code cell whose source starts with `source_start` showed (stream and text)."""
+def _shown(nb: nbformat.NotebookNode, source_start: str, index: int | None = None) -> str:
+    """What the code cell whose source starts with `source_start` showed (stream and text):
+    the only such cell, or the `index`th of them."""
     cells = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(source_start)]
-    assert len(cells) == 1, f"expected one cell starting {source_start!r}, found {len(cells)}"
-    return "".join(runner.output_text(o) for o in cells[0].outputs)
+    assert cells and (index is not None or len(cells) == 1), f"cells starting {source_start!r}: {len(cells)}"
+    return "".join(runner.output_text(o) for o in cells[index or 0].outputs)
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
@@ -60,24 +61,29 @@ def test_notebook_is_committed_without_outputs(path: Path) -> None:
 def test_quickstart_shows_each_step(home: Path) -> None:
     nb = _execute(NOTEBOOKS / "quickstart.ipynb")
 
-    assert _shown(nb, "def add(x, y):\n    return x + y") == "<FunctionHandle add READY driver=local>"
-    assert _shown(nb, "add_fn(1, 2)") == "3"
-    assert _shown(nb, "list(add_fn.map(") == "[3, 7, 11]"
-    spawned = _shown(nb, "import time")
+    card = _shown(nb, "%%dispatch\ndef add(x, y):\n    return x + y")
+    assert card.startswith("function add: READY") and "driver: local" in card
+    assert _shown(nb, "add(1, 2)", index=0) == "3"
+    assert _shown(nb, "add.local(1, 2)") == "3"
+    assert _shown(nb, "list(add.map(") == "[3, 7, 11]"
+    spawned = _shown(nb, "run = countdown.spawn(3)")
     assert "finished: SUCCEEDED output: 3" in spawned
     assert "3...\n2...\n1...\nliftoff!" in spawned  # the run's logs
-    assert _shown(nb, "try:\n    client.create_secret") == "{'greeting': 'hello Ada, welcome'}"
-    assert _shown(nb, "record = client.invoke") == "SUCCEEDED {'greeting': 'hello Grace, welcome'}\n"
+    assert "secret greeting stored with keys: word" in _shown(nb, "%dispatch secret greeting")
+    hello_card = _shown(nb, "%%dispatch hello")
+    assert "secrets: greeting" in hello_card and "timeout: 5.00 s" in hello_card
+    assert _shown(nb, 'hello({"name": "Ada"})') == "{'greeting': 'hello Ada, welcome'}"
+    invoked = _shown(nb, "%dispatch invoke hello")
+    assert "SUCCEEDED" in invoked and "hello Grace, welcome" in invoked
     assert _shown(nb, "try:\n    hello(").startswith("InputError - input invalid against schema at $.name")
-    failed = _shown(nb, "def divide")
+    failed = _shown(nb, "try:\n    divide(1, 0)")
     assert failed.startswith("FunctionError - ZeroDivisionError: division by zero")
-    assert "Traceback (most recent call last)" in failed and "in divide" in failed
-    table = _shown(nb, "print(f\"{'id'").splitlines()
-    assert table[0].split() == ["id", "function", "status", "duration"]
-    assert {line.split()[1] for line in table[1:]} == {"add", "countdown", "hello", "divide"}
-    assert "1 failed run(s) of hello: ['InputError']" in _shown(nb, "failed = client.list_runs")
-    assert _shown(nb, "def add(x, y):\n    return f") == "'1 + 2 = 3'"  # the redeployed code
-    assert _shown(nb, 'client.delete_function("divide")') == "functions: ['add', 'countdown', 'hello']\n"
+    assert "return a / b" in failed and "in divide" in failed  # the cell's own line
+    runs = _shown(nb, "%dispatch runs")
+    assert "2 failed" in runs and {"add", "countdown", "hello", "divide"} <= set(runs.split())
+    assert _shown(nb, "add(1, 2)", index=-1) == "'1 + 2 = 3'"  # the redeployed code
+    functions = _shown(nb, "%dispatch functions").splitlines()
+    assert [line.split()[0] for line in functions[1:]] == ["add", "countdown", "divide", "hello"]
 
 
 def test_runner_names_the_failing_cell(tmp_path: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,18 +3,20 @@
 import importlib.metadata
 import sys
 
+import pytest
+
 import dispatch_kernel as dk
 from dispatch_kernel.images.venv import HOST_ENVIRONMENT, host_satisfies
 
-SIX = "six==1.16.0"  # a small distribution the test environment does not have
+INFLECTION = "inflection==0.5.1"  # a small distribution the test environment does not have
 
 
-def uses_six():
+def uses_inflection():
     import sys
 
-    import six
+    import inflection
 
-    return {"six": six.__version__, "prefix": sys.prefix}
+    return {"camel": inflection.camelize("dispatch_kernel"), "prefix": sys.prefix}
 
 
 def test_host_satisfies_checks_names_versions_and_markers():
@@ -37,39 +39,35 @@ def test_the_callers_environment_serves_when_it_has_everything(client):
 
 
 def test_a_missing_requirement_builds_a_shared_cached_environment(client, home):
-    assert not host_satisfies([SIX])
+    assert not host_satisfies([INFLECTION])
     lines = []
-    fn = client.deploy(uses_six, requirements=[SIX], progress=lines.append)
+    fn = client.deploy(uses_inflection, requirements=[INFLECTION], progress=lines.append)
     image = fn.function.image
     assert image != HOST_ENVIRONMENT and (home / "envs" / image / ".ready").exists()
-    assert any("six" in line for line in lines)  # the build streamed its log
+    assert any("inflection" in line for line in lines)  # the build streamed its log
     result = fn()
-    assert result["six"] == "1.16.0"
+    assert result["camel"] == "DispatchKernel"
     assert result["prefix"] == str(home / "envs" / image)
     assert result["prefix"] != sys.prefix
 
-    def also_six():
-        import six
+    def also_inflection():
+        import inflection
 
-        return six.PY3
+        return inflection.underscore("DeviceType")
 
     lines.clear()
-    other = client.deploy(also_six, requirements=[SIX], progress=lines.append)
+    other = client.deploy(also_inflection, requirements=[INFLECTION], progress=lines.append)
     assert other.function.image == image  # content-addressed: shared, not rebuilt
     assert not any("building" in line for line in lines)
-    assert other() is True
+    assert other() == "device_type"
 
 
 def test_a_function_whose_import_is_missing_in_its_environment_fails_clearly(client):
-    def needs_six_undeclared():
-        import six
+    def needs_inflection_undeclared():
+        import inflection
 
-        return six.PY3
+        return inflection.camelize("x")
 
-    fn = client.deploy(needs_six_undeclared)
-    try:
+    fn = client.deploy(needs_inflection_undeclared)
+    with pytest.raises(dk.RunFunctionError, match="No module named 'inflection'"):
         fn()
-    except dk.RunFunctionError as error:
-        assert "No module named 'six'" in str(error)
-    else:  # pragma: no cover - six is not installed in the test environment
-        raise AssertionError("expected a FunctionError")

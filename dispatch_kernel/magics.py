@@ -1,0 +1,419 @@
+"""The IPython extension: `%%dispatch` deploys a cell's function, `%dispatch …` manages them.
+
+    %load_ext dispatch_kernel
+
+    %%dispatch hello --timeout 10s --secret greeting
+    def handle(ctx, payload):
+        return {"greeting": "hello " + payload["name"]}
+
+The magic is a thin face: it parses options, runs the cell, and calls the Client. Everything a
+REST handler or the CLI would need too lives in the core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import shlex
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.display import display
+
+import dispatch_kernel as dk
+
+from .client import FunctionHandle
+from .model import DispatchError
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are UsageErrors that end with the usage line."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message}\n{self.format_usage().strip()}")
+
+
+def _deploy_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="%%dispatch",
+        description="Run the cell, then deploy its function: `handle` if the cell defines it, "
+        "else the cell's last top-level function (or --handler NAME).",
+        add_help=False,
+    )
+    parser.add_argument("name", nargs="?", help="the function's name (default: the handler's name)")
+    parser.add_argument("--handler", help="the function in the cell to deploy")
+    parser.add_argument("--schema-in", help="input JSON Schema: inline JSON or a file path")
+    parser.add_argument("--schema-out", help="output JSON Schema: inline JSON or a file path")
+    parser.add_argument("--timeout", help="per run, e.g. 500ms, 30s, 5m")
+    parser.add_argument("--memory", help="per worker, e.g. 512M, 2G")
+    parser.add_argument("--requirements", help='extra requirements, e.g. "pandas==2.2 requests"')
+    parser.add_argument("--secret", action="append", default=[], help="a secret to give it (repeatable)")
+    parser.add_argument("--min-workers", type=int, help="warm workers kept ready")
+    parser.add_argument("--max-workers", type=int, help="workers at most")
+    parser.add_argument("--idle-timeout", help="how long an idle worker lives, e.g. 5m")
+    parser.add_argument("--driver", help="where it runs (default: local)")
+    parser.add_argument("--image", help="an image made with create_image to build the function on")
+    return parser
+
+
+DEPLOY = _deploy_parser()
+
+LINE_USAGE = """\
+%dispatch functions                              list deployed functions
+%dispatch runs [NAME] [--status S] [--limit N]   the runs table (live)
+%dispatch invoke NAME [JSON]                     run a function with a JSON input, wait, show the run
+%dispatch logs RUN_ID                            a run's stdout and stderr
+%dispatch delete NAME                            delete a function
+%dispatch secret NAME key=value ...              create (or replace) a secret
+%dispatch status                                 where functions run, and what is running
+%dispatch connect [URL] [--token T]              use a Dispatch server (no URL: the embedded default)
+%dispatch emit TYPE [JSON] [--source S]          publish a CloudEvent; subscribed functions run
+%dispatch subscribe FN --event-type T            run FN for each event of type T (exact or prefix.*)
+%dispatch sources                                event sources and subscriptions, with their status
+%dispatch help                                   this text"""
+
+
+def _subparser(prog: str) -> argparse.ArgumentParser:
+    return _Parser(prog=f"%dispatch {prog}", add_help=False)
+
+
+def _load_schema(value: str | None, option: str) -> Any:
+    """Inline JSON, or the path of a JSON file."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text[:1] in "{[" or text in ("true", "false"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{option} is not valid JSON: {exc}") from None
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise UsageError(f"{option} is neither inline JSON nor a file: {value!r}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{option} file {path} is not valid JSON: {exc}") from None
+
+
+def cell_functions(code: str) -> list[str]:
+    """Names of the functions a cell defines at top level, in order."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    return [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+class NotebookFunction(FunctionHandle):
+    """The handle a `%%dispatch` cell binds in the notebook: call it to run remotely,
+    `.local()` to call the cell's original function in the kernel."""
+
+
+def _functions_bundle(functions: list[dk.Function]) -> dict[str, str]:
+    """A text and HTML table of functions (static: it is a listing, not a live view)."""
+    from html import escape
+
+    rows = [(f.name, str(f.status), f.driver, f.image or "-", str(f.revision),
+             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f.modified))) for f in functions]
+    head = ("name", "status", "driver", "environment", "revision", "modified")
+    if not rows:
+        return {"text/plain": "no functions deployed", "text/html": "<p>no functions deployed</p>"}
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    text = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [head, *rows])
+    cells = "".join(f"<th>{escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return {"text/plain": text, "text/html": f"<table><tr>{cells}</tr>{body}</table>"}
+
+
+@magics_class
+class DispatchMagics(Magics):
+    """`%%dispatch` and `%dispatch`, over one Client per kernel."""
+
+    def __init__(self, shell, connect: Callable[..., dk.Client] | None = None) -> None:
+        super().__init__(shell)
+        self._connect = connect or dk.connect
+        self._client: dk.Client | None = None
+
+    @property
+    def client(self) -> dk.Client:
+        """The client, connected on first use (a server if one is found, else embedded)."""
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    def close(self) -> None:
+        """Release the client (and the embedded core's workers)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @no_var_expand  # JSON inputs and schemas use braces; IPython would try to expand them
+    @line_cell_magic
+    def dispatch(self, line: str, cell: str | None = None) -> Any:
+        """Deploy a cell's function as a serverless function, or manage deployed ones.
+
+        Cell magic: %%dispatch [NAME] [--handler H] [--schema-in JSON|FILE] [--schema-out JSON|FILE]
+                                [--timeout 30s] [--memory 512M] [--requirements "pkg==1 other"]
+                                [--secret S ...] [--min-workers N] [--max-workers N]
+                                [--idle-timeout 5m] [--driver D] [--image I]
+
+        The cell runs in the kernel as usual, then its handler is deployed: --handler, else
+        `handle` if the cell defines it, else the cell's last top-level function. Afterwards
+        NAME (default: the handler's name) is the deployed function: call it to run it,
+        `.local()` to call the original here, `.spawn()`, `.map()`, `.runs()`, `.delete()`.
+        Running an unchanged cell again deploys nothing new.
+
+        Line magic:
+        %dispatch functions                              list deployed functions
+        %dispatch runs [NAME] [--status S] [--limit N]   the runs table (live)
+        %dispatch invoke NAME [JSON]                     run with a JSON input and show the run
+        %dispatch logs RUN_ID                            a run's stdout and stderr
+        %dispatch delete NAME                            delete a function
+        %dispatch secret NAME key=value ...              create (or replace) a secret
+        %dispatch status                                 where functions run, what is running
+        %dispatch connect [URL] [--token T]              use a Dispatch server
+        %dispatch help                                   this text
+        """
+        try:
+            if cell is None:
+                return self._line(line)
+            return self._deploy(line, cell)
+        except DispatchError as exc:
+            raise UsageError(str(exc)) from None
+
+    # ------------------------------------------------------------------ %%dispatch
+
+    def _deploy(self, line: str, cell: str) -> None:
+        try:
+            words = shlex.split(line)  # shell quoting, so inline JSON survives intact
+        except ValueError as exc:
+            raise UsageError(f"{exc} in: %%dispatch {line}") from None
+        args = DEPLOY.parse_args(words)
+        options: dict[str, Any] = {
+            "schema_in": _load_schema(args.schema_in, "--schema-in"),
+            "schema_out": _load_schema(args.schema_out, "--schema-out"),
+            "timeout": args.timeout,
+            "memory": args.memory,
+            "requirements": shlex.split(args.requirements) if args.requirements else None,
+            "secrets": args.secret or None,
+            "min_workers": args.min_workers,
+            "max_workers": args.max_workers,
+            "idle_timeout": args.idle_timeout,
+            "driver": args.driver,
+            "image": args.image,
+        }
+        source = self.shell.transform_cell(cell)
+        # Compiled under a cached cell name, so tracebacks and the packaged function can quote
+        # the cell; an error in the cell propagates and nothing is deployed.
+        filename = self.shell.compile.cache(source, self.shell.execution_count, raw_code=cell)
+        exec(compile(source, filename, "exec"), self.shell.user_global_ns, self.shell.user_ns)
+        defined = cell_functions(source)
+        handler = args.handler or ("handle" if "handle" in defined else (defined[-1] if defined else None))
+        if handler is None:
+            raise UsageError("the cell defines no function to deploy (or name one with --handler)")
+        original = self.shell.user_ns.get(handler)
+        if isinstance(original, FunctionHandle):  # the cell did not redefine it: deploy the original
+            original = original._original
+        if not callable(original):
+            raise UsageError(f"the cell defines no function named {handler!r}")
+        name = args.name or handler
+        from .widgets import FunctionCard
+
+        options = {k: v for k, v in options.items() if v is not None}
+        card = FunctionCard(name)
+        # A display id lets the final card replace the "deploying" one in the saved output
+        # too, so a notebook run headlessly (or read on GitHub) shows the result.
+        shown = display(card, display_id=True)
+        started = time.perf_counter()
+        try:
+            deployed = self.client.deploy(original, name, progress=card.progress, **options)
+        except DispatchError as exc:
+            failed = getattr(exc, "function", None)
+            if failed is not None:  # the card shows ERROR and the reason, not "deploying"
+                card.update(failed)
+            if shown is not None:
+                shown.update(card)
+            raise
+        added = set(options.get("requirements") or [])
+        card.update(deployed.function, detected_requirements=[r for r in deployed.function.requirements
+                                                              if r not in added],
+                    deploy_seconds=time.perf_counter() - started)
+        if shown is not None:
+            shown.update(card)
+        self.shell.user_ns[name] = NotebookFunction(self.client, deployed.function, original)
+
+    # ------------------------------------------------------------------ %dispatch
+
+    def _line(self, line: str) -> Any:
+        if line.split(None, 1)[:1] == ["invoke"]:
+            return self._invoke(line.split(None, 2)[1:])  # the JSON is taken as typed
+        if line.split(None, 1)[:1] == ["emit"]:
+            return self._emit(line.split(None, 1)[1:])  # the JSON is taken as typed
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"{exc} in: %dispatch {line}") from None
+        if not words or words[0] in ("help", "-h", "--help"):
+            print(LINE_USAGE)
+            return None
+        command, rest = words[0], words[1:]
+        handler = getattr(self, f"_cmd_{command}", None)
+        if handler is None:
+            raise UsageError(f"unknown command {command!r}; try one of:\n{LINE_USAGE}")
+        return handler(rest)
+
+    def _cmd_functions(self, rest: list[str]) -> None:
+        _subparser("functions").parse_args(rest)
+        display(_functions_bundle(self.client.list_functions()), raw=True)
+
+    def _cmd_runs(self, rest: list[str]) -> None:
+        parser = _subparser("runs")
+        parser.add_argument("name", nargs="?")
+        parser.add_argument("--status")
+        parser.add_argument("--limit", type=int, default=50)
+        args = parser.parse_args(rest)
+        if args.name is not None:
+            self.client.get_function(args.name)  # an unknown name is one clear sentence
+        from .widgets import RunsTable
+
+        display(RunsTable(self.client, function=args.name, status=args.status, limit=args.limit))
+
+    def _invoke(self, words: list[str]) -> None:
+        if not words:
+            raise UsageError("usage: %dispatch invoke NAME [JSON]")
+        text = words[1] if len(words) > 1 else "null"
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"the input is not valid JSON: {exc}") from None
+        from .widgets import RunInspector
+
+        display(RunInspector(self.client.invoke(words[0], payload, wait=True)))
+
+    def _cmd_logs(self, rest: list[str]) -> None:
+        parser = _subparser("logs")
+        parser.add_argument("run_id")
+        run = self.client.get_run(parser.parse_args(rest).run_id)
+        for stream in ("stdout", "stderr"):
+            text = run.logs.get(stream, "")
+            if text:
+                print(f"--- {stream} ---\n{text}", end="" if text.endswith("\n") else "\n")
+        if not any(run.logs.values()):
+            print(f"run {run.id} ({run.status}) wrote nothing")
+
+    def _cmd_delete(self, rest: list[str]) -> None:
+        parser = _subparser("delete")
+        parser.add_argument("name")
+        name = parser.parse_args(rest).name
+        self.client.delete_function(name)
+        bound = self.shell.user_ns.get(name)
+        if isinstance(bound, NotebookFunction):
+            self.shell.user_ns[name] = bound._original  # the cell's function, local again
+        print(f"deleted function {name}")
+
+    def _cmd_secret(self, rest: list[str]) -> None:
+        parser = _subparser("secret")
+        parser.add_argument("name")
+        parser.add_argument("pairs", nargs="+", metavar="key=value")
+        args = parser.parse_args(rest)
+        values = {}
+        for pair in args.pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise UsageError(f"expected key=value, got {pair!r}")
+            values[key] = value
+        try:
+            secret = self.client.create_secret(args.name, values)
+        except dk.ConflictError:  # the magic's promise is "create or replace"
+            self.client.delete_secret(args.name)
+            secret = self.client.create_secret(args.name, values)
+        print(f"secret {secret.name} stored with keys: {', '.join(secret.keys)}")
+
+    def _cmd_status(self, rest: list[str]) -> None:
+        _subparser("status").parse_args(rest)
+        client = self.client
+        functions = client.list_functions()
+        recent = client.list_runs(limit=1000)
+        counts: dict[str, int] = {}
+        for run in recent:
+            counts[str(run.status)] = counts.get(str(run.status), 0) + 1
+        print(f"connected to: {getattr(client, 'describe', lambda: type(client).__name__)()}")
+        print(f"functions: {len(functions)} ({', '.join(f.name for f in functions) or 'none'})")
+        print("recent runs: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
+
+    def _cmd_connect(self, rest: list[str]) -> None:
+        parser = _subparser("connect")
+        parser.add_argument("url", nargs="?")
+        parser.add_argument("--token")
+        args = parser.parse_args(rest)
+        client = dk.connect(args.url, token=args.token) if args.url else dk.connect()
+        self.close()
+        self._client = client
+        print(f"connected to {getattr(client, 'describe', lambda: args.url or 'the embedded default')()}")
+
+    # ------------------------------------------------------------------ events
+
+    def _events_client(self) -> Any:
+        client = self.client  # the embedded client and the REST client both speak events
+        if not hasattr(client, "emit"):
+            raise UsageError(f"{type(client).__name__} does not implement events; "
+                             "use the embedded default (%dispatch connect) or a server URL")
+        return client
+
+    def _emit(self, words: list[str]) -> None:
+        text = words[0].strip() if words else ""
+        source = "notebook"
+        if " --source " in f" {text} ":
+            text, _, rest = f" {text} ".rpartition(" --source ")
+            source, text = rest.strip(), text.strip()
+        event_type, _, data_text = text.partition(" ")
+        if not event_type:
+            raise UsageError("usage: %dispatch emit TYPE [JSON] [--source S]")
+        try:
+            data = json.loads(data_text) if data_text.strip() else None
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"the data is not valid JSON: {exc}") from None
+        event = self._events_client().emit(event_type, data, source=source)
+        print(f"emitted {event['type']} (id {event['id']})")
+
+    def _cmd_subscribe(self, rest: list[str]) -> None:
+        parser = _subparser("subscribe")
+        parser.add_argument("function")
+        parser.add_argument("--event-type", required=True)
+        parser.add_argument("--name")
+        parser.add_argument("--filter", action="append", default=[], metavar="ATTRIBUTE=VALUE")
+        args = parser.parse_args(rest)
+        filters = {}
+        for pair in args.filter:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise UsageError(f"expected --filter attribute=value, got {pair!r}")
+            filters[key] = value
+        sub = self._events_client().subscribe(args.function, event_type=args.event_type, name=args.name,
+                                              filters=filters)
+        print(f"subscription {sub.name}: {sub.event_type} -> {sub.function}")
+
+    def _cmd_sources(self, rest: list[str]) -> None:
+        _subparser("sources").parse_args(rest)
+        client = self._events_client()
+        sources = client.list_event_sources()
+        print("event sources:" + ("" if sources else " none"))
+        for source in sources:
+            reason = f" ({source.reason})" if source.reason else ""
+            print(f"  {source.name}  {source.type}  {source.status}{reason}")
+        subscriptions = client.list_subscriptions()
+        print("subscriptions:" + ("" if subscriptions else " none"))
+        for sub in subscriptions:
+            print(f"  {sub.name}  {sub.event_type} -> {sub.function}")
+
+
+def load(ip) -> DispatchMagics:
+    """Register the magics with the shell `ip` (called by %load_ext dispatch_kernel)."""
+    magics = DispatchMagics(ip)
+    ip.register_magics(magics)
+    return magics

@@ -1,0 +1,182 @@
+"""%%dispatch and %dispatch in a real IPython shell: what a notebook user sees."""
+
+import json
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+import dispatch_kernel as dk
+from dispatch_kernel.magics import NotebookFunction
+
+
+@pytest.fixture
+def ip(home):
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "dispatch_kernel")
+    yield shell
+    shell.run_line_magic("unload_ext", "dispatch_kernel")
+    shell.reset(new_session=False)
+
+
+def run(ip, code):
+    """Run a cell; returns (result, captured output)."""
+    with capture_output() as captured:
+        result = ip.run_cell(code)
+    return result, captured
+
+
+def shown(captured) -> str:
+    """Everything a cell showed as text: printed output and the text/plain of its displays."""
+    return captured.stdout + "".join(o.data.get("text/plain", "") for o in captured.outputs)
+
+
+def client_of(ip):
+    return ip.magics_manager.registry["DispatchMagics"].client
+
+
+def test_a_cell_is_run_then_deployed_and_its_name_rebound(ip):
+    result, captured = run(ip, "%%dispatch\ndef add(x, y):\n    return x + y\n")
+    assert result.success, captured.stderr
+    add = ip.user_ns["add"]
+    assert isinstance(add, NotebookFunction)
+    assert add(1, 2) == 3 and add.local(1, 2) == 3
+    assert list(add.map([(1, 1), (2, 2)])) == [2, 4]
+    assert add.spawn(5, 5).result(30) == 10
+    assert [r.status for r in add.runs()][:1] == ["SUCCEEDED"]
+    card = captured.outputs[-1].data  # the function card, as saved in the notebook
+    assert "add" in card["text/plain"] and "READY" in card["text/plain"]
+    assert "READY" in card["text/html"]
+
+
+def test_handle_is_preferred_then_the_last_function_then_handler(ip):
+    cell = "def helper(x):\n    return x\n\ndef handle(ctx, payload):\n    return helper(payload)\n"
+    run(ip, "%%dispatch echo\n" + cell)
+    assert ip.user_ns["echo"]({"a": 1}) == {"a": 1}
+    assert client_of(ip).get_function("echo").handler == "handle"
+    run(ip, "%%dispatch\ndef first():\n    return 1\n\ndef second():\n    return 2\n")
+    assert ip.user_ns["second"]() == 2 and not isinstance(ip.user_ns["first"], NotebookFunction)
+    run(ip, "%%dispatch picked --handler first\ndef first():\n    return 1\n\ndef second():\n    return 2\n")
+    assert ip.user_ns["picked"]() == 1
+
+
+def test_an_unchanged_cell_deploys_nothing_new_and_an_edit_redeploys(ip):
+    cell = "%%dispatch\ndef square(x):\n    return x * x\n"
+    run(ip, cell)
+    revision = client_of(ip).get_function("square").revision
+    run(ip, cell)
+    assert client_of(ip).get_function("square").revision == revision
+    run(ip, "%%dispatch\ndef square(x):\n    return x ** 2 + 1\n")
+    assert client_of(ip).get_function("square").revision > revision
+    assert ip.user_ns["square"](3) == 10
+
+
+def test_every_option_reaches_the_function(ip, tmp_path):
+    client_of(ip).create_secret("s1", {"k": "v"})
+    client_of(ip).create_secret("s2", {"k": "w"})
+    schema_file = tmp_path / "out.json"
+    schema_file.write_text(json.dumps({"type": "object"}))
+    line = (
+        "%%dispatch opts --timeout 500ms --memory 256M --secret s1 --secret s2 "
+        "--schema-in '{\"type\": \"object\", \"required\": [\"name\"]}' "
+        f"--schema-out {schema_file} --min-workers 1 --max-workers 3 --idle-timeout 2m "
+        "--driver local --requirements 'jsonschema>=4'"
+    )
+    result, captured = run(ip, line + "\ndef handle(ctx, payload):\n    return {'n': payload['name']}\n")
+    assert result.success, captured.stderr
+    function = client_of(ip).get_function("opts")
+    assert function.timeout == 0.5 and function.resources["memory"] == 256 * 1024 * 1024
+    assert function.secrets == ["s1", "s2"]
+    assert function.schema == {"in": {"type": "object", "required": ["name"]}, "out": {"type": "object"}}
+    assert function.scaling["min_workers"] == 1 and function.scaling["max_workers"] == 3
+    assert function.scaling["idle_timeout"] == 120 and function.driver == "local"
+    assert "jsonschema>=4" in function.requirements
+    assert ip.user_ns["opts"]({"name": "x"}) == {"n": "x"}
+    with pytest.raises(dk.RunInputError):
+        ip.user_ns["opts"]({})
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("%%dispatch --timeout", "expected one argument"),
+        ("%%dispatch --no-such-option 1", "unrecognized arguments"),
+        ("%%dispatch --timeout soon", "not a duration"),
+        ("%%dispatch --secret missing", "no secret named 'missing'"),
+        ("%%dispatch --driver nope", "unknown driver 'nope'"),
+        ("%%dispatch --schema-in '{bad'", "--schema-in is not valid JSON"),
+        ("%%dispatch --schema-in /no/such/file.json", "neither inline JSON nor a file"),
+        ("%%dispatch --handler ghost", "no function named 'ghost'"),
+        ("%%dispatch --image ghost", "no image named 'ghost'"),
+    ],
+)
+def test_bad_options_are_one_clear_usage_error(ip, line, message):
+    result, captured = run(ip, line + "\ndef f():\n    return 1\n")
+    assert isinstance(result.error_in_exec, Exception)
+    assert "UsageError" in captured.stderr and message in captured.stderr
+    assert "Traceback" not in captured.stderr
+    assert client_of(ip).list_functions() == []
+
+
+def test_a_bad_option_shows_the_usage_line(ip):
+    _, captured = run(ip, "%%dispatch --max-workers many\ndef f():\n    return 1\n")
+    assert "usage: %%dispatch" in captured.stderr and "invalid int value" in captured.stderr
+
+
+def test_a_cell_that_fails_deploys_nothing(ip):
+    result, _ = run(ip, "%%dispatch\ndef f():\n    return 1\nraise ValueError('cell broke')\n")
+    assert isinstance(result.error_in_exec, ValueError)
+    assert client_of(ip).list_functions() == []
+
+
+def test_a_cell_without_a_function_is_a_usage_error(ip):
+    _, captured = run(ip, "%%dispatch\nx = 1\n")
+    assert "defines no function" in captured.stderr
+
+
+def test_help(ip):
+    _, captured = run(ip, "%%dispatch?")
+    assert "--schema-in" in captured.stdout and "%dispatch runs" in captured.stdout
+    _, captured = run(ip, "%dispatch help")
+    assert "%dispatch invoke NAME [JSON]" in captured.stdout
+
+
+def test_line_magics(ip):
+    run(ip, "%%dispatch\ndef shout(word):\n    print('shouting')\n    return word.upper()\n")
+    _, captured = run(ip, "%dispatch functions")
+    assert "shout" in shown(captured) and "READY" in shown(captured)
+    _, captured = run(ip, '%dispatch invoke shout ["hey"]')
+    assert "HEY" in shown(captured) and "SUCCEEDED" in shown(captured)
+    run_id = client_of(ip).list_runs(function="shout")[0].id
+    _, captured = run(ip, f"%dispatch logs {run_id}")
+    assert "shouting" in captured.stdout
+    _, captured = run(ip, "%dispatch runs shout --limit 5")
+    assert run_id in shown(captured)
+    _, captured = run(ip, "%dispatch secret token value=abc other=1")
+    assert "keys: other, value" in captured.stdout
+    run(ip, "%dispatch secret token value=xyz")
+    assert client_of(ip).get_secret("token").values == {"value": "xyz"}
+    _, captured = run(ip, "%dispatch status")
+    assert "functions: 1 (shout)" in captured.stdout
+    _, captured = run(ip, "%dispatch delete shout")
+    assert "deleted function shout" in captured.stdout
+    assert not isinstance(ip.user_ns["shout"], NotebookFunction)
+    assert ip.user_ns["shout"]("x") == "X"  # the cell's own function again
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("%dispatch invoke ghost", "no function named 'ghost'"),
+        ("%dispatch runs ghost", "no function named 'ghost'"),
+        ("%dispatch logs nope", "no run with id 'nope'"),
+        ("%dispatch delete ghost", "no function named 'ghost'"),
+        ("%dispatch frobnicate", "unknown command 'frobnicate'"),
+        ("%dispatch invoke f {bad", "not valid JSON"),
+        ("%dispatch secret s novalue", "expected key=value"),
+        ("%dispatch runs --limit lots", "invalid int value"),
+    ],
+)
+def test_line_magic_errors_are_one_clear_sentence(ip, line, message):
+    _, captured = run(ip, line)
+    assert message in captured.stderr and "Traceback" not in captured.stderr
