@@ -1,0 +1,607 @@
+"""HttpClient: the Client over REST API v1 of a Jupyter server that runs the dispatch extension.
+
+It behaves like the in-process LocalClient (the same tests run against both), with the limits
+of JSON: arguments and outputs travel as JSON, so a tuple comes back as a list and a value JSON
+cannot carry is refused before it is sent. Functions travel as packages (cloudpickle, base64),
+built here exactly as the local client builds them.
+
+Only the standard library speaks HTTP here: one keep-alive connection per calling thread.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable
+from urllib.parse import quote, urlencode, urlsplit
+
+from .client import FunctionHandle, RunHandle
+from .model import (
+    ConflictError,
+    DeployError,
+    DispatchError,
+    EventSource,
+    ForbiddenError,
+    Function,
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    Run,
+    RunError,
+    RunStatus,
+    Secret,
+    Subscription,
+)
+from .model import BaseImage, Image
+
+log = logging.getLogger(__name__)
+
+_ERRORS: dict[int, type[DispatchError]] = {
+    400: InvalidRequestError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+}
+_PAGE = 1000  # the most runs the server returns per request
+_LONG_POLL = 30.0  # seconds one GET runs/{id}?wait= may take
+_MAP_THREADS = 8
+_RECONNECT_DELAY = 1.0
+
+
+class HttpClient:
+    """The Client over REST: `dispatch_kernel.connect(url, token=...)`."""
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float | None = None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidRequestError(f"not a server URL: {url!r} (try http://127.0.0.1:8888/)")
+        self.url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/"
+        self.token = token or None
+        self.timeout = timeout
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port
+        self._prefix = parts.path.rstrip("/") + "/dispatch/v1/"
+        self._headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        if self.token:
+            self._headers["Authorization"] = f"token {self.token}"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[http.client.HTTPConnection] = []
+        self._watchers: list[_Watcher] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ transport
+
+    def _connect(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        connection = cls(self._host, self._port, timeout=self.timeout)
+        with self._lock:
+            self._connections.append(connection)
+        return connection
+
+    def _drop(self, connection: http.client.HTTPConnection) -> None:
+        connection.close()
+        with self._lock:
+            if connection in self._connections:
+                self._connections.remove(connection)
+        if getattr(self._local, "connection", None) is connection:
+            self._local.connection = None
+
+    def request(self, method: str, path: str, body: Any = None,
+                query: dict[str, Any] | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """(status, decoded JSON) of one request to `dispatch/v1/<path>`; errors are raised."""
+        if self._closed:
+            raise DispatchError("this client is closed")
+        target = self._prefix + path
+        if query:
+            target += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        data = None if body is None else _json_bytes(body)
+        for attempt in range(2):
+            connection = getattr(self._local, "connection", None)
+            reused = connection is not None
+            if connection is None:
+                connection = self._local.connection = self._connect()
+            try:
+                connection.request(method, target, body=data,
+                                   headers={**self._headers, **headers} if headers else self._headers)
+                response = connection.getresponse()
+                payload = response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                self._drop(connection)
+                if reused and attempt == 0:
+                    continue  # the server closed an idle keep-alive connection: once more, anew
+                raise DispatchError(f"the dispatch server at {self.url} closed the connection: {exc}") from None
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop(connection)
+                raise DispatchError(f"cannot reach the dispatch server at {self.url}: {exc}") from None
+            break
+        status = response.status
+        if response.will_close:
+            self._drop(connection)
+        value = self._decode(status, payload)
+        if status >= 400 and not (status == 422 and isinstance(value, dict) and "status" in value):
+            raise self._error(status, value)
+        return status, value
+
+    def _decode(self, status: int, payload: bytes) -> Any:
+        if not payload:
+            return None
+        try:
+            return json.loads(payload)
+        except ValueError:
+            raise DispatchError(
+                f"{self.url} answered {status} with something other than JSON: is it a Jupyter server "
+                "with the dispatch extension (and the right base URL)?"
+            ) from None
+
+    def _error(self, status: int, value: Any) -> DispatchError:
+        message = value.get("message") if isinstance(value, dict) else None
+        message = message or f"the server answered {status}"
+        if status == 422 and isinstance(value, dict) and isinstance(value.get("function"), dict):
+            return DeployError(message, Function.from_dict(value["function"]))
+        if status == 422 and isinstance(value, dict) and isinstance(value.get("image"), dict):
+            return DeployError(message)  # an image build failed; the image is left in ERROR
+        cls = _ERRORS.get(status)
+        if cls is None:
+            return DispatchError(f"{message} (HTTP {status})")
+        return cls(message)
+
+    # ------------------------------------------------------------------ functions
+
+    def deploy(self, fn: Callable[..., Any] | Any, name: str | None = None, **options: Any) -> FunctionHandle:
+        from .packaging import FunctionSource, package
+
+        progress = options.pop("progress", None)
+        requirements = list(options.pop("requirements", None) or [])
+        source = fn if isinstance(fn, FunctionSource) else package(fn, requirements)
+        name = name or source.handler.rsplit(".", 1)[-1]
+        body = {"name": name, "source": source.encode(), **_function_fields(options)}
+        if progress is not None:
+            progress(f"deploying {name} on {self.url}")
+        try:
+            _, data = self.request("POST", "functions", body)
+        except ConflictError:
+            data = self._update(name, body)
+        return FunctionHandle(self, Function.from_dict(data), fn if callable(fn) else None)
+
+    def _update(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        for attempt in range(3):
+            current = self.get_function(name)
+            try:
+                return self.request("PUT", f"functions/{_segment(name)}", {**body, "revision": current.revision})[1]
+            except ConflictError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def function(self, name: str) -> FunctionHandle:
+        return FunctionHandle(self, self.get_function(name))
+
+    def get_function(self, name: str) -> Function:
+        return Function.from_dict(self.request("GET", f"functions/{_segment(name)}")[1])
+
+    def list_functions(self) -> list[Function]:
+        return [Function.from_dict(item) for item in self.request("GET", "functions")[1]["items"]]
+
+    def delete_function(self, name: str) -> None:
+        self.request("DELETE", f"functions/{_segment(name)}")
+
+    # ------------------------------------------------------------------ runs
+
+    def _post_run(self, body: dict[str, Any]) -> Run:
+        return Run.from_dict(self.request("POST", "runs", body)[1])
+
+    def _python_call(self, name: str, args: tuple, kwargs: dict[str, Any], wait: bool) -> Run:
+        body: dict[str, Any] = {"function": name, "wait": wait, "args": list(args)}
+        if kwargs:
+            body["kwargs"] = kwargs
+        return self._post_run(body)
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        run = self._python_call(name, args, kwargs, True)
+        if run.status == RunStatus.SUCCEEDED:
+            return run.output
+        raise RunError.for_run(run)
+
+    def spawn(self, name: str, *args: Any, **kwargs: Any) -> RunHandle:
+        return RunHandle(self, self._python_call(name, args, kwargs, False))
+
+    def map(self, name: str, items: Iterable[Any], *, return_exceptions: bool = False) -> Iterator[Any]:
+        dispatch_style = self.get_function(name).convention == "dispatch"
+        pool = self._map_pool()
+
+        def submit(item: Any) -> Future:
+            args = item if isinstance(item, tuple) and not dispatch_style else (item,)
+            return pool.submit(self._python_call, name, args, {}, True)
+
+        def outputs() -> Iterator[Any]:
+            window: deque[Future] = deque()
+            iterator = iter(items)
+            while True:
+                while len(window) < 2 * _MAP_THREADS:
+                    try:
+                        window.append(submit(next(iterator)))
+                    except StopIteration:
+                        break
+                if not window:
+                    return
+                run = window.popleft().result()
+                if run.status == RunStatus.SUCCEEDED:
+                    yield run.output
+                elif return_exceptions:
+                    yield RunError.for_run(run)
+                else:
+                    raise RunError.for_run(run)
+
+        return outputs()
+
+    def _map_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(_MAP_THREADS, thread_name_prefix="dispatch-http-map")
+            return self._pool
+
+    def invoke(self, name: str, input: Any = None, *, wait: bool = True) -> Run:
+        return self._post_run({"function": name, "input": input, "wait": wait})
+
+    def wait_run(self, run_id: str, timeout: float | None = None) -> Run:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = _LONG_POLL if deadline is None else max(0.0, min(_LONG_POLL, deadline - time.monotonic()))
+            run = Run.from_dict(self.request("GET", f"runs/{_segment(run_id)}",
+                                             query={"wait": f"{wait:.3f}"} if wait > 0 else None)[1])
+            if RunStatus(run.status).finished:
+                return run
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id} did not finish within {timeout:g}s")
+
+    def get_run(self, run_id: str) -> Run:
+        return Run.from_dict(self.request("GET", f"runs/{_segment(run_id)}")[1])
+
+    def cancel_run(self, run_id: str) -> Run:
+        """Cancel a QUEUED run (a RUNNING or finished one is a ConflictError)."""
+        return Run.from_dict(self.request("POST", f"runs/{_segment(run_id)}/cancel")[1])
+
+    def list_runs(self, *, function: str | None = None, status: str | None = None,
+                  since: float | None = None, before: str | None = None, limit: int = 100) -> list[Run]:
+        if limit < 1:
+            raise InvalidRequestError("limit must be at least 1")
+        runs: list[Run] = []
+        while len(runs) < limit:
+            query = {"function": function, "status": status, "since": since, "before": before,
+                     "limit": min(_PAGE, limit - len(runs))}
+            page = self.request("GET", "runs", query=query)[1]
+            runs.extend(Run.from_dict(item) for item in page["items"])
+            before = page["next"]
+            if before is None:
+                break
+        return runs
+
+    def watch_runs(self, callback: Callable[[Run], None]) -> Callable[[], None]:
+        watcher = _Watcher(self, callback)
+        with self._lock:
+            self._watchers.append(watcher)
+        watcher.start()
+
+        def stop() -> None:
+            watcher.stop()
+            with self._lock:
+                if watcher in self._watchers:
+                    self._watchers.remove(watcher)
+
+        return stop
+
+    # ------------------------------------------------------------------ secrets
+
+    def create_secret(self, name: str, values: dict[str, str]) -> Secret:
+        return Secret.from_dict(self.request("POST", "secrets", {"name": name, "values": values})[1])
+
+    def get_secret(self, name: str) -> Secret:
+        return Secret.from_dict(self.request("GET", f"secrets/{_segment(name)}")[1])
+
+    def list_secrets(self) -> list[Secret]:
+        return [Secret.from_dict(item) for item in self.request("GET", "secrets")[1]["items"]]
+
+    def delete_secret(self, name: str) -> None:
+        self.request("DELETE", f"secrets/{_segment(name)}")
+
+    # ------------------------------------------------------------------ events
+
+    def emit(self, type: str | dict[str, Any], data: Any = None, **attributes: Any) -> dict[str, Any]:
+        """Publish a CloudEvent (source=, id=, subject=, extensions=); returns the event."""
+        if isinstance(type, dict):  # a whole event: structured content mode
+            return self.request("POST", "events", type,
+                                headers={"Content-Type": "application/cloudevents+json"})[1]
+        unknown = sorted(set(attributes) - {"source", "id", "subject", "extensions"})
+        if unknown:
+            raise InvalidRequestError(f"unknown event attribute option(s): {', '.join(unknown)}")
+        body: dict[str, Any] = {"type": type, **{k: v for k, v in attributes.items() if v is not None}}
+        if data is not None:
+            body["data"] = data
+        return self.request("POST", "events", body)[1]
+
+    def subscribe(self, function: str, *, event_type: str, **options: Any) -> Subscription:
+        """Run `function` for each matching event (name=, filters=, max_attempts=, tags=)."""
+        body = {"function": function, "event_type": event_type,
+                **{k: v for k, v in options.items() if v is not None}}
+        return Subscription.from_dict(self.request("POST", "subscriptions", body)[1])
+
+    def list_subscriptions(self) -> list[Subscription]:
+        return [Subscription.from_dict(item) for item in self.request("GET", "subscriptions")[1]["items"]]
+
+    def get_subscription(self, name: str) -> Subscription:
+        return Subscription.from_dict(self.request("GET", f"subscriptions/{_segment(name)}")[1])
+
+    def delete_subscription(self, name: str) -> None:
+        self.request("DELETE", f"subscriptions/{_segment(name)}")
+
+    def create_event_source(self, name: str, *, type: str, config: dict[str, Any] | None = None,
+                            secrets: list[str] | None = None, **options: Any) -> EventSource:
+        body = {"name": name, "type": type, **{k: v for k, v in options.items() if v is not None}}
+        if config is not None:
+            body["config"] = config
+        if secrets is not None:
+            body["secrets"] = secrets
+        return EventSource.from_dict(self.request("POST", "event-sources", body)[1])
+
+    def list_event_sources(self) -> list[EventSource]:
+        return [EventSource.from_dict(item) for item in self.request("GET", "event-sources")[1]["items"]]
+
+    def get_event_source(self, name: str) -> EventSource:
+        return EventSource.from_dict(self.request("GET", f"event-sources/{_segment(name)}")[1])
+
+    def delete_event_source(self, name: str) -> None:
+        self.request("DELETE", f"event-sources/{_segment(name)}")
+
+    # ------------------------------------------------------------------ images
+
+    def create_base_image(self, name: str, image_url: str, *, language: str = "python3",
+                          tags: dict[str, str] | None = None) -> BaseImage:
+        """Register a base image (registry/repository:tag) that images are built on."""
+        body: dict[str, Any] = {"name": name, "image_url": image_url, "language": language}
+        if tags:
+            body["tags"] = tags
+        return BaseImage.from_dict(self.request("POST", "base-images", body)[1])
+
+    def get_base_image(self, name: str) -> BaseImage:
+        return BaseImage.from_dict(self.request("GET", f"base-images/{_segment(name)}")[1])
+
+    def list_base_images(self) -> list[BaseImage]:
+        return [BaseImage.from_dict(item) for item in self.request("GET", "base-images")[1]["items"]]
+
+    def delete_base_image(self, name: str) -> None:
+        self.request("DELETE", f"base-images/{_segment(name)}")
+
+    def create_image(self, name: str, base: str, *, requirements: Iterable[str] | None = None,
+                     system_packages: Iterable[str] | None = None, tags: dict[str, str] | None = None,
+                     progress: Callable[[str], None] | None = None) -> Image:
+        """Build an image on base image `base` and push it; deploy(fn, image=name) builds on it.
+        The server streams the build log to `progress`, line by line, as it happens."""
+        body: dict[str, Any] = {"name": name, "base_image": base}
+        if requirements:
+            body["requirements"] = list(requirements)
+        if system_packages:
+            body["system_packages"] = list(system_packages)
+        if tags:
+            body["tags"] = tags
+        if progress is None:
+            return Image.from_dict(self.request("POST", "images", body)[1])
+        return self._build_streamed(body, progress)
+
+    def _build_streamed(self, body: dict[str, Any], progress: Callable[[str], None]) -> Image:
+        """POST images with the log streamed (application/x-ndjson), on a connection of its own."""
+        if self._closed:
+            raise DispatchError("this client is closed")
+        data = _json_bytes(body)
+        connection = self._connect()
+        try:
+            headers = {**self._headers, "Accept": "application/x-ndjson"}
+            try:
+                connection.request("POST", self._prefix + "images", body=data, headers=headers)
+                response = connection.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                raise DispatchError(f"cannot reach the dispatch server at {self.url}: {exc}") from None
+            if response.status != 200:
+                raise self._error(response.status, self._decode(response.status, response.read()))
+            last: dict[str, Any] | None = None
+            while True:
+                try:
+                    line = response.readline()
+                except (OSError, http.client.HTTPException) as exc:
+                    raise DispatchError(f"the build log from {self.url} broke off: {exc}") from None
+                if not line:
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    raise DispatchError(f"{self.url} streamed something other than JSON lines") from None
+                if isinstance(item, dict) and "log" in item:
+                    progress(str(item["log"]))
+                elif isinstance(item, dict):
+                    last = item
+            if last is None:
+                raise DispatchError(f"the build log from {self.url} ended without the image")
+            error = last.get("error")
+            if isinstance(error, dict):
+                raise self._error(int(error.get("code") or 500), {**error, "image": last.get("image")})
+            return Image.from_dict(last["image"])
+        finally:
+            self._drop(connection)
+
+    def get_image(self, name: str) -> Image:
+        return Image.from_dict(self.request("GET", f"images/{_segment(name)}")[1])
+
+    def list_images(self) -> list[Image]:
+        return [Image.from_dict(item) for item in self.request("GET", "images")[1]["items"]]
+
+    def delete_image(self, name: str) -> None:
+        self.request("DELETE", f"images/{_segment(name)}")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def describe(self) -> str:
+        """Where this client's functions live, in words."""
+        return f"the Dispatch server at {self.url}"
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            watchers, self._watchers = self._watchers, []
+            connections, self._connections = self._connections, []
+            pool, self._pool = self._pool, None
+        for watcher in watchers:
+            watcher.stop()
+        for connection in connections:
+            connection.close()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<HttpClient {self.url}>"
+
+
+class _Watcher:
+    """Reads the server's run event stream on a thread and calls back once per change."""
+
+    def __init__(self, client: HttpClient, callback: Callable[[Run], None]) -> None:
+        self.client = client
+        self.callback = callback
+        self._stopped = threading.Event()
+        self._opened = threading.Event()
+        self._error: Exception | None = None
+        self._connection: http.client.HTTPConnection | None = None
+        self._thread = threading.Thread(target=self._loop, name="dispatch-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._opened.wait(30)
+        if self._error is not None:
+            self.stop()
+            raise self._error
+
+    def _loop(self) -> None:
+        first = True
+        while not self._stopped.is_set():
+            try:
+                self._read()
+            except Exception as exc:  # reported to start() the first time, retried later
+                if first:
+                    self._error = exc if isinstance(exc, DispatchError) else DispatchError(
+                        f"cannot watch runs on {self.client.url}: {exc}")
+                    self._opened.set()
+                    return
+                log.debug("the run stream ended: %s", exc)
+            first = False
+            self._stopped.wait(_RECONNECT_DELAY)
+
+    def _read(self) -> None:
+        client = self.client
+        cls = http.client.HTTPSConnection if client._https else http.client.HTTPConnection
+        connection = self._connection = cls(client._host, client._port)
+        try:
+            headers = {**client._headers, "Accept": "text/event-stream"}
+            connection.request("GET", client._prefix + "runs/stream", headers=headers)
+            response = connection.getresponse()
+            if response.status != 200:
+                raise client._error(response.status, client._decode(response.status, response.read()))
+            event, data = "", []
+            while not self._stopped.is_set():
+                line = response.readline()
+                if not line:
+                    return
+                text = line.decode("utf-8").rstrip("\r\n")
+                if text.startswith(":"):
+                    self._opened.set()
+                elif text.startswith("event:"):
+                    event = text[6:].strip()
+                elif text.startswith("data:"):
+                    data.append(text[5:].lstrip())
+                elif not text:
+                    if event == "run" and data:
+                        self._deliver("\n".join(data))
+                    event, data = "", []
+        finally:
+            connection.close()
+
+    def _deliver(self, text: str) -> None:
+        try:
+            run = Run.from_dict(json.loads(text))
+        except Exception:
+            log.exception("an unreadable run event")
+            return
+        try:
+            self.callback(run)
+        except Exception:
+            log.exception("a run watcher failed")
+
+    def stop(self) -> None:
+        self._stopped.set()
+        connection = self._connection
+        if connection is not None and connection.sock is not None:
+            try:
+                connection.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if threading.current_thread() is not self._thread and self._thread.is_alive():
+            self._thread.join(5)
+
+
+def _segment(value: str) -> str:
+    return quote(str(value), safe="")
+
+
+def _json_bytes(body: Any) -> bytes:
+    try:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequestError(f"over REST, arguments and options travel as JSON: {exc}") from None
+
+
+def _function_fields(options: dict[str, Any]) -> dict[str, Any]:
+    """The REST fields of a function from the keyword options of Client.deploy."""
+    fields: dict[str, Any] = {}
+    schema: dict[str, Any] = {}
+    scaling: dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key in ("schema_in", "schema_out"):
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError as exc:
+                    raise InvalidRequestError(f"{key} is not valid JSON: {exc}") from None
+            schema[key[len("schema_"):]] = value
+        elif key in ("min_workers", "max_workers", "idle_timeout"):
+            scaling[key] = value
+        elif key in ("secrets", "timeout", "memory", "cpu", "driver", "tags", "image"):
+            fields[key] = sorted(set(value)) if key == "secrets" else value
+        else:
+            raise TypeError(f"deploy() got an unexpected keyword argument {key!r}")
+    if schema:
+        fields["schema"] = schema
+    if scaling:
+        fields["scaling"] = scaling
+    return fields
+
+
+__all__ = ["HttpClient"]

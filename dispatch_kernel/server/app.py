@@ -1,0 +1,123 @@
+"""DispatchApp: the Jupyter server extension that hosts one Dispatch core for the whole server.
+
+Enabled by the file the wheel installs in etc/jupyter/jupyter_server_config.d/, so `jupyter lab`
+and `jupyter server` serve REST API v1 under `{base_url}dispatch/v1/`; `jupyter dispatch` starts
+a server with it on its own. Its settings are traitlets (`c.DispatchApp.home = ...`).
+
+A kernel (or terminal) started by the server finds it without being told: the extension puts
+DISPATCH_URL and DISPATCH_TOKEN in the server's environment, which they inherit, and
+`dispatch_kernel.connect()` uses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Dict, Int, Unicode, default
+
+from .. import __version__
+from ..settings import Settings
+from .handlers import DispatchState, handlers
+
+URL_ENV = "DISPATCH_URL"
+TOKEN_ENV = "DISPATCH_TOKEN"
+
+
+class DispatchApp(ExtensionApp):
+    """Serverless functions from Jupyter: the REST API of one shared Dispatch core."""
+
+    name = "dispatch"
+    description = "Serve dispatch-kernel's REST API (functions, runs, secrets) from a Jupyter server"
+    version = __version__
+    extension_url = "/dispatch/v1/openapi.json"
+    load_other_extensions = True
+
+    home = Unicode(
+        "", config=True,
+        help="Where the core keeps its database, environments and keys "
+             "(default: DISPATCH_HOME, else the user data directory).",
+    )
+    store = Unicode("sqlite", config=True, help="The store plug-in (entry point dispatch_kernel.stores).")
+    driver = Unicode("local", config=True, help="The default driver (entry point dispatch_kernel.drivers).")
+    images = Unicode("venv", config=True, help="The image builder (entry point dispatch_kernel.images).")
+    org = Unicode("default", config=True, help="The organization this server's users work in.")
+    bus = Unicode("sqlite", config=True,
+                  help="The event bus plug-in (entry point dispatch_kernel.buses): sqlite, the embedded "
+                       "default, or nats (JetStream, shared by several servers).")
+    bus_options = Dict(config=True,
+                       help='Options of the event bus, e.g. {"url": "nats://127.0.0.1:4222"} for nats.')
+    run_threads = Int(64, config=True, help="Threads that carry runs started without waiting.")
+    request_threads = Int(64, config=True,
+                          help="Threads that carry the core's blocking calls for requests "
+                               "(a POST runs with wait holds one for the whole run).")
+    max_body_size = Int(6 * 1024 * 1024, config=True,
+                        help="Largest request body in bytes; larger ones are answered 413.")
+    export_env = Bool(True, config=True,
+                      help=f"Put {URL_ENV} and {TOKEN_ENV} in the server's environment so that "
+                           "kernels and terminals it starts find this server.")
+
+    @classmethod
+    def get_extension_package(cls) -> str:
+        # The extension points live in this subpackage: `import dispatch_kernel` stays light.
+        return "dispatch_kernel.server"
+
+    @default("open_browser")
+    def _default_open_browser(self) -> bool:
+        return False  # an API server: nothing to show in a browser yet
+
+    def initialize_settings(self) -> None:
+        from ..core import Dispatch
+
+        options = {"store": self.store, "driver": self.driver, "images": self.images, "org": self.org,
+                   "run_threads": self.run_threads, "bus": self.bus, "bus_options": dict(self.bus_options)}
+        settings = Settings(home=Path(self.home), **options) if self.home else Settings(**options)
+        core = Dispatch(settings)
+        self.state = DispatchState(core, org=self.org, max_body_size=self.max_body_size,
+                                   threads=self.request_threads)
+        self.settings["dispatch_kernel"] = self.state
+        self._saved_env: dict[str, str | None] = {}
+        if self.export_env:
+            self._export_env()
+        self.log.info("dispatch: REST API v1 at %sdispatch/v1/ (home %s)",
+                      self.serverapp.base_url, settings.home)
+
+    def initialize_handlers(self) -> None:
+        from .events_handlers import events_handlers
+
+        self.handlers.extend(events_handlers())  # before handlers()'s catch-all
+        self.handlers.extend(handlers())
+
+    async def _start_jupyter_server_extension(self, serverapp) -> None:
+        if self.export_env:
+            self._export_env()  # the port is final only once the server listens
+
+    def _export_env(self) -> None:
+        values = {URL_ENV: self.serverapp.connection_url, TOKEN_ENV: self.serverapp.identity_provider.token}
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            if value:
+                os.environ[key] = value
+            else:
+                os.environ.pop(key, None)
+
+    async def stop_extension(self) -> None:
+        """Close the event streams, then the core (its workers end) off the event loop."""
+        state = getattr(self, "state", None)
+        if state is None:
+            return
+        state.hub.close_all()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, state.core.close)
+        state.executor.shutdown(wait=False, cancel_futures=True)
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = {}
+
+
+main = launch_new_instance = DispatchApp.launch_instance

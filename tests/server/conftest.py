@@ -1,0 +1,78 @@
+"""A real Jupyter server with the dispatch extension per test (pytest-jupyter), in the test's loop.
+
+pytest-jupyter's fixtures and hooks are imported here, so they apply to this directory only;
+its default base_url, `/a%40b/`, is kept on purpose: it catches URLs built without it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures and hooks, for this directory)
+from traitlets.config import Config
+
+from .api import response_problems
+
+
+@pytest.fixture
+def dispatch_home(tmp_path):
+    return tmp_path / "dispatch-home"
+
+
+@pytest.fixture
+def dispatch_config() -> dict[str, Any]:
+    """Extra c.DispatchApp settings; a test module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+def jp_server_config(dispatch_home, dispatch_config):
+    return Config({
+        "ServerApp": {"jpserver_extensions": {"dispatch_kernel.server": True}},
+        "DispatchApp": {"home": str(dispatch_home), "export_env": False, **dispatch_config},
+    })
+
+
+@pytest.fixture(autouse=True)
+def _environment_is_restored(monkeypatch):
+    # A server with export_env on sets these in this process: never let them outlive the test.
+    for name in ("DISPATCH_URL", "DISPATCH_TOKEN"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
+@dataclass
+class Reply:
+    status: int
+    json: Any
+    headers: Any
+    body: bytes
+
+
+@pytest.fixture
+def api(jp_fetch):
+    """`await api(method, path, body)` under dispatch/v1/; the reply is checked against the spec."""
+
+    async def call(method: str, path: str, body: Any = None, *, raw: bytes | str | None = None,
+                   params: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Reply:
+        kwargs: dict[str, Any] = {"method": method, "raise_error": False, "headers": dict(headers or {})}
+        if raw is not None:
+            kwargs["body"] = raw
+        elif body is not None:
+            kwargs["body"] = json.dumps(body)
+        elif method in ("POST", "PUT", "PATCH"):
+            kwargs["body"] = b""
+        kwargs["allow_nonstandard_methods"] = True
+        response = await jp_fetch("dispatch", "v1", *path.split("/"), params=params, **kwargs)
+        content_type = response.headers.get("Content-Type", "")
+        problems = response_problems(method, path, response.code, content_type, response.body or b"")
+        assert not problems, problems
+        data = json.loads(response.body) if response.body and content_type.startswith("application/json") else None
+        if response.code >= 400 and not (response.code == 422 and "error" in (data or {})):
+            assert data is not None and data["code"] == response.code and data["message"], response.body
+        return Reply(response.code, data, response.headers, response.body or b"")
+
+    return call
