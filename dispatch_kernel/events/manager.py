@@ -1,0 +1,337 @@
+"""EventManager: Dispatch's event manager. It keeps subscriptions and event sources (entities in
+the core's store), publishes emitted events on the bus, turns each delivery into a
+non-blocking run of the subscribed function, and supervises the event sources."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Mapping
+
+from ..model import (
+    ConflictError,
+    DispatchError,
+    EventSource,
+    InvalidRequestError,
+    NotFoundError,
+    RunStatus,
+    Subscription,
+)
+from . import cloudevent
+from .bus.base import Delivery, EventBus, Host, SubscriptionGone
+from .sources.base import EventSourceDriver, SourceContext, SourceState
+from .subscriptions import SubscriptionIndex, check_pattern
+from .supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from ..core import Dispatch
+
+log = logging.getLogger(__name__)
+
+BUSES = "dispatch_kernel.buses"
+SOURCES = "dispatch_kernel.event_sources"
+CACHE_CHECK = 0.02  # seconds between checks whether subscriptions changed in the store
+RECONCILE = 1.0  # seconds between comparisons of running sources with the stored ones
+
+
+def plugin(group: str, name: str) -> Any:
+    """The class registered as `name` in `group`; a clear error when unknown or broken."""
+    available = []
+    for entry_point in importlib.metadata.entry_points(group=group):
+        available.append(entry_point.name)
+        if entry_point.name == name:
+            try:
+                return entry_point.load()
+            except Exception as exc:  # reported, never fatal to the rest
+                log.warning("the plug-in %s:%s failed to load: %s", group, name, exc)
+                raise DispatchError(f"the plug-in {name!r} ({group}) failed to load: {exc}") from exc
+    raise InvalidRequestError(f"unknown {group.rsplit('.', 1)[-1][:-1].replace('_', ' ')} {name!r} "
+                              f"(available: {', '.join(sorted(available)) or 'none'})")
+
+
+class EventManager:
+    """Subscriptions, the bus and the event sources of one Dispatch core."""
+
+    def __init__(self, core: Dispatch) -> None:
+        self.core = core
+        settings = core.settings
+        self.supervisor = Supervisor()
+        self._orgs = {settings.org}
+        self._index: dict[str, tuple[int, float, SubscriptionIndex, dict[str, Subscription]]] = {}
+        self._lock = threading.Lock()
+        self._running: dict[tuple[str, str], str] = {}  # (org, name) -> entity id of a running source
+        self._reconciling = None  # an asyncio.Lock, made on the loop
+        self.state = SourceState(settings.home / "event-sources.db")
+        self._orgs |= self.state.orgs()
+        try:
+            bus_class = plugin(BUSES, getattr(settings, "bus", "sqlite") or "sqlite")
+            self.bus: EventBus = bus_class(settings, Host(core.lease.id, core.lease.is_alive))
+            if hasattr(self.bus, "attach"):
+                self.bus.attach(self.supervisor)
+            self.bus.sync(self._all_subscriptions())
+            self.bus.start(self._deliver)
+        except BaseException:
+            self.supervisor.close()
+            self.state.close()
+            raise
+        self.supervisor.start("event-sources", self._reconcile_loop)
+        self._closed = False
+
+    # ------------------------------------------------------------------ events
+
+    def emit(self, event: dict[str, Any], org: str) -> dict[str, Any]:
+        """Publish a CloudEvent (dict, structured form) for the organization's subscriptions."""
+        cloudevent.validate(event)
+        matched = self._subscriptions(org)[0].match(event)
+        self.bus.publish(org, event, matched)
+        return event
+
+    def _deliver(self, deliveries: list[Delivery]) -> list[BaseException | None]:
+        results: list[BaseException | None] = [None] * len(deliveries)
+        items, positions = [], []
+        for index, (org, subscription_id, event, run_id, redelivery) in enumerate(deliveries):
+            try:
+                subscription = self._subscriptions(org)[1].get(subscription_id)
+                if subscription is None:
+                    # maybe created a moment ago in another process: look again before dropping
+                    subscription = self._subscriptions(org, fresh=True)[1].get(subscription_id)
+                    if subscription is None:
+                        raise SubscriptionGone(subscription_id)
+                if redelivery and self._recorded(run_id, org):
+                    continue
+            except Exception as exc:
+                results[index] = exc
+                continue
+            items.append((org, subscription.function, event.get("data"), event, run_id))
+            positions.append(index)
+        if items:
+            for index, outcome in zip(positions, self.core.start_event_runs(items)):
+                results[index] = outcome
+        return results
+
+    def _recorded(self, run_id: str, org: str) -> bool:
+        """Whether a redelivered event's run exists and needs nothing more. An unfinished run
+        that is not this process's was left by a process that ended before running it (that is
+        why the event came back): it is run again under the same id."""
+        try:
+            existing = self.core.get_run(run_id, org)
+        except NotFoundError:
+            return False
+        return RunStatus(existing.status).finished or run_id in self.core._inflight
+
+    def dead_letters(self, org: str, subscription: str | None = None) -> list[dict[str, Any]]:
+        sub_id = None
+        if subscription is not None:
+            sub_id = self.core.store.get(Subscription, org, subscription).id
+        letters = self.bus.dead_letters(org, sub_id)
+        names = {s.id: s.name for s in self._subscriptions(org)[1].values()}
+        for letter in letters:
+            letter["subscription"] = names.get(letter["subscription"], letter["subscription"])
+        return letters
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def _subscriptions(self, org: str, fresh: bool = False) -> tuple[SubscriptionIndex, dict[str, Subscription]]:
+        cached = self._index.get(org)
+        clock = time.monotonic()
+        if cached is not None and not fresh and clock - cached[1] < CACHE_CHECK:
+            return cached[2], cached[3]
+        version = self.core.store.version()
+        if cached is not None and not fresh and cached[0] == version:
+            self._index[org] = (version, clock, cached[2], cached[3])
+            return cached[2], cached[3]
+        subs = self.core.store.list(Subscription, org)
+        entry = (version, clock, SubscriptionIndex(subs), {s.id: s for s in subs})
+        self._index[org] = entry
+        return entry[2], entry[3]
+
+    def _all_subscriptions(self) -> list[Subscription]:
+        return [s for org in sorted(self._orgs) for s in self._subscriptions(org, fresh=True)[1].values()]
+
+    def subscribe(self, function: str, event_type: str, org: str, *, name: str | None = None,
+                  filters: Mapping[str, str] | None = None, max_attempts: int = 5,
+                  tags: Mapping[str, str] | None = None) -> Subscription:
+        check_pattern(event_type)
+        if int(max_attempts) < 1:
+            raise InvalidRequestError("max_attempts must be at least 1")
+        filters = {str(k): str(v) for k, v in (filters or {}).items()}
+        for key in filters:
+            if key in ("data", "type"):
+                raise InvalidRequestError(f"cannot filter on {key!r} (filter attributes: source, "
+                                          "subject, extensions ...)")
+        self._use_org(org)
+        name = name or f"{function}-{event_type.replace('*', 'any')}"[:63]
+        subscription = Subscription(name=name, org=org, function=function, event_type=event_type,
+                                    filters=filters, max_attempts=int(max_attempts),
+                                    tags=dict(tags or {}), status="READY")
+        self.core.store.create(subscription)
+        self._subscriptions(org, fresh=True)
+        self.bus.sync(self._all_subscriptions())
+        return subscription
+
+    def _use_org(self, org: str) -> None:
+        if org not in self._orgs:
+            self.state.add_org(org)
+            self._orgs.add(org)
+
+    def list_subscriptions(self, org: str) -> list[Subscription]:
+        return self.core.store.list(Subscription, org)
+
+    def get_subscription(self, name: str, org: str) -> Subscription:
+        return self.core.store.get(Subscription, org, name)
+
+    def delete_subscription(self, name: str, org: str) -> None:
+        self.core.store.delete(Subscription, org, name)
+        self._subscriptions(org, fresh=True)
+        self.bus.sync(self._all_subscriptions())
+
+    # ------------------------------------------------------------------ sources
+
+    def create_event_source(self, name: str, type: str, org: str, *, config: Mapping[str, Any] | None = None,
+                            secrets: list[str] | None = None,
+                            tags: Mapping[str, str] | None = None) -> EventSource:
+        driver: type[EventSourceDriver] = plugin(SOURCES, type)
+        secret_names = sorted(set(secrets or []))
+        for secret in secret_names:
+            self.core.get_secret(secret, org)  # NotFoundError names the missing secret
+        config, shown = _split_once(driver.check_config(dict(config or {}), secret_names))
+        self._use_org(org)
+        source = EventSource(name=name, org=org, type=type, config=config, secrets=secret_names,
+                             tags=dict(tags or {}), status="CREATING")
+        self.core.store.create(source)
+        self.reconcile()
+        try:
+            source = self.core.store.get(EventSource, org, name)
+        except NotFoundError:
+            pass
+        source.config.update(shown)  # e.g. a webhook's token: shown once, stored only hashed
+        return source
+
+    def list_event_sources(self, org: str) -> list[EventSource]:
+        return self.core.store.list(EventSource, org)
+
+    def get_event_source(self, name: str, org: str) -> EventSource:
+        return self.core.store.get(EventSource, org, name)
+
+    def delete_event_source(self, name: str, org: str) -> None:
+        source = self.core.store.get(EventSource, org, name)
+        self.core.store.delete(EventSource, org, name)
+        self.reconcile()
+        self.state.forget(source.id)
+
+    def receive(self, name: str, org: str, headers: Mapping[str, str], body: bytes,
+                authenticated: bool = False) -> dict[str, Any]:
+        """A request to a webhook source: authenticate it, turn it into an event, emit it."""
+        source = self.core.store.get(EventSource, org, name)
+        if source.type != "webhook":
+            raise NotFoundError(f"event source {name!r} is not a webhook")
+        from .sources.webhook import WebhookSource
+
+        event = WebhookSource.to_event(source, headers, body, authenticated)
+        return self.emit(event, org)
+
+    def reconcile(self) -> None:
+        """Start the stored sources that are not running here and stop the deleted ones."""
+        self.supervisor.call(self._reconcile())
+
+    async def _reconcile_loop(self) -> None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        seen = None
+        while True:
+            await self._reconcile()
+            version = await loop.run_in_executor(None, self.core.store.version)
+            if version != seen:  # subscriptions made by other processes reach the bus too
+                seen = version
+                await loop.run_in_executor(None, lambda: self.bus.sync(self._all_subscriptions()))
+            await asyncio.sleep(RECONCILE)
+
+    async def _reconcile(self) -> None:
+        import asyncio
+
+        if self._reconciling is None:
+            self._reconciling = asyncio.Lock()
+        async with self._reconciling:
+            loop = asyncio.get_running_loop()
+            wanted: dict[tuple[str, str], EventSource] = {}
+            for org in sorted(self._orgs):
+                for source in await loop.run_in_executor(None, self.core.store.list, EventSource, org):
+                    wanted[(org, source.name)] = source
+            for key, source_id in list(self._running.items()):
+                if key not in wanted or wanted[key].id != source_id:
+                    del self._running[key]
+                    await self.supervisor.stop_async(_task_name(key, source_id))
+            for key, source in wanted.items():
+                if key not in self._running:
+                    self._running[key] = source.id
+                    self._launch(source)
+
+    def _launch(self, source: EventSource) -> None:
+        task = _task_name((source.org, source.name), source.id)
+
+        async def run() -> None:
+            import asyncio
+
+            loop = asyncio.get_running_loop()
+            driver_class: type[EventSourceDriver] = plugin(SOURCES, source.type)
+            secrets = {}
+            for secret in source.secrets:
+                secrets[secret] = (await loop.run_in_executor(None, self.core.get_secret, secret,
+                                                              source.org)).values
+            context = SourceContext(source, secrets, lambda event: self.emit(event, source.org), self.state)
+            await driver_class(context).run()
+
+        def on_status(_name: str, status: str, reason: str) -> None:
+            threading.Thread(target=self._set_status, args=(source, status, reason), daemon=True).start()
+
+        self.supervisor.start(task, run, on_status)
+
+    def _set_status(self, source: EventSource, status: str, reason: str) -> None:
+        for _ in range(5):
+            try:
+                current = self.core.store.get(EventSource, source.org, source.name)
+                if current.id != source.id or (current.status == status and current.reason == reason):
+                    return
+                if status == "STOPPED":
+                    return
+                current.status, current.reason = status, reason
+                self.core.store.update(current)
+                return
+            except NotFoundError:
+                return
+            except ConflictError:
+                continue
+            except Exception:  # the store closed under us: the status no longer matters
+                return
+
+    def source_restarts(self, name: str, org: str) -> int:
+        source = self.core.store.get(EventSource, org, name)
+        return self.supervisor.restarts.get(_task_name((org, name), source.id), 0)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            # sources first (they emit), then the bus (it may use the loop), then the loop
+            for name in self.supervisor.names():
+                if name.startswith("source:") or name == "event-sources":
+                    self.supervisor.stop(name)
+            self.bus.close()
+        finally:
+            self.supervisor.close()
+            self.state.close()
+
+
+def _task_name(key: tuple[str, str], source_id: str) -> str:
+    return f"source:{key[0]}/{key[1]}/{source_id}"
+
+
+def _split_once(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Configuration to store, and values shown once to the creator (keys starting with '!')."""
+    stored = {k: v for k, v in config.items() if not k.startswith("!")}
+    shown = {k[1:]: v for k, v in config.items() if k.startswith("!")}
+    return stored, shown

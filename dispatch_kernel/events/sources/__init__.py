@@ -1,0 +1,1 @@
+"""Event sources: drivers that turn something happening elsewhere into CloudEvents."""
