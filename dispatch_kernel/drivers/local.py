@@ -21,12 +21,12 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ..images.base import Environment, Progress
-from ..model import DeployError, ErrorType, Function, Scaling
+from ..model import DeployError, Function
 from ..packaging import FunctionSource
 from ..runtime.channel import Channel, ChannelClosed
-from ..runtime.protocol import Failure, Job, Outcome
+from ..runtime.protocol import Job, Outcome
 from ..settings import Settings
-from .base import FaaSDriver
+from .pooled import PooledDriver, WorkerPool, failed_outcome, settle_batch
 
 log = logging.getLogger(__name__)
 
@@ -209,140 +209,39 @@ def describe_exit(status: int | None) -> str:
     return f"the worker process ended (wait status {status})"
 
 
-class WorkerPool:
-    """The warm workers of one function: started on demand up to max, reaped when idle."""
+class ProcessPool(WorkerPool):
+    """A function's worker processes, forked from its environment's fork server."""
 
     def __init__(self, zygote: Zygote, function: Function, source: FunctionSource) -> None:
         self.zygote = zygote
-        self._cond = threading.Condition()
-        self._idle: list[WorkerProcess] = []
-        self._count = 0  # workers alive or being started
-        self._closed = False
-        self.configure(function, source)
+        super().__init__(function, _load_message(function, source))
 
-    def configure(self, function: Function, source: FunctionSource) -> None:
-        """Take a new revision: new workers load it, old ones are drained."""
-        scaling = Scaling(**{**Scaling().__dict__, **function.scaling})
-        with self._cond:
-            self.function = function
-            self.digest = function.digest
-            self.scaling = scaling
-            self._load = pickle.dumps(("load", source.payload, {
-                "name": function.name,
-                "convention": source.convention,
-                "memory": function.resources.get("memory"),
-                "origins": source.origins,
-                "sources": source.sources,
-            }), protocol=5)
-            stale = [w for w in self._idle if w.digest != self.digest]
-            self._idle = [w for w in self._idle if w.digest == self.digest]
-            self._count -= len(stale)
-            self._cond.notify_all()
-        for worker in stale:
-            worker.stop()
-
-    def acquire(self) -> WorkerProcess:
-        """An idle worker of the current revision, or a new one if under max; else wait."""
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise ZygoteError(f"function {self.function.name!r} was undeployed")
-                if self._idle:
-                    return self._idle.pop()
-                if self._count < max(1, self.scaling.max_workers):
-                    self._count += 1
-                    load, digest = self._load, self.digest
-                    break
-                self._cond.wait()
-        return self._start(load, digest, cold=True)
-
-    def _start(self, load: bytes, digest: str, cold: bool) -> WorkerProcess:
-        """Fork a worker that loads `load`; the caller has already counted it."""
-        try:
-            pid, channel = self.zygote.fork()
-            channel.send_bytes(load)
-        except BaseException:
-            with self._cond:
-                self._count -= 1
-                self._cond.notify()
-            raise
+    def _start_worker(self, load: bytes, digest: str, cold: bool) -> WorkerProcess:
+        pid, channel = self.zygote.fork()
+        channel.send_bytes(load)
         return WorkerProcess(pid, channel, digest, cold)
 
-    def release(self, worker: WorkerProcess, healthy: bool) -> None:
-        """Return a worker after a batch; a broken or outdated one is ended instead."""
-        with self._cond:
-            keep = healthy and not self._closed and worker.digest == self.digest
-            if keep:
-                worker.last_used = time.monotonic()
-                self._idle.append(worker)
-            else:
-                self._count -= 1
-            self._cond.notify()
-        if not keep:
-            if healthy:
-                worker.stop()
-            else:
-                worker.kill()
 
-    def reap(self, now: float) -> None:
-        """End workers idle longer than the idle timeout, keeping min_workers."""
-        with self._cond:
-            spare = self._count - self.scaling.min_workers
-            expired = [w for w in self._idle if now - w.last_used >= self.scaling.idle_timeout][:max(0, spare)]
-            for worker in expired:
-                self._idle.remove(worker)
-            self._count -= len(expired)
-        for worker in expired:
-            worker.stop()
-
-    def warm_up(self) -> None:
-        """Start workers until min_workers are alive (each forked anew, not reused)."""
-        while True:
-            with self._cond:
-                if self._closed or self._count >= self.scaling.min_workers:
-                    return
-                self._count += 1
-                load, digest = self._load, self.digest
-            worker = self._start(load, digest, cold=False)
-            with self._cond:
-                self._idle.append(worker)
-                self._cond.notify()
-
-    @property
-    def size(self) -> int:
-        """Workers alive or starting."""
-        return self._count
-
-    @property
-    def idle(self) -> int:
-        """Workers waiting for work."""
-        return len(self._idle)
-
-    def close(self) -> None:
-        """End idle workers now; busy ones end when released."""
-        with self._cond:
-            self._closed = True
-            idle, self._idle = self._idle, []
-            self._count -= len(idle)
-            self._cond.notify_all()
-        for worker in idle:
-            worker.stop()
+def _load_message(function: Function, source: FunctionSource) -> bytes:
+    """The first message a new worker gets: the packaged function and how to run it."""
+    return pickle.dumps(("load", source.payload, {
+        "name": function.name,
+        "convention": source.convention,
+        "memory": function.resources.get("memory"),
+        "origins": source.origins,
+        "sources": source.sources,
+    }), protocol=5)
 
 
-class LocalDriver(FaaSDriver):
+class LocalDriver(PooledDriver):
     """Worker processes on this machine, forked from a per-environment fork server."""
 
     name = "local"
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self._lock = threading.Lock()
         self._zygotes: dict[str, Zygote] = {}
-        self._pools: dict[tuple[str, str], WorkerPool] = {}
-        self._closed = threading.Event()
         self._spinning = threading.Lock()
-        self._reaper = threading.Thread(target=self._reap_loop, name="dispatch-reaper", daemon=True)
-        self._reaper.start()
 
     def _zygote(self, environment: Environment) -> Zygote:
         with self._lock:
@@ -368,41 +267,17 @@ class LocalDriver(FaaSDriver):
             if pool is None or pool.zygote is not zygote:
                 if pool is not None:
                     pool.close()
-                pool = self._pools[key] = WorkerPool(zygote, function, source)
+                pool = self._pools[key] = ProcessPool(zygote, function, source)
             else:
-                pool.configure(function, source)
+                pool.configure(function, _load_message(function, source))
         pool.warm_up()
-
-    def undeploy(self, function: Function) -> None:
-        with self._lock:
-            pool = self._pools.pop((function.org, function.name), None)
-        if pool is not None:
-            pool.close()
 
     def is_deployed(self, function: Function) -> bool:
         pool = self._pools.get((function.org, function.name))
         return pool is not None and pool.digest == function.digest and pool.zygote.alive
 
-    def pool(self, function: Function) -> WorkerPool:
-        """The worker pool of a deployed function."""
-        try:
-            return self._pools[(function.org, function.name)]
-        except KeyError:
-            raise DeployError(f"function {function.name!r} is not deployed on this host") from None
-
-    def execute(self, function: Function, jobs: list[Job]) -> list[Outcome]:
-        pool = self.pool(function)
-        timeout = function.timeout
-        outcomes: list[Outcome] = []
-        while len(outcomes) < len(jobs):
-            worker = pool.acquire()
-            done, healthy = self._run_batch(pool, worker, jobs[len(outcomes):], timeout)
-            pool.release(worker, healthy)
-            outcomes.extend(done)
-        return outcomes
-
-    def _run_batch(self, pool: WorkerPool, worker: WorkerProcess, jobs: list[Job],
-                   timeout: float | None) -> tuple[list[Outcome], bool]:
+    def _run_batch(self, pool: ProcessPool, worker: WorkerProcess, jobs: list[Job],
+                   function: Function) -> tuple[list[Outcome], bool]:
         """Send jobs to one worker; returns the outcomes it produced and whether it is still fit.
 
         When the worker dies or times out, the job it was running fails and the jobs after it
@@ -418,12 +293,12 @@ class LocalDriver(FaaSDriver):
         progress = sent
         spin = len(jobs) == 1 and self._spinning.acquire(blocking=False)
         try:
-            return self._collect(pool, worker, jobs, timeout, progress, spin, done)
+            return self._collect(pool, worker, jobs, function.timeout, progress, spin, done)
         finally:
             if spin:
                 self._spinning.release()
 
-    def _collect(self, pool: WorkerPool, worker: WorkerProcess, jobs: list[Job],
+    def _collect(self, pool: ProcessPool, worker: WorkerProcess, jobs: list[Job],
                  timeout: float | None, progress: float, spin: bool,
                  done: list[Outcome]) -> tuple[list[Outcome], bool]:
         channel = worker.channel
@@ -433,48 +308,26 @@ class LocalDriver(FaaSDriver):
                 message = channel.recv(deadline, _SPIN_FOR_ANSWER if spin else 0.0)
             except TimeoutError:
                 worker.kill()
-                done.append(self._failed(jobs[len(done)], progress,
-                                         f"the run timed out after {_seconds(timeout)} and its worker was killed"))
+                done.append(failed_outcome(jobs[len(done)], progress,
+                                           f"the run timed out after {_seconds(timeout)} and its worker was killed"))
                 return done, False
             except (ChannelClosed, OSError):
                 cause = describe_exit(pool.zygote.exit_status(worker.pid))
                 worker.kill()
-                done.append(self._failed(jobs[len(done)], progress, f"{cause} during the run"))
+                done.append(failed_outcome(jobs[len(done)], progress, f"{cause} during the run"))
                 return done, False
             batch = message[1]
-            if worker.cold:
-                worker.cold = False
-                batch[0] = batch[0]._replace(cold_start=True)
+            fit = settle_batch(worker, batch)
             done.extend(batch)
             progress = time.monotonic()
-            if batch and batch[-1].error is not None and batch[-1].error.type == ErrorType.SYSTEM.value:
-                # The worker reports itself unfit (memory limit): it exits after this message.
+            if not fit:
                 return done, False
         return done, True
 
-    @staticmethod
-    def _failed(job: Job, started_monotonic: float, message: str) -> Outcome:
-        finished = time.time()
-        started = finished - (time.monotonic() - started_monotonic)
-        return Outcome(job.run_id, None, Failure(ErrorType.SYSTEM.value, message), "", "",
-                       started, finished, False)
-
-    def _reap_loop(self) -> None:
-        while not self._closed.wait(1.0):
-            now = time.monotonic()
-            for pool in list(self._pools.values()):
-                try:
-                    pool.reap(now)
-                except Exception:  # never let one pool stop the reaper
-                    log.exception("reaping idle workers failed")
-
     def close(self) -> None:
-        self._closed.set()
+        self._close_pools()
         with self._lock:
-            pools, self._pools = list(self._pools.values()), {}
             zygotes, self._zygotes = list(self._zygotes.values()), {}
-        for pool in pools:
-            pool.close()
         for zygote in zygotes:
             zygote.close()
 
@@ -483,4 +336,4 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
-__all__ = ["LocalDriver", "WorkerPool", "Zygote", "describe_exit"]
+__all__ = ["LocalDriver", "ProcessPool", "Zygote", "describe_exit"]

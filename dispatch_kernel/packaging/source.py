@@ -26,6 +26,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from ..model import InvalidRequestError
+from ..runtime.worker import cell_is_filled
 
 # The runtime brings these itself; a function that uses them does not need them declared.
 _RUNTIME_MODULES = {"dispatch_kernel", "cloudpickle"}
@@ -171,20 +172,12 @@ def _walk(fn: Callable[..., Any]) -> tuple[set[str], list[types.FunctionType]]:
         if isinstance(func, types.FunctionType):
             local.append(func)
         scope = getattr(func, "__globals__", {})
-        cells = [c.cell_contents for c in (getattr(func, "__closure__", None) or ()) if _filled(c)]
+        cells = [c.cell_contents for c in (getattr(func, "__closure__", None) or ()) if cell_is_filled(c)]
         for code_obj in _code_objects(code):
             found.update(_imported_modules(code_obj))
             todo.extend(scope[name] for name in code_obj.co_names if name in scope)
         todo.extend(cells)
     return found, local
-
-
-def _filled(cell: types.CellType) -> bool:
-    try:
-        cell.cell_contents
-    except ValueError:
-        return False
-    return True
 
 
 def _code_objects(code: types.CodeType):

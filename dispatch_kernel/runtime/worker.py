@@ -230,7 +230,7 @@ def _restore_origins(fn: Any, origins: dict[tuple[str, int], str], sources: dict
             if origin:
                 obj.__code__ = _renamed(code, origin)
         todo.extend(obj.__globals__.get(name) for name in code.co_names)
-        todo.extend(cell.cell_contents for cell in obj.__closure__ or () if _has_contents(cell))
+        todo.extend(cell.cell_contents for cell in obj.__closure__ or () if cell_is_filled(cell))
 
 
 def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
@@ -238,7 +238,9 @@ def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
     return code.replace(co_filename=filename, co_consts=consts)
 
 
-def _has_contents(cell: types.CellType) -> bool:
+def cell_is_filled(cell: types.CellType) -> bool:
+    """True when a closure cell holds a value (a variable assigned after the closure was made
+    may still be empty)."""
     try:
         cell.cell_contents
     except ValueError:
