@@ -180,3 +180,24 @@ def test_line_magics(ip):
 def test_line_magic_errors_are_one_clear_sentence(ip, line, message):
     _, captured = run(ip, line)
     assert message in captured.stderr and "Traceback" not in captured.stderr
+
+
+def test_connect_points_the_magics_at_a_server(ip, tmp_path):
+    from tests.server.live import LiveServer
+
+    server = LiveServer(tmp_path / "server-home", tmp_path / "server")
+    try:
+        _, captured = run(ip, f"%dispatch connect {server.url} --token {server.token}")
+        assert server.url in captured.stdout
+        result, captured = run(ip, "%%dispatch\ndef triple(x):\n    return 3 * x\n")
+        assert result.success, captured.stderr
+        assert ip.user_ns["triple"](2) == 6
+        # The function lives on the server: a fresh REST client sees it and its run.
+        with dk.connect(server.url, token=server.token) as remote:
+            assert [f.name for f in remote.list_functions()] == ["triple"]
+            assert [r.output for r in remote.list_runs(function="triple")] == [6]
+        _, captured = run(ip, "%dispatch connect")
+        assert "embedded" in captured.stdout
+        assert client_of(ip).list_functions() == []  # back on this kernel's own core
+    finally:
+        server.stop()
