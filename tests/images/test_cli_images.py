@@ -44,7 +44,8 @@ def test_images_from_the_command_line_on_a_server(server, workdir, python_base):
     assert created.stdout.startswith("created base image python311 (READY, python 3.11, sha256:")
 
     built = dispatch("create", "image", "plain", "--base", "python311")
-    assert built.stdout.startswith("created image plain (READY, ") and "/dispatch/images/default/plain@sha256:" in built.stdout
+    assert built.stdout.startswith("created image plain (READY, ")
+    assert "/dispatch/images/default/plain@sha256:" in built.stdout
     log = built.stderr.splitlines()
     assert len(log) >= 2 and "error" not in built.stderr, built.stderr  # the build log, line by line
 
