@@ -21,6 +21,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ..images.base import Environment, Progress
+from ..images.venv import HOST_ENVIRONMENT
 from ..model import DeployError, Function
 from ..packaging import FunctionSource
 from ..runtime.channel import Channel, ChannelClosed
@@ -51,6 +52,10 @@ class Zygote:
         env = dict(os.environ)
         # Workers must see the caller's unbuffered output and no debugger hooks of ours.
         env["PYTHONUNBUFFERED"] = "1"
+        if environment.id != HOST_ENVIRONMENT:
+            # A built environment has exactly what it needs (dispatch_kernel comes through a
+            # .pth file); the caller's PYTHONPATH would shadow its packages with the caller's.
+            env.pop("PYTHONPATH", None)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
         with open(log_path, "ab") as log_file:

@@ -71,3 +71,12 @@ def test_a_function_whose_import_is_missing_in_its_environment_fails_clearly(cli
     fn = client.deploy(needs_inflection_undeclared)
     with pytest.raises(dk.RunFunctionError, match="No module named 'inflection'"):
         fn()
+
+
+def test_a_built_environment_ignores_the_callers_pythonpath(client, tmp_path, monkeypatch):
+    shadow = tmp_path / "shadow"
+    (shadow / "inflection").mkdir(parents=True)
+    (shadow / "inflection" / "__init__.py").write_text("def camelize(text):\n    return 'shadowed'\n")
+    monkeypatch.setenv("PYTHONPATH", str(shadow))
+    fn = client.deploy(uses_inflection, requirements=[INFLECTION])
+    assert fn()["camel"] == "DispatchKernel"  # the environment's own package, not the shadow

@@ -15,9 +15,17 @@ ENDPOINTS = [
     ("GET", "functions"), ("POST", "functions"), ("GET", "functions/f"), ("PUT", "functions/f"),
     ("DELETE", "functions/f"), ("GET", "runs"), ("POST", "runs"), ("GET", "runs/stream"),
     ("GET", "runs/r"), ("POST", "runs/r/cancel"), ("GET", "secrets"), ("POST", "secrets"),
-    ("GET", "secrets/s"), ("DELETE", "secrets/s"), ("GET", "images"), ("GET", "base-images"),
-    ("GET", "openapi.json"),
+    ("GET", "secrets/s"), ("DELETE", "secrets/s"), ("GET", "images"), ("POST", "images"),
+    ("GET", "images/i"), ("DELETE", "images/i"), ("GET", "base-images"), ("POST", "base-images"),
+    ("GET", "base-images/b"), ("DELETE", "base-images/b"), ("GET", "subscriptions"),
+    ("POST", "subscriptions"), ("GET", "subscriptions/s"), ("DELETE", "subscriptions/s"),
+    ("GET", "event-sources"), ("POST", "event-sources"), ("GET", "event-sources/e"),
+    ("DELETE", "event-sources/e"), ("POST", "events"), ("GET", "openapi.json"),
 ]
+# The one path segment that names an entity, as the spec writes it.
+TEMPLATES = {"functions/f": "functions/{name}", "secrets/s": "secrets/{name}", "runs/r": "runs/{id}",
+             "images/i": "images/{name}", "base-images/b": "base-images/{name}",
+             "subscriptions/s": "subscriptions/{name}", "event-sources/e": "event-sources/{name}"}
 
 
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS)
@@ -30,8 +38,7 @@ async def test_every_endpoint_refuses_the_unauthenticated(api, method, path):
 async def test_every_endpoint_is_in_the_spec():
     paths = openapi.spec()["paths"]
     for method, path in ENDPOINTS:
-        template = "/" + path.replace("functions/f", "functions/{name}").replace("secrets/s", "secrets/{name}") \
-            .replace("runs/r", "runs/{id}")
+        template = "/" + next((path.replace(k, v) for k, v in TEMPLATES.items() if path.startswith(k)), path)
         assert method.lower() in paths[template], (method, path)
 
 
@@ -53,7 +60,7 @@ async def test_an_authorizer_that_denies_a_resource_is_403_deny(api):
     assert (await api("GET", "functions")).status == 200  # other resources stay allowed
 
 
-async def test_images_are_empty_lists_until_the_image_manager(api):
+async def test_there_are_no_images_until_one_is_made(api):
     assert (await api("GET", "images")).json == {"items": []}
     assert (await api("GET", "base-images")).json == {"items": []}
 
