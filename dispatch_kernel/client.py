@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
-from .model import EventSource, Function, Run, RunError, RunStatus, Secret, Subscription
+from .model import EventSource, Function, Run, RunStatus, Secret, Subscription
 from .model import BaseImage, Image
 
 if TYPE_CHECKING:
@@ -181,10 +181,7 @@ class RunHandle:
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait, then return the output or raise the run's RunError."""
-        run = self.wait(timeout)
-        if run.status == RunStatus.SUCCEEDED:
-            return run.output
-        raise RunError.for_run(run)
+        return self.wait(timeout).result()
 
     @property
     def output(self) -> Any:

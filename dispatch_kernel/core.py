@@ -35,7 +35,6 @@ from .model import (
     InvalidRequestError,
     NotFoundError,
     Run,
-    RunError,
     RunFailure,
     RunStatus,
     Scaling,
@@ -394,7 +393,7 @@ class Dispatch:
         deployed = self._resolve(self._org(org), name)
         call = self._python_call(deployed, args, kwargs or {})
         self._execute(deployed, [call])
-        return _output_or_raise(call.run)
+        return call.run.result()
 
     def spawn(self, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None,
               org: str | None = None) -> Run:
@@ -515,13 +514,7 @@ class Dispatch:
                 if future is not None:
                     future.result()
                 for call in calls:
-                    run = call.run
-                    if run.status == RunStatus.SUCCEEDED:
-                        yield run.output
-                    elif return_exceptions:
-                        yield RunError.for_run(run)
-                    else:
-                        raise RunError.for_run(run)
+                    yield call.run.result(return_exceptions)
 
         return outputs()
 
@@ -1008,8 +1001,3 @@ def _with_image_requirements(image: Image | None, requirements: list[str]) -> li
     taken = {canonicalize_name(Requirement(r).name) for r in image.requirements}
     return [*image.requirements, *(r for r in requirements if canonicalize_name(Requirement(r).name) not in taken)]
 
-
-def _output_or_raise(run: Run) -> Any:
-    if run.status == RunStatus.SUCCEEDED:
-        return run.output
-    raise RunError.for_run(run)

@@ -34,7 +34,6 @@ from .model import (
     NotFoundError,
     PayloadTooLargeError,
     Run,
-    RunError,
     RunStatus,
     Secret,
     Subscription,
@@ -209,10 +208,7 @@ class HttpClient:
         return self._post_run(body)
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        run = self._python_call(name, args, kwargs, True)
-        if run.status == RunStatus.SUCCEEDED:
-            return run.output
-        raise RunError.for_run(run)
+        return self._python_call(name, args, kwargs, True).result()
 
     def spawn(self, name: str, *args: Any, **kwargs: Any) -> RunHandle:
         return RunHandle(self, self._python_call(name, args, kwargs, False))
@@ -236,13 +232,7 @@ class HttpClient:
                         break
                 if not window:
                     return
-                run = window.popleft().result()
-                if run.status == RunStatus.SUCCEEDED:
-                    yield run.output
-                elif return_exceptions:
-                    yield RunError.for_run(run)
-                else:
-                    raise RunError.for_run(run)
+                yield window.popleft().result().result(return_exceptions)
 
         return outputs()
 

@@ -356,6 +356,16 @@ class Run:
             return None
         return self.finished - self.started
 
+    def result(self, return_exceptions: bool = False) -> Any:
+        """The output of a SUCCEEDED run; otherwise its RunError, raised (or returned, with
+        `return_exceptions`, as map() yields it)."""
+        if self.status == RunStatus.SUCCEEDED:
+            return self.output
+        error = RunError.for_run(self)
+        if return_exceptions:
+            return error
+        raise error
+
     def fail(self, error_type: ErrorType, message: str, stacktrace: str = "") -> Run:
         """Mark the run FAILED with the given error (now)."""
         self.status = RunStatus.FAILED
