@@ -100,6 +100,17 @@ def _load_schema(value: str | None, option: str) -> Any:
         raise UsageError(f"{option} file {path} is not valid JSON: {exc}") from None
 
 
+def _pairs(words: list[str], form: str) -> dict[str, str]:
+    """`key=value` words as a dict; a word without `=` or key is a UsageError naming `form`."""
+    pairs = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise UsageError(f"expected {form}, got {word!r}")
+        pairs[key] = value
+    return pairs
+
+
 def cell_functions(code: str) -> list[str]:
     """Names of the functions a cell defines at top level, in order."""
     try:
@@ -321,12 +332,7 @@ class DispatchMagics(Magics):
         parser.add_argument("name")
         parser.add_argument("pairs", nargs="+", metavar="key=value")
         args = parser.parse_args(rest)
-        values = {}
-        for pair in args.pairs:
-            key, sep, value = pair.partition("=")
-            if not sep or not key:
-                raise UsageError(f"expected key=value, got {pair!r}")
-            values[key] = value
+        values = _pairs(args.pairs, "key=value")
         try:
             secret = self.client.create_secret(args.name, values)
         except dk.ConflictError:  # the magic's promise is "create or replace"
@@ -388,12 +394,7 @@ class DispatchMagics(Magics):
         parser.add_argument("--name")
         parser.add_argument("--filter", action="append", default=[], metavar="ATTRIBUTE=VALUE")
         args = parser.parse_args(rest)
-        filters = {}
-        for pair in args.filter:
-            key, sep, value = pair.partition("=")
-            if not sep or not key:
-                raise UsageError(f"expected --filter attribute=value, got {pair!r}")
-            filters[key] = value
+        filters = _pairs(args.filter, "--filter attribute=value")
         sub = self._events_client().subscribe(args.function, event_type=args.event_type, name=args.name,
                                               filters=filters)
         print(f"subscription {sub.name}: {sub.event_type} -> {sub.function}")

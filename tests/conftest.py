@@ -24,3 +24,15 @@ def client(home: Path) -> Iterator[dk.LocalClient]:
     """An embedded client (SQLite store, local workers) on a private home."""
     with dk.connect(home=home) as the_client:
         yield the_client
+
+
+@pytest.fixture
+def ip(home: Path):
+    """A real IPython shell with `%load_ext dispatch_kernel`, its client on the private home."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "dispatch_kernel")
+    yield shell
+    shell.run_line_magic("unload_ext", "dispatch_kernel")
+    shell.reset(new_session=False)

@@ -3,32 +3,11 @@
 import json
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
-from IPython.utils.capture import capture_output
 
 import dispatch_kernel as dk
 from dispatch_kernel.magics import NotebookFunction
 
-
-@pytest.fixture
-def ip(home):
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "dispatch_kernel")
-    yield shell
-    shell.run_line_magic("unload_ext", "dispatch_kernel")
-    shell.reset(new_session=False)
-
-
-def run(ip, code):
-    """Run a cell; returns (result, captured output)."""
-    with capture_output() as captured:
-        result = ip.run_cell(code)
-    return result, captured
-
-
-def shown(captured) -> str:
-    """Everything a cell showed as text: printed output and the text/plain of its displays."""
-    return captured.stdout + "".join(o.data.get("text/plain", "") for o in captured.outputs)
+from .shell import run, shown
 
 
 def client_of(ip):

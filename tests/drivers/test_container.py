@@ -7,6 +7,8 @@ import time
 import pytest
 
 import dispatch_kernel as dk
+
+from .support import crash, driver_pool
 from dispatch_kernel.settings import Settings
 from tests.containers_support import ENGINE_OPTIONS
 
@@ -20,12 +22,6 @@ def client(home, registry, podman_service, python_base):
                         docker_host=podman_service.url, container_options=dict(ENGINE_OPTIONS))
     with dk.connect(settings=settings) as the_client:
         yield the_client
-
-
-def driver_pool(client, name):
-    dispatch = client.dispatch
-    function = dispatch.get_function(name)
-    return dispatch.driver(function.driver).pool(function)
 
 
 def add(x, y):
@@ -47,20 +43,6 @@ def whoami():
     if not hasattr(builtins, "_dispatch_test_token"):
         builtins._dispatch_test_token = uuid.uuid4().hex
     return builtins._dispatch_test_token, os.getpid()
-
-
-def crash(kind):
-    import ctypes
-    import os
-    import signal
-
-    if kind == "exit":
-        os._exit(3)
-    if kind == "segv":
-        ctypes.string_at(0)
-    if kind == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    return "survived"
 
 
 def test_a_function_runs_in_a_container_with_its_logs(client):

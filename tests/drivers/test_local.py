@@ -8,31 +8,13 @@ import pytest
 
 import dispatch_kernel as dk
 
-
-def crash(kind):
-    import ctypes
-    import os
-    import signal
-
-    if kind == "exit":
-        os._exit(3)
-    if kind == "segv":
-        ctypes.string_at(0)
-    if kind == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    return "survived"
+from .support import crash, driver_pool
 
 
 def whoami():
     import os
 
     return os.getpid(), os.getppid()
-
-
-def driver_pool(client, name):
-    dispatch = client.dispatch
-    function = dispatch.get_function(name)
-    return dispatch.driver(function.driver).pool(function)
 
 
 def test_a_timeout_kills_the_worker_and_fails_only_that_run(client):

@@ -2,26 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-from IPython.core.interactiveshell import InteractiveShell
-from IPython.utils.capture import capture_output
-
+from ..shell import run
 from .helpers import handle, wait_runs
-
-
-@pytest.fixture
-def ip(home):
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "dispatch_kernel")
-    yield shell
-    shell.run_line_magic("unload_ext", "dispatch_kernel")
-    shell.reset(new_session=False)
-
-
-def run(ip, code):
-    with capture_output() as captured:
-        result = ip.run_cell(code)
-    return result, captured
 
 
 def test_subscribe_emit_and_sources(ip):
