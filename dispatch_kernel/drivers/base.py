@@ -7,12 +7,17 @@ and a blocking call costs less than a hop through an event loop on the warm path
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Callable
 
 from ..images.base import Environment, Progress
 from ..model import Function
 from ..packaging import FunctionSource
 from ..runtime.protocol import Job, Outcome
 from ..settings import Settings
+
+
+OutcomeSink = Callable[[list[Outcome]], None]
+"""Takes outcomes of a batch as they arrive (see FaaSDriver.execute)."""
 
 
 class FaaSDriver(ABC):
@@ -37,11 +42,15 @@ class FaaSDriver(ABC):
         """True when this driver can run this revision of `function` now."""
 
     @abstractmethod
-    def execute(self, function: Function, jobs: list[Job]) -> list[Outcome]:
+    def execute(self, function: Function, jobs: list[Job],
+                on_done: OutcomeSink | None = None) -> list[Outcome]:
         """Run the jobs (blocking) and return one outcome per job, in order.
 
         A job that times out, exhausts its memory or loses its worker gets a SystemError
-        outcome; the other jobs are unaffected.
+        outcome; the other jobs are unaffected. A driver that learns outcomes before the last
+        job ends passes them to `on_done` as they arrive, in order (consecutive slices of the
+        list it returns), so the first runs of a batch can be answered while the rest run; a
+        driver that does not is still correct, only later.
         """
 
     @abstractmethod

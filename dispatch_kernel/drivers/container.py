@@ -36,6 +36,7 @@ from ..packaging import FunctionSource
 from ..runtime.protocol import Job, Outcome
 from ..runtime.server import PICKLE_TYPE, function_file
 from ..settings import Settings
+from .base import OutcomeSink
 from .pooled import PooledDriver, WorkerPool, failed_outcome, settle_batch
 
 log = logging.getLogger(__name__)
@@ -340,8 +341,8 @@ class ContainerDriver(PooledDriver):
         # With a timeout, one run per request: the deadline is then exactly the run's.
         return pending if function.timeout is None else pending[:1]
 
-    def _run_batch(self, pool: ContainerPool, worker: ContainerWorker, jobs: list[Job],
-                   function: Function) -> tuple[list[Outcome], bool]:
+    def _run_batch(self, pool: ContainerPool, worker: ContainerWorker, jobs: list[Job], function: Function,
+                   on_done: OutcomeSink | None) -> tuple[list[Outcome], bool]:
         timeout, memory = function.timeout, function.resources.get("memory")
         sent = time.monotonic()
         body = pickle.dumps(jobs, protocol=5)

@@ -27,6 +27,7 @@ from ..packaging import FunctionSource
 from ..runtime.channel import Channel, ChannelClosed
 from ..runtime.protocol import Job, Outcome
 from ..settings import Settings
+from .base import OutcomeSink
 from .pooled import PooledDriver, WorkerPool, failed_outcome, settle_batch
 
 log = logging.getLogger(__name__)
@@ -281,8 +282,8 @@ class LocalDriver(PooledDriver):
         pool = self._pools.get((function.org, function.name))
         return pool is not None and pool.digest == function.digest and pool.zygote.alive
 
-    def _run_batch(self, pool: ProcessPool, worker: WorkerProcess, jobs: list[Job],
-                   function: Function) -> tuple[list[Outcome], bool]:
+    def _run_batch(self, pool: ProcessPool, worker: WorkerProcess, jobs: list[Job], function: Function,
+                   on_done: OutcomeSink | None) -> tuple[list[Outcome], bool]:
         """Send jobs to one worker; returns the outcomes it produced and whether it is still fit.
 
         When the worker dies or times out, the job it was running fails and the jobs after it
@@ -298,14 +299,14 @@ class LocalDriver(PooledDriver):
         progress = sent
         spin = len(jobs) == 1 and self._spinning.acquire(blocking=False)
         try:
-            return self._collect(pool, worker, jobs, function.timeout, progress, spin, done)
+            return self._collect(pool, worker, jobs, function.timeout, progress, spin, done, on_done)
         finally:
             if spin:
                 self._spinning.release()
 
     def _collect(self, pool: ProcessPool, worker: WorkerProcess, jobs: list[Job],
                  timeout: float | None, progress: float, spin: bool,
-                 done: list[Outcome]) -> tuple[list[Outcome], bool]:
+                 done: list[Outcome], on_done: OutcomeSink | None) -> tuple[list[Outcome], bool]:
         channel = worker.channel
         while len(done) < len(jobs):
             deadline = None if timeout is None else progress + timeout
@@ -324,6 +325,8 @@ class LocalDriver(PooledDriver):
             batch = message[1]
             fit = settle_batch(worker, batch)
             done.extend(batch)
+            if on_done is not None and len(done) < len(jobs):  # execute() reports the last ones
+                on_done(batch)
             progress = time.monotonic()
             if not fit:
                 return done, False

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from ..model import DeployError, ErrorType, Function, Scaling
 from ..runtime.protocol import Failure, Job, Outcome
 from ..settings import Settings
-from .base import FaaSDriver
+from .base import FaaSDriver, OutcomeSink
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +169,11 @@ class PooledDriver(FaaSDriver):
         self._reaper.start()
 
     @abstractmethod
-    def _run_batch(self, pool: WorkerPool, worker: Any, jobs: list[Job],
-                   function: Function) -> tuple[list[Outcome], bool]:
+    def _run_batch(self, pool: WorkerPool, worker: Any, jobs: list[Job], function: Function,
+                   on_done: OutcomeSink | None) -> tuple[list[Outcome], bool]:
         """Run jobs on one worker; the outcomes it produced (at least one) and whether it is
-        still fit. Jobs after a failure that ended the worker are left for another worker."""
+        still fit. Jobs after a failure that ended the worker are left for another worker.
+        Outcomes may be passed to `on_done` as they arrive; execute() passes the rest."""
 
     def _batch(self, pending: list[Job], function: Function) -> list[Job]:
         """The jobs to give one worker at once (all of them, unless a driver says otherwise)."""
@@ -191,15 +192,25 @@ class PooledDriver(FaaSDriver):
         if pool is not None:
             pool.close()
 
-    def execute(self, function: Function, jobs: list[Job]) -> list[Outcome]:
+    def execute(self, function: Function, jobs: list[Job],
+                on_done: OutcomeSink | None = None) -> list[Outcome]:
         pool = self.pool(function)
         outcomes: list[Outcome] = []
+        reported = 0
         while len(outcomes) < len(jobs):
             worker = pool.acquire()
-            done, healthy = self._run_batch(pool, worker, self._batch(jobs[len(outcomes):], function),
-                                            function)
-            pool.release(worker, healthy)
+            sink = _Counting(on_done) if on_done is not None else None
+            healthy = False  # unless the batch returns: a worker in an unknown state is ended
+            try:
+                done, healthy = self._run_batch(pool, worker, self._batch(jobs[len(outcomes):], function),
+                                                function, sink)
+            finally:
+                pool.release(worker, healthy)
             outcomes.extend(done)
+            reported += sink.count if sink is not None else 0
+            if on_done is not None and reported < len(outcomes):
+                on_done(outcomes[reported:])
+                reported = len(outcomes)
         return outcomes
 
     def _reap_loop(self) -> None:
@@ -218,6 +229,20 @@ class PooledDriver(FaaSDriver):
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.close()
+
+
+class _Counting:
+    """An OutcomeSink that counts what it has passed on (execute() reports the rest)."""
+
+    __slots__ = ("sink", "count")
+
+    def __init__(self, sink: OutcomeSink) -> None:
+        self.sink = sink
+        self.count = 0
+
+    def __call__(self, outcomes: list[Outcome]) -> None:
+        self.count += len(outcomes)
+        self.sink(outcomes)
 
 
 def failed_outcome(job: Job, started_monotonic: float, message: str) -> Outcome:

@@ -17,6 +17,7 @@ import resource
 import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import types
@@ -30,9 +31,72 @@ from .protocol import Failure, Job, Outcome
 
 LOG_LIMIT = 1 << 20  # characters kept per stream per run
 FLUSH_INTERVAL = 0.001  # seconds: results of quick runs travel in batches, slow ones at once
+HOLD_LIMIT = 0.005  # seconds a result may wait while a later run of its batch is still going
+_WATCHER_STACK = 256 * 1024  # bytes: the outbox's thread counts against a run's memory cap
 # After answering, poll briefly for the next job before sleeping: back-to-back calls then
 # find the worker awake, which saves a cross-core wake-up (tens of microseconds on a VM).
 SPIN_AFTER_ANSWER = 0.0002
+
+
+class _Outbox:
+    """Results of a batch on their way to the host.
+
+    Results of quick runs wait up to FLUSH_INTERVAL to travel together. A thread sends what
+    has waited HOLD_LIMIT while a later run is still going, so a slow run does not hold back
+    the answers of the quick ones before it; it wakes about once per HOLD_LIMIT at most.
+    """
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self._cond = threading.Condition()
+        self._pending: list[Outcome] = []
+        self._since = 0.0  # time.monotonic() of the oldest pending result
+        self._watching = False  # the thread is in a timed wait: no need to wake it
+        size = threading.stack_size(_WATCHER_STACK)
+        try:
+            threading.Thread(target=self._watch, name="dispatch-outbox", daemon=True).start()
+        except RuntimeError:  # no room for a thread under a tight memory cap: flush at batch end
+            pass
+        finally:
+            threading.stack_size(size)
+
+    def put(self, outcome: Outcome) -> None:
+        """Queue a result; send the queue once its oldest result has waited FLUSH_INTERVAL."""
+        with self._cond:
+            self._pending.append(outcome)
+            if len(self._pending) == 1:
+                self._since = time.monotonic()
+                if not self._watching:
+                    self._cond.notify()
+            elif time.monotonic() - self._since >= FLUSH_INTERVAL:
+                self._send()
+
+    def flush(self) -> None:
+        """Send whatever waits."""
+        with self._cond:
+            if self._pending:
+                self._send()
+
+    def _send(self) -> None:  # with the condition held: one sender at a time
+        pending, self._pending = self._pending, []
+        self._channel.send(("done", pending))
+
+    def _watch(self) -> None:
+        with self._cond:
+            while True:
+                if not self._pending:
+                    self._watching = False
+                    self._cond.wait()
+                    continue
+                self._watching = True
+                due = self._since + HOLD_LIMIT - time.monotonic()
+                if due > 0:
+                    self._cond.wait(due)
+                    continue
+                try:
+                    self._send()
+                except OSError:  # the host is gone; the main thread finds out on its own
+                    self._pending = []
 
 
 class _CurrentStderrHandler(logging.StreamHandler):
@@ -103,6 +167,7 @@ class Worker:
         self.logger.setLevel(logging.INFO)
         self.logger.addHandler(_CurrentStderrHandler())
         self.logger.propagate = False
+        self.outbox: _Outbox | None = None  # made for the first batch of several jobs
 
     def serve(self) -> None:
         """Answer "run" messages until the host closes the channel."""
@@ -120,20 +185,20 @@ class Worker:
 
     def _run_batch(self, jobs: list[Job]) -> bool:
         """Run jobs in order, sending results in batches; False when this worker must stop."""
-        done: list[Outcome] = []
-        flushed = time.monotonic()
+        if len(jobs) == 1:
+            outcome, fatal = self.run(jobs[0])
+            self.channel.send(("done", [outcome]))
+            return not fatal
+        if self.outbox is None:
+            self.outbox = _Outbox(self.channel)
+        outbox = self.outbox
         for job in jobs:
             outcome, fatal = self.run(job)
-            done.append(outcome)
+            outbox.put(outcome)
             if fatal:
-                self.channel.send(("done", done))
+                outbox.flush()
                 return False
-            if time.monotonic() - flushed >= FLUSH_INTERVAL:
-                self.channel.send(("done", done))
-                done = []
-                flushed = time.monotonic()
-        if done:
-            self.channel.send(("done", done))
+        outbox.flush()
         return True
 
     def run(self, job: Job) -> tuple[Outcome, bool]:
