@@ -18,10 +18,12 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from typing import Any, Callable
 
 from . import plugins
+from .coalesce import Coalescer
 from .drivers.base import FaaSDriver
 from .hosts import HostLease
 from .images.base import Environment, ImageBuilder, Progress
@@ -58,12 +60,24 @@ _MAX_CHUNK = 512  # runs per message to a worker in map(): amortizes I/O, bounds
 class _Call:
     """A run together with the Python arguments it was made from (never stored)."""
 
-    __slots__ = ("run", "args", "kwargs")
+    __slots__ = ("run", "args", "kwargs", "future")
 
-    def __init__(self, run: Run, args: tuple, kwargs: dict[str, Any]) -> None:
+    def __init__(self, run: Run, args: tuple, kwargs: dict[str, Any], future: Future | None = None) -> None:
         self.run = run
         self.args = args
         self.kwargs = kwargs
+        self.future = future  # resolved with the run once it has finished (submit())
+
+
+class _Submission:
+    """A run asked of submit(), before its batch resolves the function (never stored)."""
+
+    __slots__ = ("input", "python", "future")
+
+    def __init__(self, input: Any, python: tuple[tuple, dict[str, Any]] | None, future: Future) -> None:
+        self.input = input
+        self.python = python
+        self.future = future
 
 
 @dataclass
@@ -130,6 +144,7 @@ class Dispatch:
         self._lock = threading.Lock()
         self._inflight: dict[str, Run] = {}
         self._futures: dict[str, Future] = {}
+        self._coalescers: dict[tuple[str, str], Coalescer[_Submission]] = {}
         self._watchers: list[Callable[[Run], None]] = []
         self._executor = ThreadPoolExecutor(self.settings.run_threads, thread_name_prefix="dispatch-run")
         self._closed = False
@@ -410,24 +425,12 @@ class Dispatch:
         ones; `handle(ctx, payload)` receives the input as its payload.
         """
         deployed = self._resolve(self._org(org), name)
-        function = deployed.function
-        if function.convention == "dispatch":
-            args, kwargs = (input,), {}
-        elif isinstance(input, dict):
-            args, kwargs = (), input
-        elif isinstance(input, list):
-            args, kwargs = tuple(input), {}
-        elif input is None:
-            args, kwargs = (), {}
-        else:
-            args, kwargs = (input,), {}
-        run = self._new_run(function, input, event, http)
+        call = self._json_call(deployed, input, event, http)
         if run_id is not None:  # an event delivery's: the same on a redelivery (events/bus/base.py)
-            run.id = run_id
-        call = _Call(run, args, kwargs)
+            call.run.id = run_id
         if wait:
             self._execute(deployed, [call])
-            return run
+            return call.run
         return self._start(deployed, [call])[0]
 
     def start_event_runs(self, items: list[tuple[str, str, Any, dict[str, Any], str]]) -> list[Exception | None]:
@@ -448,17 +451,9 @@ class Dispatch:
                 calls = []
                 for index in indexes:
                     _, _, input, event, run_id = items[index]
-                    if function.convention == "dispatch":
-                        args, kwargs = (input,), {}
-                    elif isinstance(input, dict):
-                        args, kwargs = (), input
-                    elif isinstance(input, list):
-                        args, kwargs = tuple(input), {}
-                    else:
-                        args, kwargs = (() if input is None else (input,)), {}
-                    run = self._new_run(function, input, event)
-                    run.id = run_id
-                    calls.append(_Call(run, args, kwargs))
+                    call = self._json_call(deployed, input, event)
+                    call.run.id = run_id
+                    calls.append(call)
                 workers = max(1, int(function.scaling.get("max_workers", 1)))
                 size = max(1, -(-len(calls) // workers))
                 for start in range(0, len(calls), size):
@@ -479,6 +474,70 @@ class Dispatch:
             self._execute(deployed, [call])
             return call.run
         return self._start(deployed, [call])[0]
+
+    def submit(self, name: str, input: Any = None, *, org: str | None = None,
+               python: tuple[tuple, dict[str, Any]] | None = None) -> Future:
+        """Start a run and return at once a Future of its finished record, resolved on a core
+        thread: nothing here blocks, so an event loop may call it.
+
+        The input is JSON as for invoke(), or `python=(args, kwargs)` for a Python call. Runs
+        submitted while all of the function's workers are busy go to the next free one
+        together, in one message (coalesce.py): how a server waits on many runs at once
+        without a thread and a store write per run. A run waiting for its batch is recorded
+        when the batch starts. The Future fails with the DispatchError of an unknown or
+        unready function; a run that fails is a FAILED run, as with invoke().
+        """
+        key = (self._org(org), name)
+        future: Future = Future()
+        coalescer = self._coalescers.get(key)
+        if coalescer is None:
+            with self._lock:
+                coalescer = self._coalescers.get(key)
+                if coalescer is None:
+                    coalescer = self._coalescers[key] = Coalescer(
+                        partial(self._run_submitted, key), self._executor.submit,
+                        partial(self._lanes, key), on_idle=partial(self._forget_coalescer, key))
+        coalescer.add(_Submission(input, python, future))
+        return future
+
+    def _lanes(self, key: tuple[str, str]) -> int:
+        deployed = self._deployed.get(key)
+        return int(deployed.function.scaling.get("max_workers", 1)) if deployed is not None else 1
+
+    def _forget_coalescer(self, key: tuple[str, str], coalescer: Coalescer) -> None:
+        with self._lock:
+            if self._coalescers.get(key) is coalescer and coalescer.idle:
+                del self._coalescers[key]
+
+    def _run_submitted(self, key: tuple[str, str], submissions: list[_Submission]) -> None:
+        """One batch of submit()'s runs: resolve the function once, record and run them all,
+        and resolve every Future whatever happens."""
+        calls: list[_Call] = []
+        try:
+            deployed = self._resolve(*key)
+            for submission in submissions:
+                try:
+                    if submission.python is None:
+                        call = self._json_call(deployed, submission.input)
+                    else:
+                        args, kwargs = submission.python
+                        call = self._python_call(deployed, tuple(args), dict(kwargs))
+                except DispatchError as exc:
+                    submission.future.set_exception(exc)
+                    continue
+                call.future = submission.future
+                calls.append(call)
+            self._execute(deployed, calls)
+        except BaseException as exc:
+            for submission in submissions:
+                if not submission.future.done():
+                    submission.future.set_exception(exc)
+            if not isinstance(exc, DispatchError):
+                raise
+            return
+        for call in calls:  # refused inputs and runs cancelled before they reached a worker
+            if not call.future.done():
+                call.future.set_result(call.run)
 
     def map(self, name: str, items: Iterable[Any], org: str | None = None,
             return_exceptions: bool = False) -> Iterator[Any]:
@@ -522,6 +581,23 @@ class Dispatch:
                  http: dict[str, Any] | None = None) -> Run:
         return Run(function=function.name, org=function.org, function_revision=function.revision,
                    input=input, event=event, http=http)
+
+    def _json_call(self, deployed: _Deployed, input: Any, event: dict[str, Any] | None = None,
+                   http: dict[str, Any] | None = None) -> _Call:
+        """A call from a JSON input: an object is keyword arguments, an array positional ones,
+        anything else the one argument (always the payload of handle(ctx, payload))."""
+        function = deployed.function
+        if function.convention == "dispatch":
+            args, kwargs = (input,), {}
+        elif isinstance(input, dict):
+            args, kwargs = (), input
+        elif isinstance(input, list):
+            args, kwargs = tuple(input), {}
+        elif input is None:
+            args, kwargs = (), {}
+        else:
+            args, kwargs = (input,), {}
+        return _Call(self._new_run(function, input, event, http), args, kwargs)
 
     def _python_call(self, deployed: _Deployed, args: tuple, kwargs: dict[str, Any]) -> _Call:
         function = deployed.function
@@ -602,15 +678,39 @@ class Dispatch:
                 run.status = RunStatus.RUNNING
             if self._watchers:
                 self._announce(runs)
-            outcomes = deployed.driver.execute(function, jobs)
+            hidden = [v for values in secrets.values() for v in values.values()] if secrets else []
         except Exception as exc:  # the platform failed these runs; say why, keep the rest going
             log.exception("dispatching runs of %s failed", function.name)
             for run in runs:
                 run.fail(ErrorType.SYSTEM, f"the driver could not run it: {exc}")
+            self._finish(calls)
+            return runs
+        settled = 0
+
+        def on_done(outcomes: list[Outcome]) -> None:  # as the driver learns them: answer early
+            nonlocal settled
+            group = calls[settled:settled + len(outcomes)]
+            settled += len(group)
+            for call, outcome in zip(group, outcomes):
+                self._settle(deployed, call.run, outcome, hidden)
+            self._finish(group)
+
+        try:
+            outcomes = deployed.driver.execute(function, jobs, on_done)
+        except Exception as exc:
+            log.exception("dispatching runs of %s failed", function.name)
+            rest = calls[settled:]
+            for call in rest:
+                call.run.fail(ErrorType.SYSTEM, f"the driver could not run it: {exc}")
+            self._finish(rest)
         else:
-            hidden = [v for values in secrets.values() for v in values.values()] if secrets else []
-            for run, outcome in zip(runs, outcomes):
-                self._settle(deployed, run, outcome, hidden)
+            if settled < len(calls):  # a driver that reports everything at the end
+                on_done(outcomes[settled:])
+        return runs
+
+    def _finish(self, calls: list[_Call]) -> None:
+        """Record finished runs, then tell their watchers and waiters."""
+        runs = [call.run for call in calls]
         try:
             self.store.finish_runs(runs)
         finally:
@@ -618,7 +718,9 @@ class Dispatch:
                 self._inflight.pop(run.id, None)
         if self._watchers:
             self._announce(runs)
-        return runs
+        for call in calls:
+            if call.future is not None:
+                call.future.set_result(call.run)
 
     def _claim(self, calls: list[_Call]) -> list[_Call]:
         """Mark admitted calls RUNNING, leaving out those cancelled while they were QUEUED."""

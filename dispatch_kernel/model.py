@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field, fields
@@ -171,9 +172,33 @@ def now() -> float:
     return time.time()
 
 
+_entropy = bytearray()
+_entropy_lock = threading.Lock()
+
+
+def _forget_entropy() -> None:  # in a forked child: never repeat the parent's bytes
+    global _entropy_lock
+    _entropy_lock = threading.Lock()  # another thread may have held it at the fork
+    _entropy.clear()
+
+
+os.register_at_fork(after_in_child=_forget_entropy)
+
+
+def _random_bytes(count: int) -> bytes:
+    """Bytes from os.urandom, drawn 4 KiB at a time: one system call (which lets go of the
+    GIL, and must wait to take it back in a busy server) per several hundred ids."""
+    with _entropy_lock:
+        if len(_entropy) < count:
+            _entropy.extend(os.urandom(4096))
+        chunk = bytes(_entropy[:count])
+        del _entropy[:count]
+    return chunk
+
+
 def new_id() -> str:
     """A unique id that sorts by creation time (nanosecond clock, then 40 random bits)."""
-    return f"{time.time_ns():016x}{os.urandom(5).hex()}"
+    return f"{time.time_ns():016x}{_random_bytes(5).hex()}"
 
 
 @dataclass

@@ -1,0 +1,80 @@
+"""Coalescing: runs of one function that arrive together go to its workers together.
+
+A server answering many waited runs at once would otherwise pay, per run, a thread, a store
+write, a message to a worker and a wake-up of its own. A Coalescer lets a run start at once
+while one of the function's lanes (one per worker it may have) is free; runs that arrive while
+every lane is busy wait in a queue, and the next lane to free up takes all of them as one batch.
+A lone caller therefore never waits for company, and under load the fixed costs are shared by
+a batch. This is the group commit of databases, applied to runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+Item = TypeVar("Item")
+
+
+class Coalescer(Generic[Item]):
+    """Runs `run_batch(items)` on at most `lanes()` threads at once, batching what queues meanwhile.
+
+    `start(task)` must run `task()` on another thread (an executor's submit). `run_batch` owns
+    the items it is given: it must settle each of them, even when it fails; an exception that
+    escapes it is logged and the lane goes on with the next batch. `on_idle(self)` is called
+    when the last lane ends with nothing queued (an owner may then forget the coalescer).
+    """
+
+    def __init__(self, run_batch: Callable[[list[Item]], None], start: Callable[[Callable[[], None]], object],
+                 lanes: Callable[[], int], *, max_batch: int = 64,
+                 on_idle: Callable[[Coalescer[Item]], None] | None = None) -> None:
+        self._run_batch = run_batch
+        self._start = start
+        self._lanes = lanes
+        self.max_batch = max(1, max_batch)
+        self._on_idle = on_idle
+        self._lock = threading.Lock()
+        self._queue: list[Item] = []
+        self._busy = 0  # lanes running or about to
+
+    def add(self, item: Item) -> None:
+        """Queue `item`; start a lane for it if one is free."""
+        with self._lock:
+            self._queue.append(item)
+            if self._busy >= max(1, self._lanes()):
+                return  # a busy lane takes it when its batch ends
+            self._busy += 1
+        try:
+            self._start(self._lane)
+        except BaseException:
+            with self._lock:
+                self._busy -= 1
+                self._queue.remove(item)
+            raise
+
+    @property
+    def idle(self) -> bool:
+        """No lane running and nothing queued."""
+        return not self._busy and not self._queue
+
+    def _lane(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._busy -= 1
+                    idle = not self._busy
+                    break
+                batch = self._queue[:self.max_batch]
+                del self._queue[:self.max_batch]
+            try:
+                self._run_batch(batch)
+            except Exception:  # run_batch settles its items; never let one batch stop the lane
+                log.exception("a batch of %d coalesced item(s) failed", len(batch))
+        if idle and self._on_idle is not None:
+            self._on_idle(self)
+
+
+__all__ = ["Coalescer"]
