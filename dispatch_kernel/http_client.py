@@ -11,6 +11,7 @@ Only the standard library speaks HTTP here: one keep-alive connection per callin
 from __future__ import annotations
 
 import http.client
+import http.cookiejar
 import json
 import logging
 import socket
@@ -20,6 +21,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
+import urllib.request
 from urllib.parse import quote, urlencode, urlsplit
 
 from .client import FunctionHandle, RunHandle
@@ -69,9 +71,14 @@ class HttpClient:
         self._host = parts.hostname
         self._port = parts.port
         self._prefix = parts.path.rstrip("/") + "/dispatch/v1/"
+        self._origin = f"{parts.scheme}://{parts.netloc}"
         self._headers = {"Accept": "application/json", "Content-Type": "application/json"}
         if self.token:
             self._headers["Authorization"] = f"token {self.token}"
+        # Keep the cookies the server sets, as a browser or requests.Session does: a Jupyter
+        # server gives each new token-only client a fresh identity and a login cookie, on
+        # every request, unless the cookie comes back.
+        self._cookies = http.cookiejar.CookieJar()
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[http.client.HTTPConnection] = []
@@ -112,10 +119,11 @@ class HttpClient:
             if connection is None:
                 connection = self._local.connection = self._connect()
             try:
-                connection.request(method, target, body=data,
-                                   headers={**self._headers, **headers} if headers else self._headers)
+                sent = self._with_cookies(target, {**self._headers, **headers} if headers else self._headers)
+                connection.request(method, target, body=data, headers=sent)
                 response = connection.getresponse()
                 payload = response.read()
+                self._keep_cookies(target, response)
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                 self._drop(connection)
                 if reused and attempt == 0:
@@ -132,6 +140,19 @@ class HttpClient:
         if status >= 400 and not (status == 422 and isinstance(value, dict) and "status" in value):
             raise self._error(status, value)
         return status, value
+
+    def _with_cookies(self, target: str, headers: dict[str, str]) -> dict[str, str]:
+        """`headers` plus a Cookie header with what the server set for `target`, if anything."""
+        if not len(self._cookies):
+            return headers
+        request = urllib.request.Request(self._origin + target)
+        self._cookies.add_cookie_header(request)
+        cookie = request.get_header("Cookie")
+        return {**headers, "Cookie": cookie} if cookie else headers
+
+    def _keep_cookies(self, target: str, response: http.client.HTTPResponse) -> None:
+        if response.getheader("Set-Cookie") is not None:
+            self._cookies.extract_cookies(response, urllib.request.Request(self._origin + target))
 
     def _decode(self, status: int, payload: bytes) -> Any:
         if not payload:
@@ -396,7 +417,7 @@ class HttpClient:
         data = _json_bytes(body)
         connection = self._connect()
         try:
-            headers = {**self._headers, "Accept": "application/x-ndjson"}
+            headers = self._with_cookies(self._prefix + "images", {**self._headers, "Accept": "application/x-ndjson"})
             try:
                 connection.request("POST", self._prefix + "images", body=data, headers=headers)
                 response = connection.getresponse()
@@ -508,8 +529,9 @@ class _Watcher:
         cls = http.client.HTTPSConnection if client._https else http.client.HTTPConnection
         connection = self._connection = cls(client._host, client._port)
         try:
-            headers = {**client._headers, "Accept": "text/event-stream"}
-            connection.request("GET", client._prefix + "runs/stream", headers=headers)
+            target = client._prefix + "runs/stream"
+            headers = client._with_cookies(target, {**client._headers, "Accept": "text/event-stream"})
+            connection.request("GET", target, headers=headers)
             response = connection.getresponse()
             if response.status != 200:
                 raise client._error(response.status, client._decode(response.status, response.read()))

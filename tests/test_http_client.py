@@ -253,3 +253,19 @@ def test_many_threads_share_one_client(rest):
     for thread in threads:
         thread.join(60)
     assert not errors and sorted(results) == [2 * i for i in range(32)]
+
+
+def test_the_client_keeps_the_login_cookie_so_the_server_knows_it_again(rest, monkeypatch):
+    set_cookies: list[str | None] = []
+    keep = HttpClient._keep_cookies
+
+    def recording(self, target, response):
+        set_cookies.append(response.getheader("Set-Cookie"))
+        keep(self, target, response)
+
+    monkeypatch.setattr(HttpClient, "_keep_cookies", recording)
+    for _ in range(3):
+        rest.list_functions()
+    assert set_cookies[0] is not None  # the server's login cookie for this token's identity
+    assert set_cookies[1:] == [None, None]  # sent back, so not set again
+    assert len(rest._cookies) == 1

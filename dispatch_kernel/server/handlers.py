@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -115,6 +117,48 @@ class RunStream:
         self.ready.set()
 
 
+class LoopBridge:
+    """Hands results of the core's Futures to the event loop, waking it once per burst.
+
+    asyncio.wrap_future wakes the loop (a write to its self-pipe) for every Future; runs of a
+    batch finish together, so here the first result of a burst schedules one drain and the
+    rest join it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ready: list[tuple[asyncio.Future, Future]] = []
+
+    def wait(self, future: Future) -> asyncio.Future:
+        """An asyncio Future that takes `future`'s result or exception, on the running loop."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        future.add_done_callback(partial(self._done, loop, waiter))
+        return waiter
+
+    def _done(self, loop: asyncio.AbstractEventLoop, waiter: asyncio.Future, future: Future) -> None:
+        with self._lock:
+            self._ready.append((waiter, future))
+            first = len(self._ready) == 1
+        if first:
+            try:
+                loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop has closed: the server is stopping
+                pass
+
+    def _drain(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for waiter, future in ready:
+            if waiter.cancelled():
+                continue
+            error = future.exception()
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(future.result())
+
+
 class DispatchState:
     """What every handler shares: the core, the threads that call it, the limits."""
 
@@ -124,6 +168,7 @@ class DispatchState:
         self.max_body_size = max_body_size
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="dispatch-request")
         self.hub = RunHub(core, org)
+        self.bridge = LoopBridge()
 
 
 class DispatchHandler(APIHandler):
@@ -147,8 +192,20 @@ class DispatchHandler(APIHandler):
     async def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """`method(*args, **kwargs)` on a request thread; the core's errors become API errors."""
         loop = asyncio.get_running_loop()
-        try:
+        with self.api_errors():
             return await loop.run_in_executor(self.state.executor, partial(method, *args, **kwargs))
+
+    async def outcome(self, method: Callable[..., Future], *args: Any, **kwargs: Any) -> Any:
+        """The result of the Future that `method(*args, **kwargs)` returns at once (no request
+        thread waits for it); the core's errors become API errors."""
+        with self.api_errors():
+            return await self.state.bridge.wait(method(*args, **kwargs))
+
+    @contextmanager
+    def api_errors(self) -> Iterator[None]:
+        """The core's errors as API errors: 422 for a failed deploy, else the error's own code."""
+        try:
+            yield
         except DeployError as exc:
             extra = {"function": exc.function.public_dict()} if exc.function is not None else {}
             raise ApiError(422, str(exc), **extra) from None
@@ -315,11 +372,14 @@ class RunsHandler(DispatchHandler):
         python_form = "args" in spec or "kwargs" in spec
         if python_form and "input" in spec:
             raise ApiError(400, "give either input (JSON) or args and kwargs (the Python call form), not both")
-        if python_form:
-            run = await self.call(self.core.run, spec["function"], tuple(spec.get("args") or ()),
-                                  spec.get("kwargs") or {}, wait=wait, org=self.org)
+        python = (tuple(spec.get("args") or ()), spec.get("kwargs") or {}) if python_form else None
+        if wait:  # no request thread held for the run: waited runs share trips to the workers
+            run = await self.outcome(self.core.submit, spec["function"], spec.get("input"), org=self.org,
+                                     python=python)
+        elif python is not None:
+            run = await self.call(self.core.run, spec["function"], *python, wait=False, org=self.org)
         else:
-            run = await self.call(self.core.invoke, spec["function"], spec.get("input"), wait=wait, org=self.org)
+            run = await self.call(self.core.invoke, spec["function"], spec.get("input"), wait=False, org=self.org)
         if run.error is not None and run.error.type == ErrorType.INPUT.value:
             status = 422
         else:

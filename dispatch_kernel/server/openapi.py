@@ -42,7 +42,32 @@ def document(base_url: str = "/") -> dict[str, Any]:
 @lru_cache(maxsize=None)
 def _validator(name: str) -> jsonschema.Draft202012Validator:
     registry = Registry().with_resource(_URI, Resource.from_contents(spec(), default_specification=DRAFT202012))
-    return jsonschema.Draft202012Validator({"$ref": f"{_URI}#/components/schemas/{name}"}, registry=registry)
+    # References are followed once, here, not on every request: resolving them is most of
+    # what validating a small body costs. A reference back into itself stays a reference.
+    schema = _inline({"$ref": f"#/components/schemas/{name}"}, ())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def _inline(schema: Any, expanding: tuple[str, ...]) -> Any:
+    """`schema` with the document's local references replaced by what they point to."""
+    if isinstance(schema, list):
+        return [_inline(item, expanding) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    ref = schema.get("$ref")
+    rest = {key: _inline(value, expanding) for key, value in schema.items() if key != "$ref"}
+    if not isinstance(ref, str) or not ref.startswith("#/"):
+        return rest if ref is None else {**rest, "$ref": ref}
+    if ref in expanding:
+        return {**rest, "$ref": _URI + ref}
+    target: Any = spec()
+    for part in ref[2:].split("/"):
+        target = target[part.replace("~1", "/").replace("~0", "~")]
+    inlined = _inline(target, (*expanding, ref))
+    if not rest:
+        return inlined
+    # Beside other keywords a reference is an in-place applicator: allOf is the same thing.
+    return {**rest, "allOf": [*rest.get("allOf", []), inlined]}
 
 
 def validate(name: str, value: Any) -> None:
