@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import socket
 import struct
@@ -41,12 +42,13 @@ class Channel:
         """Send one message that is already pickled."""
         self.sock.sendall(_HEADER.pack(len(data)) + data)
 
-    def recv(self, deadline: float | None = None, spin: float = 0.0) -> Any:
+    def recv(self, deadline: float | None = None, spin: float = 0.0, polite: bool = False) -> Any:
         """The next message; TimeoutError at `deadline` (time.monotonic()), ChannelClosed on EOF.
 
         With `spin` > 0 the socket is polled for that many seconds before the thread sleeps:
-        waking a sleeping thread on the other core costs tens of microseconds on a VM, more
-        than a short spin when the answer is due soon.
+        waking a sleeping thread costs tens of microseconds on a VM, and hundreds when its
+        virtual CPU has gone idle, more than a short spin when the message is due soon.
+        `polite` yields the CPU between polls, so a spin never keeps runnable work waiting.
         """
         buffer = self._buffer
         sock = self.sock
@@ -74,6 +76,8 @@ class Channel:
                             if time.monotonic() >= spin_until:
                                 spin_until = 0.0
                                 break
+                            if polite:
+                                os.sched_yield()
                 except ConnectionResetError:
                     chunk = b""
             if chunk is None:
