@@ -12,6 +12,7 @@ DISPATCH_URL and DISPATCH_TOKEN in the server's environment, which they inherit,
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 
@@ -75,8 +76,14 @@ class DispatchApp(ExtensionApp):
                    "run_threads": self.run_threads, "bus": self.bus, "bus_options": dict(self.bus_options)}
         settings = Settings(home=Path(self.home), **options) if self.home else Settings(**options)
         core = Dispatch(settings)
+        # The API's handlers log through a child of the server's logger whose level is the
+        # server's log_level. traitlets sets the server's logger itself to DEBUG (its handlers
+        # filter), so every answered request would build a debug access-log record that no
+        # handler prints: about 35 µs of the event loop's time per request.
+        log = logging.getLogger(f"{self.serverapp.log.name}.dispatch")
+        log.setLevel(self.serverapp.log_level)
         self.state = DispatchState(core, org=self.org, max_body_size=self.max_body_size,
-                                   threads=self.request_threads)
+                                   threads=self.request_threads, log=log)
         self.settings["dispatch_kernel"] = self.state
         self._saved_env: dict[str, str | None] = {}
         if self.export_env:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import threading
 from collections import deque
@@ -162,13 +163,15 @@ class LoopBridge:
 class DispatchState:
     """What every handler shares: the core, the threads that call it, the limits."""
 
-    def __init__(self, core: Dispatch, *, org: str, max_body_size: int, threads: int) -> None:
+    def __init__(self, core: Dispatch, *, org: str, max_body_size: int, threads: int,
+                 log: logging.Logger | None = None) -> None:
         self.core = core
         self.org = org
         self.max_body_size = max_body_size
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="dispatch-request")
         self.hub = RunHub(core, org)
         self.bridge = LoopBridge()
+        self.log = log
 
 
 class DispatchHandler(APIHandler):
@@ -179,6 +182,11 @@ class DispatchHandler(APIHandler):
     @property
     def state(self) -> DispatchState:
         return self.settings["dispatch_kernel"]
+
+    @property
+    def log(self) -> logging.Logger:  # type: ignore[override]
+        """The server's log, through the extension's child logger when there is one (app.py)."""
+        return self.state.log or super().log
 
     @property
     def core(self) -> Dispatch:

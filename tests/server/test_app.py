@@ -107,3 +107,23 @@ async def test_the_event_bus_is_a_traitlet(api, jp_serverapp):
     assert settings.bus == "sqlite" and settings.bus_options == {"retry_base": 0.5}
     reply = await api("POST", "events", {"type": "order.created", "data": {"id": 1}})
     assert reply.status == 202 and reply.json["type"] == "order.created"
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "INFO"])
+def test_the_access_log_of_the_api_follows_the_servers_log_level(tmp_path, level):
+    server = LiveServer(tmp_path / "home", tmp_path / "work", extra=[f"--ServerApp.log_level={level}"])
+    try:
+        headers = {"Authorization": f"token {server.token}"}
+        for path in ("functions", "functions/nothing-here"):
+            request = urllib.request.Request(server.url + "dispatch/v1/" + path, headers=headers)
+            try:
+                urllib.request.urlopen(request, timeout=30).close()
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 404
+    finally:
+        server.stop()
+    lines = server.log().splitlines()
+    answered = [line for line in lines if "ServerApp.dispatch]" in line and "200 GET" in line and "/functions " in line]
+    missing = [line for line in lines if "ServerApp.dispatch]" in line and "404 GET" in line]
+    assert len(missing) == 1  # a warning: at every level
+    assert len(answered) == (1 if level == "DEBUG" else 0)  # success is logged at debug level
