@@ -665,6 +665,11 @@ def cmd_exec(args: argparse.Namespace, client) -> None:
                        f"run {run.id} failed")
 
 
+def cmd_cancel(args: argparse.Namespace, client) -> None:
+    run = client.cancel_run(args.run_id)
+    emit(args, run, lambda: f"run {run.id} of {run.function} is {run.status}")
+
+
 def cmd_emit(args: argparse.Namespace, client) -> None:
     data = None
     if args.data is not None:
@@ -760,6 +765,9 @@ def parser() -> argparse.ArgumentParser:
     exe.add_argument("--input", help="the input as JSON")
     exe.add_argument("--wait", action="store_true", help="wait for the run and print its output")
 
+    cancel = commands.add_parser("cancel", help="stop a queued or running run")
+    cancel.add_argument("run_id", metavar="RUN_ID")
+
     emitter = commands.add_parser("emit", help="publish a CloudEvent")
     emitter.add_argument("type", help="the event type, e.g. order.created")
     emitter.add_argument("--data", help="the event's data as JSON")
@@ -776,7 +784,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"create": cmd_create, "update": cmd_update, "get": cmd_get, "exec": cmd_exec, "delete": cmd_delete,
-            "emit": cmd_emit}
+            "emit": cmd_emit, "cancel": cmd_cancel}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -183,6 +183,12 @@ class RunHandle:
         """Wait, then return the output or raise the run's RunError."""
         return self.wait(timeout).result()
 
+    def cancel(self) -> Run:
+        """Stop the run (queued: it never starts; running: its worker is ended); returns the
+        CANCELLED record. ConflictError if it has finished or cannot be stopped."""
+        self._run = self._client.cancel_run(self._run.id)
+        return self._run
+
     @property
     def output(self) -> Any:
         """The output (waits for the run to finish; None if it failed)."""

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 STORE_POLL = 0.02  # seconds between checks for functions changed by other processes
 _MAX_CHUNK = 512  # runs per message to a worker in map(): amortizes I/O, bounds a retry
+CANCEL_WAIT = 10.0  # seconds cancel_run() waits for a stopped run to be recorded
 
 
 class _Call:
@@ -145,6 +146,7 @@ class Dispatch:
         self._inflight: dict[str, Run] = {}
         self._futures: dict[str, Future] = {}
         self._coalescers: dict[tuple[str, str], Coalescer[_Submission]] = {}
+        self._cancelling: set[str] = set()  # RUNNING runs cancel_run() asked the driver to stop
         self._watchers: list[Callable[[Run], None]] = []
         self._executor = ThreadPoolExecutor(self.settings.run_threads, thread_name_prefix="dispatch-run")
         self._closed = False
@@ -730,35 +732,56 @@ class Dispatch:
                 call.run.status = RunStatus.RUNNING
         return claimed
 
-    def cancel_run(self, run_id: str, org: str | None = None) -> Run:
-        """Cancel a run that has not started: a QUEUED run of this process becomes CANCELLED.
+    def cancel_run(self, run_id: str, org: str | None = None, timeout: float = CANCEL_WAIT) -> Run:
+        """Cancel a run of this process that has not finished; returns it, CANCELLED.
 
-        A finished run is a ConflictError, and so is a RUNNING one: its worker is not
-        interrupted (a timeout is how a run is stopped), and neither is a run queued by
-        another process.
+        A QUEUED run never starts. A RUNNING run is stopped by its driver (the local and
+        container drivers end its worker, which is then replaced) when the run is all its
+        worker was given; otherwise, as for a finished run or one queued by another process,
+        a ConflictError says why it cannot be.
         """
         run = self.get_run(run_id, org)
         with self._lock:
             live = self._inflight.get(run_id)
-            cancelled = live is not None and live.org == run.org and live.status == RunStatus.QUEUED
-            if cancelled:
-                run = live
-                run.status = RunStatus.CANCELLED
-                run.error = RunFailure(ErrorType.SYSTEM.value, "the run was cancelled before it started")
-                run.finished = time.time()
-        if not cancelled:
-            status = RunStatus(run.status)
-            if status.finished:
-                raise ConflictError(f"run {run_id} has already finished ({status.value})")
-            if status == RunStatus.RUNNING:
-                raise ConflictError(f"run {run_id} is running and cannot be cancelled: only queued runs can")
-            raise ConflictError(f"run {run_id} is queued by another process and cannot be cancelled here")
+            mine = live is not None and live.org == run.org
+            status = RunStatus(live.status) if mine else RunStatus(run.status)
+            if mine and status == RunStatus.QUEUED:
+                live.status = RunStatus.CANCELLED
+                live.error = RunFailure(ErrorType.SYSTEM.value, "the run was cancelled before it started")
+                live.finished = time.time()
+            elif mine and status == RunStatus.RUNNING:
+                self._cancelling.add(run_id)
+        if status.finished:
+            raise ConflictError(f"run {run_id} has already finished ({status.value})")
+        if not mine:
+            raise ConflictError(f"run {run_id} is {status.value.lower()} in another process and cannot be cancelled here")
+        if status == RunStatus.QUEUED:
+            try:
+                self.store.finish_runs([live])
+            finally:
+                self._inflight.pop(run_id, None)
+            if self._watchers:
+                self._announce([live])
+            return live
+        return self._cancel_running(live, timeout)
+
+    def _cancel_running(self, run: Run, timeout: float) -> Run:
         try:
-            self.store.finish_runs([run])
+            deployed = self._deployed.get((run.org, run.function))
+            stopped = deployed is not None and deployed.driver.cancel(deployed.function, run.id)
+            if not stopped:
+                raise ConflictError(f"run {run.id} is running and its driver cannot stop it now (it shares its "
+                                    "worker with other runs, or has not reached one yet): let it finish")
+            deadline = time.monotonic() + timeout
+            while not RunStatus(run.status).finished and time.monotonic() < deadline:
+                time.sleep(0.005)
         finally:
-            self._inflight.pop(run_id, None)
-        if self._watchers:
-            self._announce([run])
+            with self._lock:
+                self._cancelling.discard(run.id)
+        if run.status != RunStatus.CANCELLED:
+            if RunStatus(run.status).finished:
+                raise ConflictError(f"run {run.id} finished ({RunStatus(run.status).value}) before it could be cancelled")
+            raise ConflictError(f"run {run.id} was told to stop but had not within {timeout:g}s")
         return run
 
     def watch(self, callback: Callable[[Run], None]) -> Callable[[], None]:
@@ -783,9 +806,13 @@ class Dispatch:
                 except Exception:
                     log.exception("a run watcher failed")
 
-    @staticmethod
-    def _settle(deployed: _Deployed, run: Run, outcome: Outcome, hidden: list[str]) -> None:
+    def _settle(self, deployed: _Deployed, run: Run, outcome: Outcome, hidden: list[str]) -> None:
         run.started, run.finished, run.cold_start = outcome.started, outcome.finished, outcome.cold_start
+        if outcome.error is not None and run.id in self._cancelling:
+            run.logs = {"stdout": redact(outcome.stdout, hidden), "stderr": redact(outcome.stderr, hidden)}
+            run.error = RunFailure(ErrorType.SYSTEM.value, "the run was cancelled while it ran: its worker was stopped")
+            run.status = RunStatus.CANCELLED
+            return
         stdout, stderr = outcome.stdout, outcome.stderr
         if hidden:
             stdout, stderr = redact(stdout, hidden), redact(stderr, hidden)

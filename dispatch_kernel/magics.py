@@ -67,6 +67,7 @@ LINE_USAGE = """\
 %dispatch runs [NAME] [--status S] [--limit N]   the runs table (live)
 %dispatch invoke NAME [JSON]                     run a function with a JSON input, wait, show the run
 %dispatch logs RUN_ID                            a run's stdout and stderr
+%dispatch cancel RUN_ID                          stop a queued or running run
 %dispatch delete NAME                            delete a function
 %dispatch secret NAME key=value ...              create (or replace) a secret
 %dispatch status                                 where functions run, and what is running
@@ -184,6 +185,7 @@ class DispatchMagics(Magics):
         %dispatch runs [NAME] [--status S] [--limit N]   the runs table (live)
         %dispatch invoke NAME [JSON]                     run with a JSON input and show the run
         %dispatch logs RUN_ID                            a run's stdout and stderr
+        %dispatch cancel RUN_ID                          stop a queued or running run
         %dispatch delete NAME                            delete a function
         %dispatch secret NAME key=value ...              create (or replace) a secret
         %dispatch status                                 where functions run, what is running
@@ -316,6 +318,12 @@ class DispatchMagics(Magics):
                 print(f"--- {stream} ---\n{text}", end="" if text.endswith("\n") else "\n")
         if not any(run.logs.values()):
             print(f"run {run.id} ({run.status}) wrote nothing")
+
+    def _cmd_cancel(self, rest: list[str]) -> None:
+        parser = _subparser("cancel")
+        parser.add_argument("run_id")
+        run = self.client.cancel_run(parser.parse_args(rest).run_id)
+        print(f"run {run.id} of {run.function} is {run.status}")
 
     def _cmd_delete(self, rest: list[str]) -> None:
         parser = _subparser("delete")

@@ -400,16 +400,22 @@ class Run:
             self.started = self.finished
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; values that are not JSON are described, not lost silently."""
+    def to_dict(self, json_ready: bool = True) -> dict[str, Any]:
+        """A JSON-ready dict; values that are not JSON are described, not lost silently.
+
+        With `json_ready=False` input and output are left as they are, for a caller that
+        passes the dict straight to model.dumps (which describes them the same way, in the
+        same pass instead of a round trip of their own).
+        """
+        convert = _jsonable if json_ready else _same
         return {
             "id": self.id,
             "org": self.org,
             "function": self.function,
             "function_revision": self.function_revision,
             "status": RunStatus(self.status).value,
-            "input": _jsonable(self.input),
-            "output": _jsonable(self.output),
+            "input": convert(self.input),
+            "output": convert(self.output),
             "error": self.error.__dict__.copy() if self.error else None,
             "logs": dict(self.logs),
             "event": self.event,
@@ -455,6 +461,10 @@ def describe_python_value(value: Any) -> dict[str, str]:
 def dumps(value: Any) -> str:
     """JSON text of `value`, describing (not failing on) parts that JSON cannot carry."""
     return json.dumps(value, default=describe_python_value, separators=(",", ":"))
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _jsonable(value: Any) -> Any:

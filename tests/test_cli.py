@@ -85,6 +85,8 @@ def test_a_session_against_a_live_server(workdir, server):
     assert queued.stdout.splitlines()[1].split()[1:3] in (["hello", "QUEUED"], ["hello", "RUNNING"])
     bad = dispatch("exec", "hello", "--input", '{"name": 5}', "--wait", ok=False)
     assert_one_line_error(bad, "InputError")
+    failed_id = bad.stderr.split("run ", 1)[1].split()[0]
+    assert_one_line_error(dispatch("cancel", failed_id, ok=False), "already finished (FAILED)")
 
     runs = json.loads(dispatch("-o", "json", "get", "runs", "hello").stdout)
     assert {r["status"] for r in runs} <= {"SUCCEEDED", "FAILED", "QUEUED", "RUNNING"} and len(runs) == 3

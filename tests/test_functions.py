@@ -355,3 +355,26 @@ def test_many_submitted_runs_from_many_threads_each_get_their_own_answer(client)
     assert sorted(futures) == list(range(1000))
     assert all(futures[i].result(60).output == i + 1 for i in range(1000))
     assert len({futures[i].result().id for i in range(1000)}) == 1000
+
+
+def test_a_run_sharing_its_worker_with_a_batch_cannot_be_stopped_alone(client):
+    def nap(seconds):
+        import time
+
+        time.sleep(seconds)
+        return seconds
+
+    fn = client.deploy(nap, max_workers=1)
+    outputs: list = []
+    mapper = threading.Thread(target=lambda: outputs.extend(fn.map([0.5, 0.5, 0.5])))
+    mapper.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        running = [r for r in client.list_runs(function="nap") if r.status == dk.RunStatus.RUNNING]
+        if running:
+            break
+        time.sleep(0.01)
+    with pytest.raises(dk.ConflictError, match="cannot stop it now"):
+        client.cancel_run(running[0].id)
+    mapper.join(30)
+    assert outputs == [0.5, 0.5, 0.5]

@@ -153,25 +153,29 @@ def one_thread_client(request, home, tmp_path):
         server.stop()
 
 
-def test_a_queued_run_can_be_cancelled_and_a_started_one_cannot(one_thread_client):
+def test_queued_and_running_runs_can_be_cancelled_and_finished_ones_cannot(one_thread_client):
     client = one_thread_client
     fn = client.deploy(nap)
-    first = fn.spawn(0.5)
+    first = fn.spawn(30)
     assert _eventually(lambda: client.get_run(first.id).status == dk.RunStatus.RUNNING)
     second = fn.spawn(0)
     assert client.get_run(second.id).status == dk.RunStatus.QUEUED
     cancelled = client.cancel_run(second.id)
     assert cancelled.status == dk.RunStatus.CANCELLED
     assert cancelled.error.type == "SystemError" and "cancelled" in cancelled.error.message
-    with pytest.raises(dk.ConflictError, match="is running and cannot be cancelled"):
-        client.cancel_run(first.id)
-    assert first.wait(30).status == dk.RunStatus.SUCCEEDED
+    started = time.monotonic()
+    stopped = first.cancel()
+    assert stopped.status == dk.RunStatus.CANCELLED and time.monotonic() - started < 10
+    assert "cancelled while it ran" in stopped.error.message
+    assert first.wait(30).status == dk.RunStatus.CANCELLED
     with pytest.raises(dk.ConflictError, match="already finished"):
         client.cancel_run(second.id)
     assert client.wait_run(second.id, 30).status == dk.RunStatus.CANCELLED
     with pytest.raises(dk.RunSystemError, match="cancelled"):
         second.result(30)
     assert client.get_run(second.id).status == dk.RunStatus.CANCELLED  # as stored
+    assert client.get_run(first.id).status == dk.RunStatus.CANCELLED
+    assert fn(0) == 0  # the stopped worker was replaced
     with pytest.raises(dk.NotFoundError):
         client.cancel_run("0000")
 

@@ -129,6 +129,11 @@ def test_line_magics(ip):
     run_id = client_of(ip).list_runs(function="shout")[0].id
     _, captured = run(ip, f"%dispatch logs {run_id}")
     assert "shouting" in captured.stdout
+    _, captured = run(ip, f"%dispatch cancel {run_id}")
+    assert "already finished (SUCCEEDED)" in captured.stderr
+    queued = client_of(ip).function("shout").spawn("later")
+    _, captured = run(ip, f"%dispatch cancel {queued.id}")  # queued or running: either is stopped
+    assert f"run {queued.id} of shout is CANCELLED" in captured.stdout or "already finished" in captured.stderr
     _, captured = run(ip, "%dispatch runs shout --limit 5")
     assert run_id in shown(captured)
     _, captured = run(ip, "%dispatch secret token value=abc other=1")
@@ -149,6 +154,7 @@ def test_line_magics(ip):
         ("%dispatch invoke ghost", "no function named 'ghost'"),
         ("%dispatch runs ghost", "no function named 'ghost'"),
         ("%dispatch logs nope", "no run with id 'nope'"),
+        ("%dispatch cancel nope", "no run with id 'nope'"),
         ("%dispatch delete ghost", "no function named 'ghost'"),
         ("%dispatch frobnicate", "unknown command 'frobnicate'"),
         ("%dispatch invoke f {bad", "not valid JSON"),

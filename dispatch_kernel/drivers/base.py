@@ -53,6 +53,12 @@ class FaaSDriver(ABC):
         driver that does not is still correct, only later.
         """
 
+    def cancel(self, function: Function, run_id: str) -> bool:
+        """Stop a run that `execute` is running now; False when this driver cannot (the run
+        must then be left to finish). A stopped run's outcome is a SystemError, as for a
+        lost worker; the core records it as CANCELLED."""
+        return False
+
     @abstractmethod
     def close(self) -> None:
         """Stop every worker."""

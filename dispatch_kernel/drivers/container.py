@@ -179,6 +179,13 @@ class ContainerWorker:
         """End an idle container (removal is immediate: it holds no run)."""
         self.kill()
 
+    def interrupt(self) -> None:
+        """SIGKILL the container's process, leaving its connection to the thread using it."""
+        try:
+            self.container.kill()
+        except Exception as exc:  # already gone, or the engine went away
+            log.debug("killing container %s: %s", self.container.id[:12], exc)
+
 
 class ContainerPool(WorkerPool):
     """The local driver's pool logic with containers for workers; `_load` is the image."""

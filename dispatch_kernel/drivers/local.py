@@ -197,6 +197,13 @@ class WorkerProcess:
         """End an idle worker politely: closing its channel makes it return."""
         self.channel.close()
 
+    def interrupt(self) -> None:
+        """SIGKILL, leaving the channel to the thread reading it (which sees it close)."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
 
 def describe_exit(status: int | None) -> str:
     """Why a worker process ended, in words."""

@@ -34,6 +34,10 @@ class Worker(Protocol):
     def kill(self) -> None:
         """End the worker now."""
 
+    def interrupt(self) -> None:
+        """End the worker's process now, from another thread than the one waiting on it
+        (which then sees it end, and cleans up as after a crash)."""
+
 
 class WorkerPool(ABC):
     """The warm workers of one function: started on demand up to max, reaped when idle.
@@ -163,6 +167,8 @@ class PooledDriver(FaaSDriver):
         super().__init__(settings)
         self._lock = threading.Lock()
         self._pools: dict[tuple[str, str], WorkerPool] = {}
+        self._running: dict[str, tuple[Any, int]] = {}  # run id -> (its worker, jobs in its batch)
+        self._interrupted: set[str] = set()  # run ids whose worker cancel() ended
         self._closed = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, name=f"dispatch-{self.name}-reaper",
                                         daemon=True)
@@ -198,13 +204,29 @@ class PooledDriver(FaaSDriver):
         outcomes: list[Outcome] = []
         reported = 0
         while len(outcomes) < len(jobs):
-            worker = pool.acquire()
+            batch = self._batch(jobs[len(outcomes):], function)
+            with self._lock:
+                for job in batch:
+                    self._running[job.run_id] = (None, len(batch))  # waiting for a worker
+            try:
+                worker = pool.acquire()
+            except BaseException:
+                self._forget(batch)
+                raise
+            with self._lock:
+                for job in batch:
+                    self._running[job.run_id] = (worker, len(batch))
+                stopped_early = len(batch) == 1 and batch[0].run_id in self._interrupted
             sink = _Counting(on_done) if on_done is not None else None
             healthy = False  # unless the batch returns: a worker in an unknown state is ended
             try:
-                done, healthy = self._run_batch(pool, worker, self._batch(jobs[len(outcomes):], function),
-                                                function, sink)
+                if stopped_early:  # cancelled while it waited for this worker: never sent
+                    done, healthy = [failed_outcome(batch[0], time.monotonic(), "the run was cancelled")], True
+                else:
+                    done, healthy = self._run_batch(pool, worker, batch, function, sink)
             finally:
+                if self._forget(batch) and not stopped_early:
+                    healthy = False  # ended by cancel(), perhaps just after it answered
                 pool.release(worker, healthy)
             outcomes.extend(done)
             reported += sink.count if sink is not None else 0
@@ -212,6 +234,31 @@ class PooledDriver(FaaSDriver):
                 on_done(outcomes[reported:])
                 reported = len(outcomes)
         return outcomes
+
+    def _forget(self, batch: list[Job]) -> bool:
+        """Stop tracking a batch's runs; whether cancel() interrupted any of them."""
+        interrupted = False
+        with self._lock:
+            for job in batch:
+                self._running.pop(job.run_id, None)
+                if job.run_id in self._interrupted:
+                    self._interrupted.discard(job.run_id)
+                    interrupted = True
+        return interrupted
+
+    def cancel(self, function: Function, run_id: str) -> bool:
+        """Stop `run_id` when it is all its worker was given: a run still waiting for a worker
+        is never sent; a running one ends as if its worker had crashed, and the worker is
+        replaced."""
+        with self._lock:
+            entry = self._running.get(run_id)
+            if entry is None or entry[1] != 1:
+                return False
+            self._interrupted.add(run_id)
+            worker = entry[0]
+        if worker is not None:
+            worker.interrupt()
+        return True
 
     def _reap_loop(self) -> None:
         while not self._closed.wait(self.reap_interval):

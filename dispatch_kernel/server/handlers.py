@@ -87,7 +87,7 @@ class RunHub:
     def _changed(self, run: Run) -> None:  # on the thread that changed the run
         if run.org != self.org or self._loop is None:
             return
-        text = dumps(run.to_dict())
+        text = dumps(run.to_dict(json_ready=False))
         try:
             self._loop.call_soon_threadsafe(self._publish, run.function, text)
         except RuntimeError:  # the loop has closed: the server is stopping
@@ -370,7 +370,7 @@ class RunsHandler(DispatchHandler):
         )
         page = runs[:limit]
         more = len(runs) > limit
-        self.reply({"items": [run.to_dict() for run in page], "next": page[-1].id if more else None})
+        self.reply({"items": [run.to_dict(json_ready=False) for run in page], "next": page[-1].id if more else None})
 
     @web.authenticated
     @authorized
@@ -392,7 +392,7 @@ class RunsHandler(DispatchHandler):
             status = 422
         else:
             status = 200 if wait else 202
-        self.reply(run.to_dict(), status)
+        self.reply(run.to_dict(json_ready=False), status)
 
 
 class RunHandler(DispatchHandler):
@@ -406,7 +406,7 @@ class RunHandler(DispatchHandler):
             run = await self.call(self._wait, run_id, wait)
         else:
             run = await self.call(self.core.get_run, run_id, self.org)
-        self.reply(run.to_dict())
+        self.reply(run.to_dict(json_ready=False))
 
     def _wait(self, run_id: str, timeout: float) -> Run:
         try:
@@ -422,7 +422,7 @@ class RunCancelHandler(DispatchHandler):
     @authorized
     async def post(self, run_id: str) -> None:
         run = await self.call(self.core.cancel_run, run_id, self.org)
-        self.reply(run.to_dict())
+        self.reply(run.to_dict(json_ready=False))
 
 
 class RunStreamHandler(DispatchHandler):

@@ -90,6 +90,26 @@ def test_a_timeout_kills_the_container_and_fails_only_that_run(client):
     assert fn(0.01) == 0.01
 
 
+def test_a_running_run_is_cancelled_by_killing_its_container(client):
+    def nap(seconds):
+        import time
+
+        time.sleep(seconds)
+        return seconds
+
+    fn = client.deploy(nap)
+    assert fn(0) == 0
+    run = fn.spawn(60)
+    deadline = time.monotonic() + 30
+    while client.get_run(run.id).status != dk.RunStatus.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # in the container now, not only marked RUNNING
+    started = time.monotonic()
+    stopped = client.cancel_run(run.id)
+    assert stopped.status == dk.RunStatus.CANCELLED and time.monotonic() - started < 10
+    assert fn(0.01) == 0.01  # a new container
+
+
 def test_the_engine_enforces_the_memory_limit_and_only_that_run_fails(client, podman_service):
     def allocate(mib):
         block = bytearray(mib * 1024 * 1024)
