@@ -141,9 +141,11 @@ class PodmanService:
             f'runroot = "{self.root / "run"}"\n')
         log = self.root / "service.log"
         with open(log, "wb") as out:
+            # In its own directory: conmon leaves a file named "oom" in its working directory
+            # when a container is killed for its memory limit.
             self.process = subprocess.Popen(
                 ["podman", "system", "service", "--time=0", self.url], env={**os.environ, **self.env},
-                stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+                stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root)
         _wait(self._answers, self.process, "podman system service", log)
         return self
 
