@@ -458,9 +458,14 @@ def describe_python_value(value: Any) -> dict[str, str]:
     return {"$python": f"{type(value).__module__}.{type(value).__qualname__}", "repr": text}
 
 
+# One encoder for every call: json.dumps with options builds a new one each time, and run
+# records are encoded several times per run.
+_ENCODER = json.JSONEncoder(default=describe_python_value, separators=(",", ":"))
+
+
 def dumps(value: Any) -> str:
     """JSON text of `value`, describing (not failing on) parts that JSON cannot carry."""
-    return json.dumps(value, default=describe_python_value, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def _same(value: Any) -> Any:
