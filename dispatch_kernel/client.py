@@ -298,7 +298,7 @@ class LocalClient:
         return self.dispatch.get_run(run_id, self.org)
 
     def cancel_run(self, run_id: str) -> Run:
-        """Cancel a QUEUED run (a RUNNING or finished one is a ConflictError)."""
+        """Cancel a QUEUED or RUNNING run (a finished one, or one sharing its worker's batch, is a ConflictError)."""
         return self.dispatch.cancel_run(run_id, self.org)
 
     def list_runs(self, *, function: str | None = None, status: str | None = None,

@@ -38,7 +38,8 @@ class Coalescer(Generic[Item]):
         self._on_idle = on_idle
         self._lock = threading.Lock()
         self._queue: list[Item] = []
-        self._busy = 0  # lanes running or about to
+        self._busy = 0  # lanes alive (started, running a batch, or about to end)
+        self._running = 0  # lanes running a batch now
 
     def add(self, item: Item) -> None:
         """Queue `item`; start a lane for it if one is free."""
@@ -52,8 +53,18 @@ class Coalescer(Generic[Item]):
         except BaseException:
             with self._lock:
                 self._busy -= 1
-                self._queue.remove(item)
-            raise
+                mine = any(queued is item for queued in self._queue)
+                if mine:
+                    self._queue = [queued for queued in self._queue if queued is not item]
+            if mine:
+                raise
+            # A running lane took it meanwhile: it runs; nothing to report.
+
+    def drain(self) -> list[Item]:
+        """Take every queued item (for an owner that is closing: no lane will take them)."""
+        with self._lock:
+            items, self._queue = self._queue, []
+        return items
 
     @property
     def idle(self) -> bool:
@@ -67,12 +78,30 @@ class Coalescer(Generic[Item]):
                     self._busy -= 1
                     idle = not self._busy
                     break
-                batch = self._queue[:self.max_batch]
-                del self._queue[:self.max_batch]
+                # A share of the queue per lane not running a batch (this one, those starting,
+                # those not started), so a burst is spread over the workers instead of running
+                # on one while the others sit idle; when every other lane is busy, all of it.
+                lanes = max(1, self._lanes())
+                size = min(self.max_batch, -(-len(self._queue) // max(1, lanes - self._running)))
+                batch = self._queue[:size]
+                del self._queue[:size]
+                self._running += 1
+                helper = bool(self._queue) and self._busy < lanes
+                if helper:
+                    self._busy += 1
+            if helper:
+                try:
+                    self._start(self._lane)
+                except Exception:  # the owner is closing: this lane takes the rest in turn
+                    with self._lock:
+                        self._busy -= 1
             try:
                 self._run_batch(batch)
             except Exception:  # run_batch settles its items; never let one batch stop the lane
                 log.exception("a batch of %d coalesced item(s) failed", len(batch))
+            finally:
+                with self._lock:
+                    self._running -= 1
         if idle and self._on_idle is not None:
             self._on_idle(self)
 

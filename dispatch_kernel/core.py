@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from . import plugins
 from .coalesce import Coalescer
-from .drivers.base import FaaSDriver
+from .drivers.base import NEVER_STARTED, FaaSDriver
 from .hosts import HostLease
 from .images.base import Environment, ImageBuilder, Progress
 from .model import (
@@ -146,6 +146,7 @@ class Dispatch:
         self._inflight: dict[str, Run] = {}
         self._futures: dict[str, Future] = {}
         self._coalescers: dict[tuple[str, str], Coalescer[_Submission]] = {}
+        self._coalescer_lock = threading.Lock()
         self._cancelling: set[str] = set()  # RUNNING runs cancel_run() asked the driver to stop
         self._watchers: list[Callable[[Run], None]] = []
         self._executor = ThreadPoolExecutor(self.settings.run_threads, thread_name_prefix="dispatch-run")
@@ -185,6 +186,9 @@ class Dispatch:
         for driver in self._drivers.values():
             driver.close()
         self._executor.shutdown(wait=True)
+        for coalescer in list(self._coalescers.values()):  # their lanes will never start
+            for submission in coalescer.drain():
+                submission.future.set_exception(DispatchError("the core closed before the run started"))
         leftovers = [run for run in list(self._inflight.values()) if not RunStatus(run.status).finished]
         for run in leftovers:
             run.fail(ErrorType.SYSTEM, "the run was interrupted: its host shut down")
@@ -493,7 +497,7 @@ class Dispatch:
         future: Future = Future()
         coalescer = self._coalescers.get(key)
         if coalescer is None:
-            with self._lock:
+            with self._coalescer_lock:  # never self._lock: it is held while plug-ins start
                 coalescer = self._coalescers.get(key)
                 if coalescer is None:
                     coalescer = self._coalescers[key] = Coalescer(
@@ -507,7 +511,7 @@ class Dispatch:
         return int(deployed.function.scaling.get("max_workers", 1)) if deployed is not None else 1
 
     def _forget_coalescer(self, key: tuple[str, str], coalescer: Coalescer) -> None:
-        with self._lock:
+        with self._coalescer_lock:
             if self._coalescers.get(key) is coalescer and coalescer.idle:
                 del self._coalescers[key]
 
@@ -529,7 +533,12 @@ class Dispatch:
                     continue
                 call.future = submission.future
                 calls.append(call)
-            self._execute(deployed, calls)
+            ready = self._admit(deployed, calls)
+            for call in calls:  # refused inputs: answered now, not after the batch
+                if call.run.status == RunStatus.FAILED:
+                    call.future.set_result(call.run)
+            if ready:
+                self._dispatch(deployed, ready)
         except BaseException as exc:
             for submission in submissions:
                 if not submission.future.done():
@@ -537,7 +546,7 @@ class Dispatch:
             if not isinstance(exc, DispatchError):
                 raise
             return
-        for call in calls:  # refused inputs and runs cancelled before they reached a worker
+        for call in calls:  # anything the paths above left unanswered
             if not call.future.done():
                 call.future.set_result(call.run)
 
@@ -660,7 +669,12 @@ class Dispatch:
 
     def _dispatch(self, deployed: _Deployed, calls: list[_Call]) -> list[Run]:
         """Run admitted calls on the driver and record how each ended."""
-        calls = self._claim(calls)
+        claimed = self._claim(calls)
+        if len(claimed) < len(calls):  # cancelled while QUEUED: answer their waiters now
+            for call in calls:
+                if call.future is not None and call.run.status == RunStatus.CANCELLED and not call.future.done():
+                    call.future.set_result(call.run)
+        calls = claimed
         if not calls:
             return []
         function = deployed.function
@@ -693,9 +707,12 @@ class Dispatch:
             nonlocal settled
             group = calls[settled:settled + len(outcomes)]
             settled += len(group)
-            for call, outcome in zip(group, outcomes):
-                self._settle(deployed, call.run, outcome, hidden)
-            self._finish(group)
+            try:
+                for call, outcome in zip(group, outcomes):
+                    self._settle(deployed, call.run, outcome, hidden)
+                self._finish(group)
+            except Exception:  # never into the driver: it would end a worker that has more to do
+                log.exception("recording runs of %s failed", function.name)
 
         try:
             outcomes = deployed.driver.execute(function, jobs, on_done)
@@ -718,11 +735,13 @@ class Dispatch:
         finally:
             for run in runs:
                 self._inflight.pop(run.id, None)
-        if self._watchers:
-            self._announce(runs)
-        for call in calls:
-            if call.future is not None:
-                call.future.set_result(call.run)
+            try:
+                if self._watchers:
+                    self._announce(runs)
+            finally:
+                for call in calls:  # a waiter gets its run even if recording it failed
+                    if call.future is not None and not call.future.done():
+                        call.future.set_result(call.run)
 
     def _claim(self, calls: list[_Call]) -> list[_Call]:
         """Mark admitted calls RUNNING, leaving out those cancelled while they were QUEUED."""
@@ -766,18 +785,22 @@ class Dispatch:
         return self._cancel_running(live, timeout)
 
     def _cancel_running(self, run: Run, timeout: float) -> Run:
+        deployed = self._deployed.get((run.org, run.function))
         try:
-            deployed = self._deployed.get((run.org, run.function))
             stopped = deployed is not None and deployed.driver.cancel(deployed.function, run.id)
-            if not stopped:
-                raise ConflictError(f"run {run.id} is running and its driver cannot stop it now (it shares its "
-                                    "worker with other runs, or has not reached one yet): let it finish")
-            deadline = time.monotonic() + timeout
-            while not RunStatus(run.status).finished and time.monotonic() < deadline:
-                time.sleep(0.005)
+        except BaseException:
+            stopped = False
+            raise
         finally:
-            with self._lock:
-                self._cancelling.discard(run.id)
+            if not stopped:  # else _settle forgets it when the run ends
+                with self._lock:
+                    self._cancelling.discard(run.id)
+        if not stopped:
+            raise ConflictError(f"run {run.id} is running together with other runs on its worker (a batch), "
+                                "and stopping it would stop them: let it finish")
+        deadline = time.monotonic() + timeout
+        while not RunStatus(run.status).finished and time.monotonic() < deadline:
+            time.sleep(0.005)
         if run.status != RunStatus.CANCELLED:
             if RunStatus(run.status).finished:
                 raise ConflictError(f"run {run.id} finished ({RunStatus(run.status).value}) before it could be cancelled")
@@ -808,9 +831,17 @@ class Dispatch:
 
     def _settle(self, deployed: _Deployed, run: Run, outcome: Outcome, hidden: list[str]) -> None:
         run.started, run.finished, run.cold_start = outcome.started, outcome.finished, outcome.cold_start
-        if outcome.error is not None and run.id in self._cancelling:
+        if run.id in self._cancelling:
+            with self._lock:
+                self._cancelling.discard(run.id)
+            cancelled = outcome.error is not None and outcome.error.type == ErrorType.SYSTEM.value
+        else:
+            cancelled = False
+        if cancelled:  # the driver's doing (a stopped worker), not the function's
             run.logs = {"stdout": redact(outcome.stdout, hidden), "stderr": redact(outcome.stderr, hidden)}
-            run.error = RunFailure(ErrorType.SYSTEM.value, "the run was cancelled while it ran: its worker was stopped")
+            message = (NEVER_STARTED if outcome.error.message == NEVER_STARTED
+                       else "the run was cancelled while it ran: its worker was stopped")
+            run.error = RunFailure(ErrorType.SYSTEM.value, message)
             run.status = RunStatus.CANCELLED
             return
         stdout, stderr = outcome.stdout, outcome.stderr

@@ -281,7 +281,7 @@ class HttpClient:
         return Run.from_dict(self.request("GET", f"runs/{_segment(run_id)}")[1])
 
     def cancel_run(self, run_id: str) -> Run:
-        """Cancel a QUEUED run (a RUNNING or finished one is a ConflictError)."""
+        """Cancel a QUEUED or RUNNING run (a finished one, or one sharing its worker's batch, is a ConflictError)."""
         return Run.from_dict(self.request("POST", f"runs/{_segment(run_id)}/cancel")[1])
 
     def list_runs(self, *, function: str | None = None, status: str | None = None,

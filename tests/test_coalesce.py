@@ -77,3 +77,25 @@ def test_an_item_that_cannot_be_started_is_not_kept():
     else:
         raise AssertionError("add() should have raised")
     assert coalescer.idle
+
+
+def test_a_burst_is_shared_by_every_lane():
+    gate = threading.Event()
+    sizes: list[int] = []
+    lock = threading.Lock()
+
+    def run_batch(items: list[int]) -> None:
+        with lock:
+            sizes.append(len(items))
+        gate.wait(10)
+
+    idle = threading.Event()
+    with ThreadPoolExecutor(8) as pool:
+        coalescer = Coalescer(run_batch, lambda task: pool.submit(lambda: (time.sleep(0.05), task())),
+                              lambda: 4, on_idle=lambda _: idle.set())
+        for item in range(100):  # four lanes start; they find the queue full when they run
+            coalescer.add(item)
+        gate.set()
+        assert idle.wait(10)
+    assert sum(sizes) == 100
+    assert max(sizes) <= 25  # a quarter each, not 64 on one worker while three are idle

@@ -374,7 +374,48 @@ def test_a_run_sharing_its_worker_with_a_batch_cannot_be_stopped_alone(client):
         if running:
             break
         time.sleep(0.01)
-    with pytest.raises(dk.ConflictError, match="cannot stop it now"):
+    with pytest.raises(dk.ConflictError, match="a batch"):
         client.cancel_run(running[0].id)
     mapper.join(30)
     assert outputs == [0.5, 0.5, 0.5]
+
+
+def test_large_values_right_after_small_ones_travel_whole(client):
+    # After a quick answer the worker and the caller poll their sockets for a while; a large
+    # message sent next must still go out whole (not stop partway on a non-blocking socket).
+    def echo(value, seconds=0):
+        import time
+
+        time.sleep(seconds)
+        return value
+
+    fn = client.deploy(echo, max_workers=1)
+    big = "x" * (8 << 20)
+    for _ in range(5):
+        assert fn("small") == "small"
+        assert len(fn(big)) == len(big)  # 8 MiB in, 8 MiB out
+    assert [len(v) for v in fn.map([(big, 0), ("y", 0.3)])] == [len(big), 1]
+
+
+def test_a_run_waiting_for_a_busy_worker_is_cancelled_at_once(client):
+    def nap(seconds):
+        import time
+
+        time.sleep(seconds)
+        return seconds
+
+    fn = client.deploy(nap, max_workers=1)
+    busy = fn.spawn(20)
+    deadline = time.monotonic() + 30
+    while client.get_run(busy.id).status != dk.RunStatus.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    waiting = fn.spawn(0)
+    time.sleep(0.2)  # in the driver, waiting for the one worker
+    started = time.monotonic()
+    cancelled = waiting.cancel()
+    assert time.monotonic() - started < 5
+    assert cancelled.status == dk.RunStatus.CANCELLED
+    assert cancelled.error.message == "the run was cancelled before it reached a worker"
+    assert client.get_run(waiting.id).status == dk.RunStatus.CANCELLED  # as stored
+    assert busy.cancel().status == dk.RunStatus.CANCELLED
+    assert fn(0) == 0

@@ -16,6 +16,9 @@ from ..runtime.protocol import Job, Outcome
 from ..settings import Settings
 
 
+NEVER_STARTED = "the run was cancelled before it reached a worker"
+"""The message of the SystemError outcome of a run cancel() kept from starting."""
+
 OutcomeSink = Callable[[list[Outcome]], None]
 """Takes outcomes of a batch as they arrive (see FaaSDriver.execute)."""
 

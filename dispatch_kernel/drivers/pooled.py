@@ -11,12 +11,12 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..model import DeployError, ErrorType, Function, Scaling
 from ..runtime.protocol import Failure, Job, Outcome
 from ..settings import Settings
-from .base import FaaSDriver, OutcomeSink
+from .base import NEVER_STARTED, FaaSDriver, OutcomeSink
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +72,15 @@ class WorkerPool(ABC):
         for worker in stale:
             worker.stop()
 
-    def acquire(self) -> Worker:
-        """An idle worker of the current revision, or a new one if under max; else wait."""
+    def acquire(self, abandoned: Callable[[], bool] | None = None) -> Worker | None:
+        """An idle worker of the current revision, or a new one if under max; else wait.
+        None if `abandoned()` turns true while waiting (wake the wait with `wake()`)."""
         with self._cond:
             while True:
                 if self._closed:
                     raise DeployError(f"function {self.function.name!r} was undeployed")
+                if abandoned is not None and abandoned():
+                    return None
                 if self._idle:
                     return self._idle.pop()
                 if self._count < max(1, self.scaling.max_workers):
@@ -96,6 +99,11 @@ class WorkerPool(ABC):
                 self._count -= 1
                 self._cond.notify()
             raise
+
+    def wake(self) -> None:
+        """Have waiting acquire() calls look again at whether they are abandoned."""
+        with self._cond:
+            self._cond.notify_all()
 
     def release(self, worker: Worker, healthy: bool) -> None:
         """Return a worker after a batch; a broken or outdated one is ended instead."""
@@ -208,24 +216,30 @@ class PooledDriver(FaaSDriver):
             with self._lock:
                 for job in batch:
                     self._running[job.run_id] = (None, len(batch))  # waiting for a worker
+            abandoned = (lambda run_id=batch[0].run_id: run_id in self._interrupted) if len(batch) == 1 else None
             try:
-                worker = pool.acquire()
+                worker = pool.acquire(abandoned)
             except BaseException:
                 self._forget(batch)
                 raise
             with self._lock:
-                for job in batch:
-                    self._running[job.run_id] = (worker, len(batch))
-                stopped_early = len(batch) == 1 and batch[0].run_id in self._interrupted
+                if worker is not None:
+                    for job in batch:
+                        self._running[job.run_id] = (worker, len(batch))
+                stopped_early = abandoned is not None and abandoned()
+            if stopped_early:  # cancelled before it reached a worker: never sent
+                self._forget(batch)
+                if worker is not None:
+                    pool.release(worker, True)
+                outcomes.append(failed_outcome(batch[0], time.monotonic(), NEVER_STARTED))
+                continue
+            assert worker is not None
             sink = _Counting(on_done) if on_done is not None else None
             healthy = False  # unless the batch returns: a worker in an unknown state is ended
             try:
-                if stopped_early:  # cancelled while it waited for this worker: never sent
-                    done, healthy = [failed_outcome(batch[0], time.monotonic(), "the run was cancelled")], True
-                else:
-                    done, healthy = self._run_batch(pool, worker, batch, function, sink)
+                done, healthy = self._run_batch(pool, worker, batch, function, sink)
             finally:
-                if self._forget(batch) and not stopped_early:
+                if self._forget(batch):
                     healthy = False  # ended by cancel(), perhaps just after it answered
                 pool.release(worker, healthy)
             outcomes.extend(done)
@@ -256,8 +270,14 @@ class PooledDriver(FaaSDriver):
                 return False
             self._interrupted.add(run_id)
             worker = entry[0]
-        if worker is not None:
-            worker.interrupt()
+            if worker is not None:
+                # Under the lock: once its batch is forgotten the worker may be gone, and
+                # its pid another process's.
+                worker.interrupt()
+        if worker is None:  # waiting in acquire(): let it see that it is abandoned
+            pool = self._pools.get((function.org, function.name))
+            if pool is not None:
+                pool.wake()
         return True
 
     def _reap_loop(self) -> None:

@@ -80,6 +80,10 @@ class Channel:
                                 os.sched_yield()
                 except ConnectionResetError:
                     chunk = b""
+                finally:
+                    # Blocking again, whatever the spin found: a sendall on a non-blocking
+                    # socket stops partway through a large message.
+                    sock.setblocking(True)
             if chunk is None:
                 if deadline is None:
                     sock.settimeout(None)

@@ -97,8 +97,9 @@ class _Outbox:
                     continue
                 try:
                     self._send()
-                except OSError:  # the host is gone; the main thread finds out on its own
+                except OSError:  # the host is gone: end the channel, so the main thread ends too
                     self._pending = []
+                    self._channel.close()
 
 
 class _CurrentStderrHandler(logging.StreamHandler):
@@ -169,10 +170,13 @@ class Worker:
         self.logger.setLevel(logging.INFO)
         self.logger.addHandler(_CurrentStderrHandler())
         self.logger.propagate = False
-        self.outbox: _Outbox | None = None  # made for the first batch of several jobs
+        self.outbox: _Outbox | None = None  # made by serve()
 
     def serve(self) -> None:
         """Answer "run" messages until the host closes the channel."""
+        # Before any user code runs: the outbox sets a small stack size for its thread, which
+        # is process-wide while it is set.
+        self.outbox = _Outbox(self.channel)
         spin = 0.0
         while True:
             try:
@@ -191,9 +195,9 @@ class Worker:
             outcome, fatal = self.run(jobs[0])
             self.channel.send(("done", [outcome]))
             return not fatal
-        if self.outbox is None:
-            self.outbox = _Outbox(self.channel)
         outbox = self.outbox
+        if outbox is None:  # serve() makes it; a direct caller of _run_batch may not have
+            outbox = self.outbox = _Outbox(self.channel)
         for job in jobs:
             outcome, fatal = self.run(job)
             outbox.put(outcome)

@@ -119,6 +119,7 @@ async def test_unknown_run_is_404(api):
 
 async def test_cancel_a_queued_or_running_run_and_not_a_finished_one(api):
     await deploy(api, NAP_SOURCE)
+    await api("POST", "runs", {"function": "nap", "input": [0], "wait": True})  # a warm worker
     running = (await api("POST", "runs", {"function": "nap", "input": [30]})).json
     for _ in range(500):
         if (await api("GET", f"runs/{running['id']}")).json["status"] == "RUNNING":
