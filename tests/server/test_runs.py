@@ -40,6 +40,22 @@ async def test_a_failing_function_is_still_200_with_the_failed_run(api):
     assert "TypeError" in reply.json["error"]["message"]
 
 
+async def test_many_waiting_posts_at_once_each_get_their_own_run(api):
+    # More than the workers can take at once: they queue and share trips to the workers.
+    await deploy(api, HANDLE_SOURCE, schema={"in": NAME_SCHEMA}, scaling={"max_workers": 2})
+    names = [f"n{i}" for i in range(60)]
+    bodies = [{"function": "handle", "input": {"name": name}, "wait": True} for name in names]
+    bodies[7]["input"] = {"name": 7}  # refused by the schema, amid the others
+    replies = await asyncio.gather(*[api("POST", "runs", body) for body in bodies])
+    assert replies[7].status == 422 and replies[7].json["error"]["type"] == "InputError"
+    for index, (name, reply) in enumerate(zip(names, replies)):
+        if index != 7:
+            assert reply.status == 200 and reply.json["output"] == {"hello": name}, reply.json
+    assert len({reply.json["id"] for reply in replies}) == 60
+    listed = (await api("GET", "runs", params={"function": "handle", "limit": 100})).json["items"]
+    assert sorted(run["id"] for run in listed) == sorted(reply.json["id"] for reply in replies)
+
+
 async def test_post_without_wait_answers_202_with_the_queued_run(api):
     await deploy(api, NAP_SOURCE)
     reply = await api("POST", "runs", {"function": "nap", "input": [0.2]})
