@@ -493,6 +493,8 @@ class Dispatch:
         when the batch starts. The Future fails with the DispatchError of an unknown or
         unready function; a run that fails is a FAILED run, as with invoke().
         """
+        if self._closed:
+            raise DispatchError("the core is closed")
         key = (self._org(org), name)
         future: Future = Future()
         coalescer = self._coalescers.get(key)
