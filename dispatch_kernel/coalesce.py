@@ -26,12 +26,19 @@ class Coalescer(Generic[Item]):
     the items it is given: it must settle each of them, even when it fails; an exception that
     escapes it is logged and the lane goes on with the next batch. `on_idle(self)` is called
     when the last lane ends with nothing queued (an owner may then forget the coalescer).
+
+    `share()` says whether what has queued is shared out among the lanes not running a batch
+    (items slow enough that running them side by side pays), or taken whole by the first lane
+    free: for quick items one trip with all of them costs far less than several (a REST
+    benchmark of trivial runs: 460 µs of server time per run taken whole, 630 shared out).
     """
 
     def __init__(self, run_batch: Callable[[list[Item]], None], start: Callable[[Callable[[], None]], object],
                  lanes: Callable[[], int], *, max_batch: int = 64,
-                 on_idle: Callable[[Coalescer[Item]], None] | None = None) -> None:
+                 on_idle: Callable[[Coalescer[Item]], None] | None = None,
+                 share: Callable[[], bool] | None = None) -> None:
         self._run_batch = run_batch
+        self._share = share
         self._start = start
         self._lanes = lanes
         self.max_batch = max(1, max_batch)
@@ -78,23 +85,14 @@ class Coalescer(Generic[Item]):
                     self._busy -= 1
                     idle = not self._busy
                     break
-                # A share of the queue per lane not running a batch (this one, those starting,
-                # those not started), so a burst is spread over the workers instead of running
-                # on one while the others sit idle; when every other lane is busy, all of it.
-                lanes = max(1, self._lanes())
-                size = min(self.max_batch, -(-len(self._queue) // max(1, lanes - self._running)))
+                size = self.max_batch
+                if self._share is None or self._share():
+                    # A share per lane not running a batch (this one, and those started but
+                    # not yet running), so a burst of slow items is spread over the workers.
+                    size = min(size, -(-len(self._queue) // max(1, self._busy - self._running)))
                 batch = self._queue[:size]
                 del self._queue[:size]
                 self._running += 1
-                helper = bool(self._queue) and self._busy < lanes
-                if helper:
-                    self._busy += 1
-            if helper:
-                try:
-                    self._start(self._lane)
-                except Exception:  # the owner is closing: this lane takes the rest in turn
-                    with self._lock:
-                        self._busy -= 1
             try:
                 self._run_batch(batch)
             except Exception:  # run_batch settles its items; never let one batch stop the lane

@@ -56,6 +56,9 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 STORE_POLL = 0.02  # seconds between checks for functions changed by other processes
 _MAX_CHUNK = 512  # runs per message to a worker in map(): amortizes I/O, bounds a retry
 CANCEL_WAIT = 10.0  # seconds cancel_run() waits for a stopped run to be recorded
+# Runs quicker than this on average are sent to a worker all together when they queue: another
+# trip to another worker costs more than running them one after another.
+SHARE_RUNS_ABOVE = 0.001
 
 
 class _Call:
@@ -147,6 +150,7 @@ class Dispatch:
         self._futures: dict[str, Future] = {}
         self._coalescers: dict[tuple[str, str], Coalescer[_Submission]] = {}
         self._coalescer_lock = threading.Lock()
+        self._run_seconds: dict[tuple[str, str], float] = {}  # recent mean run time, per function
         self._cancelling: set[str] = set()  # RUNNING runs cancel_run() asked the driver to stop
         self._watchers: list[Callable[[Run], None]] = []
         self._executor = ThreadPoolExecutor(self.settings.run_threads, thread_name_prefix="dispatch-run")
@@ -504,13 +508,27 @@ class Dispatch:
                 if coalescer is None:
                     coalescer = self._coalescers[key] = Coalescer(
                         partial(self._run_submitted, key), self._executor.submit,
-                        partial(self._lanes, key), on_idle=partial(self._forget_coalescer, key))
+                        partial(self._lanes, key), on_idle=partial(self._forget_coalescer, key),
+                        share=partial(self._worth_sharing, key))
         coalescer.add(_Submission(input, python, future))
         return future
 
     def _lanes(self, key: tuple[str, str]) -> int:
         deployed = self._deployed.get(key)
         return int(deployed.function.scaling.get("max_workers", 1)) if deployed is not None else 1
+
+    def _worth_sharing(self, key: tuple[str, str]) -> bool:
+        """Whether runs of this function take long enough to spread a queue over its workers
+        (unknown yet: yes, the safe guess for latency)."""
+        seconds = self._run_seconds.get(key)
+        return seconds is None or seconds >= SHARE_RUNS_ABOVE
+
+    def _learn_run_seconds(self, key: tuple[str, str], runs: list[Run]) -> None:
+        took = [run.finished - run.started for run in runs if run.started is not None and run.finished is not None]
+        if took:
+            mean = sum(took) / len(took)
+            before = self._run_seconds.get(key)
+            self._run_seconds[key] = mean if before is None else 0.8 * before + 0.2 * mean
 
     def _forget_coalescer(self, key: tuple[str, str], coalescer: Coalescer) -> None:
         with self._coalescer_lock:
@@ -540,7 +558,7 @@ class Dispatch:
                 if call.run.status == RunStatus.FAILED:
                     call.future.set_result(call.run)
             if ready:
-                self._dispatch(deployed, ready)
+                self._learn_run_seconds(key, self._dispatch(deployed, ready))
         except BaseException as exc:
             for submission in submissions:
                 if not submission.future.done():

@@ -99,3 +99,25 @@ def test_a_burst_is_shared_by_every_lane():
         assert idle.wait(10)
     assert sum(sizes) == 100
     assert max(sizes) <= 25  # a quarter each, not 64 on one worker while three are idle
+
+
+def test_quick_items_queued_together_are_taken_whole():
+    gate = threading.Event()
+    sizes: list[int] = []
+    lock = threading.Lock()
+
+    def run_batch(items: list[int]) -> None:
+        with lock:
+            sizes.append(len(items))
+        gate.wait(10)
+
+    idle = threading.Event()
+    with ThreadPoolExecutor(8) as pool:
+        coalescer = Coalescer(run_batch, lambda task: pool.submit(lambda: (time.sleep(0.05), task())),
+                              lambda: 4, on_idle=lambda _: idle.set(), share=lambda: False)
+        for item in range(100):
+            coalescer.add(item)
+        gate.set()
+        assert idle.wait(10)
+    assert sum(sizes) == 100
+    assert max(sizes) == 64  # one trip with as many as a batch may hold
