@@ -66,11 +66,11 @@ class _Call:
 
     __slots__ = ("run", "args", "kwargs", "future")
 
-    def __init__(self, run: Run, args: tuple, kwargs: dict[str, Any], future: Future | None = None) -> None:
+    def __init__(self, run: Run, args: tuple, kwargs: dict[str, Any]) -> None:
         self.run = run
         self.args = args
         self.kwargs = kwargs
-        self.future = future  # resolved with the run once it has finished (submit())
+        self.future: Future | None = None  # submit()'s: resolved with the run once it has finished
 
 
 class _Submission:
@@ -110,6 +110,11 @@ def _schema_validator(schema: dict[str, Any] | None, what: str) -> Callable[[Any
         return f"{what} invalid against schema at {error.json_path}: {error.message}"
 
     return validate
+
+
+def _max_workers(function: Function) -> int:
+    """How many workers the function may have at once (at least one)."""
+    return max(1, int(function.scaling.get("max_workers", 1)))
 
 
 def _check_schema(schema: Any, option: str) -> dict[str, Any] | None:
@@ -464,7 +469,7 @@ class Dispatch:
                     call = self._json_call(deployed, input, event)
                     call.run.id = run_id
                     calls.append(call)
-                workers = max(1, int(function.scaling.get("max_workers", 1)))
+                workers = _max_workers(function)
                 size = max(1, -(-len(calls) // workers))
                 for start in range(0, len(calls), size):
                     self._start(deployed, calls[start:start + size])
@@ -515,7 +520,7 @@ class Dispatch:
 
     def _lanes(self, key: tuple[str, str]) -> int:
         deployed = self._deployed.get(key)
-        return int(deployed.function.scaling.get("max_workers", 1)) if deployed is not None else 1
+        return _max_workers(deployed.function) if deployed is not None else 1
 
     def _worth_sharing(self, key: tuple[str, str]) -> bool:
         """Whether runs of this function take long enough to spread a queue over its workers
@@ -587,7 +592,7 @@ class Dispatch:
 
         def outputs() -> Iterator[Any]:
             window: deque[tuple[Future | None, list[_Call]]] = deque()
-            limit = 2 * max(1, int(deployed.function.scaling.get("max_workers", 1)))
+            limit = 2 * _max_workers(deployed.function)
             iterator, size = iter(items), 8
             while True:
                 while len(window) < limit:
@@ -806,11 +811,9 @@ class Dispatch:
 
     def _cancel_running(self, run: Run, timeout: float) -> Run:
         deployed = self._deployed.get((run.org, run.function))
+        stopped = False
         try:
             stopped = deployed is not None and deployed.driver.cancel(deployed.function, run.id)
-        except BaseException:
-            stopped = False
-            raise
         finally:
             if not stopped:  # else _settle forgets it when the run ends
                 with self._lock:
