@@ -56,6 +56,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 STORE_POLL = 0.02  # seconds between checks for functions changed by other processes
 _MAX_CHUNK = 512  # runs per message to a worker in map(): amortizes I/O, bounds a retry
 CANCEL_WAIT = 10.0  # seconds cancel_run() waits for a stopped run to be recorded
+CANCEL_REACH = 0.1  # seconds cancel_run() keeps asking the driver about a run just started
 # Runs quicker than this on average are sent to a worker all together when they queue: another
 # trip to another worker costs more than running them one after another.
 SHARE_RUNS_ABOVE = 0.001
@@ -813,11 +814,20 @@ class Dispatch:
         deployed = self._deployed.get((run.org, run.function))
         stopped = False
         try:
-            stopped = deployed is not None and deployed.driver.cancel(deployed.function, run.id)
+            # A run marked RUNNING a moment ago may not have reached its driver yet: ask again
+            # for a little while before taking "no" for an answer.
+            settle_by = time.monotonic() + CANCEL_REACH
+            while deployed is not None and not RunStatus(run.status).finished:
+                stopped = deployed.driver.cancel(deployed.function, run.id)
+                if stopped or time.monotonic() >= settle_by:
+                    break
+                time.sleep(0.002)
         finally:
             if not stopped:  # else _settle forgets it when the run ends
                 with self._lock:
                     self._cancelling.discard(run.id)
+        if not stopped and RunStatus(run.status).finished:
+            raise ConflictError(f"run {run.id} finished ({RunStatus(run.status).value}) before it could be cancelled")
         if not stopped:
             raise ConflictError(f"run {run.id} is running together with other runs on its worker (a batch), "
                                 "and stopping it would stop them: let it finish")

@@ -75,6 +75,14 @@ def test_every_option_reaches_the_function(ip, tmp_path):
         ip.user_ns["opts"]({})
 
 
+def test_cancel_stops_a_run_that_has_not_finished(ip):
+    run(ip, "%%dispatch\ndef snooze(seconds):\n    import time\n    time.sleep(seconds)\n    return seconds\n")
+    pending = client_of(ip).function("snooze").spawn(30)  # queued, waiting for a worker, or running
+    _, captured = run(ip, f"%dispatch cancel {pending.id}")
+    assert f"run {pending.id} of snooze is CANCELLED" in captured.stdout, captured.stderr
+    assert client_of(ip).get_run(pending.id).status == "CANCELLED"
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
@@ -131,9 +139,6 @@ def test_line_magics(ip):
     assert "shouting" in captured.stdout
     _, captured = run(ip, f"%dispatch cancel {run_id}")
     assert "already finished (SUCCEEDED)" in captured.stderr
-    queued = client_of(ip).function("shout").spawn("later")
-    _, captured = run(ip, f"%dispatch cancel {queued.id}")  # queued or running: either is stopped
-    assert f"run {queued.id} of shout is CANCELLED" in captured.stdout or "already finished" in captured.stderr
     _, captured = run(ip, "%dispatch runs shout --limit 5")
     assert run_id in shown(captured)
     _, captured = run(ip, "%dispatch secret token value=abc other=1")
