@@ -7,6 +7,7 @@ function's own environment, where nothing but cloudpickle is guaranteed to be in
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -466,6 +467,35 @@ _ENCODER = json.JSONEncoder(default=describe_python_value, separators=(",", ":")
 def dumps(value: Any) -> str:
     """JSON text of `value`, describing (not failing on) parts that JSON cannot carry."""
     return _ENCODER.encode(value)
+
+
+_STRICT_ENCODER = json.JSONEncoder(default=describe_python_value, separators=(",", ":"), allow_nan=False)
+
+
+def strict_dumps(value: Any) -> str:
+    """dumps() for other programs: text any JSON parser accepts. NaN and the infinities,
+    which Python writes as bare NaN and Infinity, are described like other values JSON
+    cannot carry, and so is a container that holds itself."""
+    try:
+        return _STRICT_ENCODER.encode(value)
+    except ValueError:  # rare: look for what it was the slow way
+        return _STRICT_ENCODER.encode(_strict(value, set()))
+
+
+def _strict(value: Any, path: set[int]) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return describe_python_value(value)
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in path:
+            return describe_python_value(value)
+        path.add(id(value))
+        try:
+            if isinstance(value, dict):
+                return {key: _strict(item, path) for key, item in value.items()}
+            return [_strict(item, path) for item in value]
+        finally:
+            path.discard(id(value))
+    return value
 
 
 def _same(value: Any) -> Any:

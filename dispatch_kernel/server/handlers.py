@@ -30,7 +30,7 @@ from ..model import (
     ErrorType,
     InvalidRequestError,
     Run,
-    dumps,
+    strict_dumps,
 )
 from ..packaging.spec import deploy_arguments
 from . import openapi
@@ -87,7 +87,7 @@ class RunHub:
     def _changed(self, run: Run) -> None:  # on the thread that changed the run
         if run.org != self.org or self._loop is None:
             return
-        text = dumps(run.to_dict(json_ready=False))
+        text = strict_dumps(run.to_dict(json_ready=False))
         try:
             self._loop.call_soon_threadsafe(self._publish, run.function, text)
         except RuntimeError:  # the loop has closed: the server is stopping
@@ -262,7 +262,7 @@ class DispatchHandler(APIHandler):
     def reply(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(dumps(value))
+        self.finish(strict_dumps(value))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

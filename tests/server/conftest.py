@@ -44,6 +44,10 @@ def _environment_is_restored(monkeypatch):
         monkeypatch.delenv(name)
 
 
+def _not_json(constant: str) -> None:
+    raise AssertionError(f"the server wrote {constant}, which strict JSON parsers refuse")
+
+
 @dataclass
 class Reply:
     status: int
@@ -70,7 +74,8 @@ def api(jp_fetch):
         content_type = response.headers.get("Content-Type", "")
         problems = response_problems(method, path, response.code, content_type, response.body or b"")
         assert not problems, problems
-        data = json.loads(response.body) if response.body and content_type.startswith("application/json") else None
+        data = (json.loads(response.body, parse_constant=_not_json)
+                if response.body and content_type.startswith("application/json") else None)
         if response.code >= 400 and not (response.code == 422 and "error" in (data or {})):
             assert data is not None and data["code"] == response.code and data["message"], response.body
         return Reply(response.code, data, response.headers, response.body or b"")

@@ -56,6 +56,15 @@ async def test_many_waiting_posts_at_once_each_get_their_own_run(api):
     assert sorted(run["id"] for run in listed) == sorted(reply.json["id"] for reply in replies)
 
 
+async def test_values_json_cannot_carry_are_described_in_strict_json(api):
+    source = "def odd(kind):\n    return {'nan': float('nan'), 'inf': [float('inf')], 'kind': kind}\n"
+    await deploy(api, source)
+    reply = await api("POST", "runs", {"function": "odd", "input": ["x"], "wait": True})  # parsed strictly
+    assert reply.status == 200 and reply.json["status"] == "SUCCEEDED"
+    assert reply.json["output"] == {"nan": {"$python": "builtins.float", "repr": "nan"},
+                                    "inf": [{"$python": "builtins.float", "repr": "inf"}], "kind": "x"}
+
+
 async def test_post_without_wait_answers_202_with_the_queued_run(api):
     await deploy(api, NAP_SOURCE)
     reply = await api("POST", "runs", {"function": "nap", "input": [0.2]})
