@@ -17,8 +17,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import dispatch_kernel as dk
+from dispatch_kernel.images.services import free_port, stop_process
 
 from . import Result, p50, p99
 
@@ -60,22 +59,6 @@ def inc(x: int) -> int:
     return x + 1
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
 def _start_jupyter(home: Path, port: int, token: str) -> subprocess.Popen:
     command = [
         os.path.join(os.path.dirname(sys.executable), "jupyter-dispatch"), "--allow-root", "--no-browser",
@@ -100,7 +83,7 @@ def _start_jupyter(home: Path, port: int, token: str) -> subprocess.Popen:
                 return process
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.05)
-    _stop(process)
+    stop_process(process, grace=20)
     raise RuntimeError("jupyter-dispatch did not answer within 60s")
 
 
@@ -160,7 +143,7 @@ def bench_rest(quick: bool) -> list[Result]:
     total = 800 if quick else 4800
     home = Path(tempfile.mkdtemp(prefix="dk-bench-server-"))
     token = secrets.token_hex(16)
-    jupyter_port, bare_port = _free_port(), _free_port()
+    jupyter_port, bare_port = free_port(), free_port()
     jupyter = _start_jupyter(home, jupyter_port, token)
     bare = None
     try:
@@ -185,9 +168,9 @@ def bench_rest(quick: bool) -> list[Result]:
         bare_alone, _ = _load(bare_port, token, total // 8, clients=1, cookie=cookie)
         _, bare_token_only_rate = _load(bare_port, token, total)
     finally:
-        _stop(jupyter)
+        stop_process(jupyter, grace=20)
         if bare is not None:
-            _stop(bare)
+            stop_process(bare, grace=20)
         shutil.rmtree(home, ignore_errors=True)
 
     ms = 1e3

@@ -175,7 +175,7 @@ def test_login_refuses_a_wrong_token_and_logout_forgets(workdir, server):
 
 
 def test_an_unreachable_server_is_one_line(workdir):
-    from tests.server.live import free_port
+    from dispatch_kernel.images.services import free_port
 
     result = dispatch("--url", f"http://127.0.0.1:{free_port()}/", "get", "functions", ok=False)
     assert_one_line_error(result, "cannot reach the dispatch server")

@@ -206,7 +206,7 @@ def test_a_wrong_token_is_forbidden(server):
 
 
 def test_an_unreachable_server_is_one_clear_error(tmp_path):
-    from tests.server.live import free_port
+    from dispatch_kernel.images.services import free_port
 
     url = f"http://127.0.0.1:{free_port()}/"
     with dk.connect(url, token="t") as nowhere, pytest.raises(dk.DispatchError, match="cannot reach the dispatch server"):

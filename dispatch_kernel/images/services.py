@@ -34,12 +34,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _stop(process: subprocess.Popen | None) -> None:
+def stop_process(process: subprocess.Popen | None, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `grace` seconds."""
     if process is None or process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(10)
+        process.wait(grace)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
@@ -52,7 +53,7 @@ def _wait(ready: Callable[[], bool], process: subprocess.Popen, what: str, log: 
         if ready():
             return
         time.sleep(0.05)
-    _stop(process)
+    stop_process(process)
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
     raise ServiceError(f"{what} did not start within {timeout:g}s:\n{tail}")
 
@@ -91,7 +92,7 @@ class LocalRegistry:
         return self
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process(self.process)
 
     def __enter__(self) -> LocalRegistry:
         return self.start()
@@ -171,7 +172,7 @@ class PodmanService:
         if self.process is None:
             return
         self.podman("rm", "--all", "--force", "--time", "0", check=False, timeout=60)
-        _stop(self.process)
+        stop_process(self.process)
         self.podman("system", "reset", "--force", check=False, timeout=120)
         self.process = None
 

@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from dispatch_kernel.images.services import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -84,12 +85,6 @@ def chromium() -> tuple[Path, Path]:
     except ImportError:
         _missing("selenium is not installed in this environment (the `test` extra has it)")
     return CHROMIUM, CHROMEDRIVER
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # Straight to 127.0.0.1, whatever proxy the environment names.
@@ -197,7 +192,7 @@ def jupyterlab(tmp_path: Path, chromium: tuple[Path, Path]) -> Iterator[JupyterL
         NO_PROXY="127.0.0.1,localhost",
         PYTHONUNBUFFERED="1",
     )
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     log = tmp_path / "jupyterlab.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,11 @@ import cloudpickle
 import pytest
 
 from dispatch_kernel.packaging import package
+from dispatch_kernel.images.services import free_port
 from dispatch_kernel.runtime.protocol import Job
 from dispatch_kernel.runtime.server import PICKLE_TYPE, write_function_file
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from dispatch_kernel.images.services import free_port
+
 BASE_URL = "/a%40b/"
 # The other extensions installed beside us only slow the start down.
 OTHERS_OFF = [f"--ServerApp.jpserver_extensions={name}=False"
               for name in ("jupyterlab", "jupyter_lsp", "notebook_shim", "jupyter_server_terminals")]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class LiveServer:
