@@ -9,23 +9,15 @@ import pytest
 
 import dispatch_kernel as dk
 from dispatch_kernel.model import InvalidRequestError, NotFoundError, RunStatus
-from tests.server.live import ThreadedServer
+from tests.server.live import connected
 
 from .helpers import handle
 
 
 @pytest.fixture(params=["local", "rest"])
 def client(request, home, tmp_path):
-    if request.param == "local":
-        with dk.connect(home=home) as the_client:
-            yield the_client
-        return
-    server = ThreadedServer(home, tmp_path / "server")
-    try:
-        with dk.connect(server.url, token=server.token) as the_client:
-            yield the_client
-    finally:
-        server.stop()
+    with connected(request.param, home, tmp_path / "server") as the_client:
+        yield the_client
 
 
 def _finished_runs(client, function, count, timeout=30.0):

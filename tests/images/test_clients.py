@@ -7,7 +7,7 @@ import pytest
 
 import dispatch_kernel as dk
 from dispatch_kernel.http_client import HttpClient
-from tests.server.live import ThreadedServer
+from tests.server.live import connected
 
 # The first build of a session may debootstrap the Python base image (minutes, once per cache).
 pytestmark = pytest.mark.timeout(600)
@@ -22,17 +22,9 @@ def client(request, home, tmp_path, registry, monkeypatch):
     monkeypatch.setenv("DISPATCH_REGISTRY", registry.address)
     # Local workers inherit PYTHONPATH; keep the test process's own packages out of them.
     monkeypatch.delenv("PYTHONPATH", raising=False)
-    if request.param == "local":
-        with dk.connect(home=home) as the_client:
-            yield the_client
-        return
-    server = ThreadedServer(home, tmp_path / "server")
-    try:
-        with dk.connect(server.url, token=server.token) as the_client:
-            assert isinstance(the_client, HttpClient)
-            yield the_client
-    finally:
-        server.stop()
+    with connected(request.param, home, tmp_path / "server") as the_client:
+        assert isinstance(the_client, HttpClient) == (request.param == "rest")
+        yield the_client
 
 
 def test_base_image_image_and_a_function_on_it(client, python_base):

@@ -12,7 +12,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from dispatch_kernel.images.services import free_port
 
@@ -143,3 +146,21 @@ class ThreadedServer:
         self.thread.join(30)
         self.loop.close()
         self.app.clear_instance()
+
+
+@contextmanager
+def connected(kind: str, home: Path, workdir: Path) -> Iterator[Any]:
+    """A client of the core in `home`: "local" (in this process) or "rest" (dk.connect to a
+    ThreadedServer on that home), for tests that run over both."""
+    import dispatch_kernel as dk
+
+    if kind == "local":
+        with dk.connect(home=home) as client:
+            yield client
+        return
+    server = ThreadedServer(home, workdir)
+    try:
+        with dk.connect(server.url, token=server.token) as client:
+            yield client
+    finally:
+        server.stop()
