@@ -14,9 +14,11 @@ import dis
 import hashlib
 import importlib.metadata
 import inspect
+import json
 import linecache
 import sys
 import types
+from tokenize import TokenError
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable
@@ -32,36 +34,116 @@ from ..runtime.worker import cell_is_filled
 _RUNTIME_MODULES = {"dispatch_kernel", "cloudpickle"}
 
 
+PACKAGE_FORMAT = "dispatch-package/1"
+
+
 @dataclass
 class FunctionSource:
-    """A function ready to ship: the pickled callable and what its environment must hold."""
+    """A function ready to ship: opaque code (a cloudpickle, or source text) and, as plain data,
+    what its environment must hold and how to call it.
+
+    It travels and is stored as JSON (`encode()`): the pickle is base64 inside it and is never
+    loaded anywhere but in a worker, so reading a package runs nothing.
+    """
 
     handler: str
     convention: str  # "plain" or "dispatch" (handle(ctx, payload))
-    payload: bytes  # cloudpickle of the callable
+    payload: bytes = b""  # cloudpickle of the callable; empty when `code` is given instead
     requirements: list[str] = field(default_factory=list)
     modules: list[str] = field(default_factory=list)  # top-level modules to import ahead of forks
     signature: str = ""
     # Where the code travelling by value was written, so stack traces can say so:
-    # (name, first line) of each function -> its file or notebook cell, and those files' text.
+    # (name, first line) of each function -> its file or notebook cell, and the text of those
+    # functions, as (first line, lines) spans per file: only what travels, never whole files.
     origins: dict[tuple[str, int], str] = field(default_factory=dict)
-    sources: dict[str, list[str]] = field(default_factory=dict)
+    sources: dict[str, list[tuple[int, list[str]]]] = field(default_factory=dict)
+    code: str = ""  # source text whose top-level function `handler` is the function
+    filename: str = ""  # the name `code` is run under (stack traces quote it)
+    python: str = field(default_factory=lambda: f"{sys.version_info[0]}.{sys.version_info[1]}")
 
     @property
     def digest(self) -> str:
         """Identifies the code and its requirements; equal digests deploy nothing new."""
         h = hashlib.sha256(self.payload)
+        if self.code:
+            h.update(b"\0code\0" + self.code.encode() + b"\0" + self.handler.encode())
         h.update("\0".join(self.requirements).encode())
         return h.hexdigest()
 
-    def encode(self) -> str:
-        """Base64 text of the whole source (for storage and REST)."""
-        return base64.b64encode(cloudpickle.dumps(self)).decode()
+    def to_json(self) -> dict[str, Any]:
+        """The package as JSON-ready data; the pickle, if any, as base64 text."""
+        return {
+            "format": PACKAGE_FORMAT,
+            "handler": self.handler,
+            "convention": self.convention,
+            "payload": base64.b64encode(self.payload).decode(),
+            "requirements": list(self.requirements),
+            "modules": list(self.modules),
+            "signature": self.signature,
+            "origins": [[name, line, where] for (name, line), where in sorted(self.origins.items())],
+            "sources": {name: [[start, lines] for start, lines in spans] for name, spans in self.sources.items()},
+            "code": self.code,
+            "filename": self.filename,
+            "python": self.python,
+        }
 
-    @staticmethod
-    def decode(text: str) -> FunctionSource:
-        """The inverse of `encode()`."""
-        return cloudpickle.loads(base64.b64decode(text))
+    @classmethod
+    def from_json(cls, data: Any) -> FunctionSource:
+        """The inverse of `to_json()`; InvalidRequestError naming what is wrong with `data`."""
+        if not isinstance(data, dict) or data.get("format") != PACKAGE_FORMAT:
+            raise InvalidRequestError(f"not a function package (an object of format {PACKAGE_FORMAT!r})")
+        try:
+            payload = base64.b64decode(data.get("payload") or "", validate=True)
+            origins = {(str(name), int(line)): str(where) for name, line, where in data.get("origins") or []}
+            sources = {str(name): [(int(start), [str(line) for line in lines]) for start, lines in spans]
+                       for name, spans in (data.get("sources") or {}).items()}
+            source = cls(
+                handler=_text(data.get("handler"), "handler"),
+                convention=_text(data.get("convention"), "convention"),
+                payload=payload,
+                requirements=_texts(data.get("requirements"), "requirements"),
+                modules=_texts(data.get("modules"), "modules"),
+                signature=_text(data.get("signature", ""), "signature"),
+                origins=origins,
+                sources=sources,
+                code=_text(data.get("code", ""), "code"),
+                filename=_text(data.get("filename", ""), "filename"),
+                python=_text(data.get("python", ""), "python"),
+            )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise InvalidRequestError(f"not a function package: {exc}") from None
+        if source.convention not in ("plain", "dispatch"):
+            raise InvalidRequestError(f"not a function package: unknown convention {source.convention!r}")
+        if not source.handler or bool(source.payload) == bool(source.code):
+            raise InvalidRequestError("not a function package: it needs a handler and either a payload or code")
+        return source
+
+    def encode(self) -> str:
+        """JSON text of the whole package (for storage and REST)."""
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str) -> FunctionSource:
+        """The inverse of `encode()`. Nothing is unpickled."""
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError):
+            raise InvalidRequestError(
+                "not a function package (JSON text as FunctionSource.encode() writes it; a package "
+                "stored by dispatch-kernel 0.1 must be deployed again)") from None
+        return cls.from_json(data)
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string")
+    return value
+
+
+def _texts(value: Any, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{what} must be a list of strings")
+    return list(value)
 
 
 def calling_convention(fn: Callable[..., Any]) -> str:
@@ -93,10 +175,7 @@ def package(fn: Callable[..., Any], requirements: list[str] | None = None) -> Fu
     finally:
         for module in by_value:
             cloudpickle.unregister_pickle_by_value(sys.modules[module])
-    detected = requirements_for(modules)
-    extra = [r.strip() for r in requirements or [] if r.strip()]
-    named = {_requirement_name(r) for r in extra}
-    merged = sorted(extra + [r for r in detected if _requirement_name(r) not in named])
+    merged = merge_requirements(requirements_for(modules), requirements or [])
     try:
         signature = str(inspect.signature(fn))
     except (TypeError, ValueError):
@@ -114,20 +193,23 @@ def package(fn: Callable[..., Any], requirements: list[str] | None = None) -> Fu
     )
 
 
-_MAX_SOURCE_LINES = 20_000
-
-
-def _origins(fn: Callable[..., Any]) -> tuple[dict[tuple[str, int], str], dict[str, list[str]]]:
-    """The files the by-value functions come from, and their text (IPython puts cells in
-    linecache, so notebook code is found too)."""
+def _origins(fn: Callable[..., Any]) -> tuple[dict[tuple[str, int], str], dict[str, list[tuple[int, list[str]]]]]:
+    """The files the by-value functions come from, and the text of those functions (IPython
+    puts cells in linecache, so notebook code is found too). Only the functions' own lines
+    travel: the rest of a file (which may hold anything) stays here."""
     origins: dict[tuple[str, int], str] = {}
-    sources: dict[str, list[str]] = {}
+    sources: dict[str, list[tuple[int, list[str]]]] = {}
     for function in _walk(fn)[1]:
         code = function.__code__
         origins[(code.co_name, code.co_firstlineno)] = code.co_filename
-        if code.co_filename not in sources:
-            lines = linecache.getlines(code.co_filename)
-            sources[code.co_filename] = lines if len(lines) <= _MAX_SOURCE_LINES else []
+        lines = linecache.getlines(code.co_filename)
+        if not lines:
+            continue
+        try:
+            block = inspect.getblock(lines[code.co_firstlineno - 1:])
+        except (IndexError, SyntaxError, TokenError):
+            continue
+        sources.setdefault(code.co_filename, []).append((code.co_firstlineno, list(block)))
     return origins, sources
 
 
@@ -233,6 +315,14 @@ def requirements_for(modules: list[str] | set[str]) -> list[str]:
             except importlib.metadata.PackageNotFoundError:
                 continue
     return sorted(pins)
+
+
+def merge_requirements(detected: list[str], extra: list[str]) -> list[str]:
+    """`extra` requirements plus the `detected` ones they do not name, sorted (a caller's
+    requirement overrides the pin detected for the same distribution)."""
+    extra = [r.strip() for r in extra if r.strip()]
+    named = {_requirement_name(r) for r in extra}
+    return sorted(extra + [r for r in detected if _requirement_name(r) not in named])
 
 
 def _requirement_name(requirement: str) -> str:

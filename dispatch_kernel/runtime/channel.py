@@ -1,4 +1,9 @@
-"""Length-prefixed pickle messages over a stream socket, with deadlines."""
+"""Length-prefixed pickle messages over a stream socket, with deadlines.
+
+Each end says how it reads: a worker unpickles what its host sends (jobs carry any picklable
+argument), the host reads a worker's answers with protocol.load_answer, which rebuilds nothing
+but the answer types.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import pickle
 import socket
 import struct
 import time
-from typing import Any
+from typing import Any, Callable
 
 _HEADER = struct.Struct("!I")
 _MAX_MESSAGE = 1 << 31
@@ -20,8 +25,9 @@ class ChannelClosed(EOFError):
 class Channel:
     """One end of a message stream between the host and a worker."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, loads: Callable[[Any], Any] = pickle.loads) -> None:
         self.sock = sock
+        self._loads = loads
         self._buffer = bytearray()
 
     def fileno(self) -> int:
@@ -61,7 +67,7 @@ class Channel:
                 end = 4 + size
                 if len(buffer) >= end:
                     with memoryview(buffer) as view:
-                        message = pickle.loads(view[4:end])
+                        message = self._loads(view[4:end])
                     del buffer[:end]
                     return message
             chunk = None

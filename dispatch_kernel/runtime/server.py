@@ -13,9 +13,10 @@ $DISPATCH_FUNCTION) and answers over HTTP on $PORT (default 8080), binding $HOST
                       "logs": {"stdout": "...", "stderr": "..."}},
           "payload": ...}
 
-  A handle(ctx, payload) function gets the payload; a plain function gets a list as its
-  positional arguments, an object as its keyword arguments ({"args", "kwargs"} for both) and
-  anything else as its one argument.
+  A handle(ctx, payload) function gets the payload; a plain function's arguments come from the
+  payload by protocol.arguments, the rule the core uses too: a list is its positional
+  arguments, an object its keyword arguments ({"args", "kwargs"} for both) and anything else
+  its one argument.
 - ``POST /`` with Content-Type ``application/vnd.dispatch.jobs+pickle``: a pickled list of Jobs
   in, a pickled list of Outcomes out. The container driver speaks this, so Python callers may
   pass any picklable value and a map() travels in batches.
@@ -43,10 +44,8 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import cloudpickle
-
-from .protocol import Failure, Job, Outcome
-from .worker import Worker, _describe, _limit_memory, _restore_origins, _user_traceback
+from .protocol import Failure, Job, Outcome, arguments
+from .worker import Worker, _describe, _limit_memory, _user_traceback, load_function
 
 DEFAULT_PORT = 8080
 DEFAULT_FUNCTION_FILE = "/dispatch/function.pkl"
@@ -56,11 +55,14 @@ READY_PATH = "/_/ready"
 
 
 def function_file(payload: bytes, *, name: str, convention: str, memory: int | None = None,
-                  origins: dict | None = None, sources: dict | None = None) -> bytes:
-    """What the server loads: the pickled function and how to call it (deterministic bytes)."""
+                  origins: dict | None = None, sources: dict | None = None, code: str = "",
+                  filename: str = "", handler: str = "") -> bytes:
+    """What the server loads: the pickled function (or its source text and handler) and how
+    to call it (deterministic bytes)."""
     meta = {"name": name, "convention": convention, "memory": memory,
             "origins": dict(sorted((origins or {}).items())),
-            "sources": dict(sorted((sources or {}).items()))}
+            "sources": dict(sorted((sources or {}).items())),
+            "code": code, "filename": filename, "handler": handler}
     return pickle.dumps({"payload": payload, "meta": meta}, protocol=5)
 
 
@@ -81,8 +83,7 @@ class FunctionRuntime:
         self.load_error: Failure | None = None
         fn = None
         try:
-            fn = cloudpickle.loads(payload)
-            _restore_origins(fn, meta.get("origins") or {}, meta.get("sources") or {})
+            fn = load_function(payload, meta)
         except BaseException as exc:  # every run fails the same way; the caller sees why
             self.load_error = Failure(
                 "SystemError", f"the function could not be loaded in its image: {_describe(exc)}",
@@ -129,20 +130,7 @@ class FunctionRuntime:
         context = request.get("context") or {}
         if not isinstance(context, dict):
             return _answer(Failure("InputError", "context must be a JSON object"))
-        payload = request.get("payload")
-        if self.convention == "dispatch":
-            args: tuple = (payload,)
-            kwargs: dict[str, Any] = {}
-        elif isinstance(payload, list):
-            args, kwargs = tuple(payload), {}
-        elif isinstance(payload, dict) and set(payload) == {"args", "kwargs"}:
-            args, kwargs = tuple(payload["args"] or ()), dict(payload["kwargs"] or {})
-        elif isinstance(payload, dict):
-            args, kwargs = (), payload
-        elif payload is None:
-            args, kwargs = (), {}
-        else:
-            args, kwargs = (payload,), {}
+        args, kwargs = arguments(self.convention, request.get("payload"))
         run_id = str(context.get("run_id") or context.get("id") or "")
         job = Job(run_id, args, kwargs, {
             "secrets": context.get("secrets") or {},

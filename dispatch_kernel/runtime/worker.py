@@ -27,6 +27,7 @@ import cloudpickle
 
 from .channel import Channel, ChannelClosed
 from .context import Context
+from .encoding import strict_dumps
 from .protocol import Failure, Job, Outcome
 
 LOG_LIMIT = 1 << 20  # characters kept per stream per run
@@ -125,17 +126,20 @@ class _FdCapture:
         os.close(handle)
         self.offset = 0
 
-    def take(self) -> str:
+    def take(self) -> tuple[str, int]:
+        """What was written since the last take (at most LOG_LIMIT bytes of it), and how many
+        bytes more were written."""
         size = os.fstat(self.fd).st_size
         if size <= self.offset:
-            return ""
-        data = os.pread(self.fd, min(size - self.offset, LOG_LIMIT), self.offset)
+            return "", 0
+        written = size - self.offset
+        data = os.pread(self.fd, min(written, LOG_LIMIT), self.offset)
         self.offset = size
         if size > LOG_LIMIT:  # start over so a chatty worker does not fill the disk
             os.ftruncate(self.fd, 0)
             os.lseek(self.fd, 0, os.SEEK_SET)
             self.offset = 0
-        return data.decode(errors="replace")
+        return data.decode(errors="replace"), max(0, written - LOG_LIMIT)
 
 
 def _limit_memory(limit: int | None) -> None:
@@ -148,10 +152,13 @@ def _limit_memory(limit: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
-def _clip(text: str) -> str:
-    if len(text) <= LOG_LIMIT:
+def _clip(text: str, dropped: int = 0) -> str:
+    """At most LOG_LIMIT characters of a run's log, with a note of how much more there was
+    (`dropped`: what was left out before it reached `text`)."""
+    dropped += max(0, len(text) - LOG_LIMIT)
+    if not dropped:
         return text
-    return text[:LOG_LIMIT] + f"\n[... {len(text) - LOG_LIMIT} more characters dropped]\n"
+    return text[:LOG_LIMIT] + f"\n[... {dropped} more characters dropped]\n"
 
 
 class Worker:
@@ -221,7 +228,7 @@ class Worker:
             if self.dispatch_style:
                 args = (self._context(job, started), *args)
             value = self.fn(*args, **job.kwargs)
-            output = _pickle_output(value)
+            output = strict_dumps(value).encode() if job.json_output else _pickle_output(value)
         except MemoryError:
             # The state of a process that hit its cap is suspect: report, then retire.
             limit = self.memory_limit or 0
@@ -234,9 +241,11 @@ class Worker:
         finally:
             sys.stdout, sys.stderr = saved
         finished = time.time()
-        stdout = out.getvalue() + self.fd_out.take()
-        stderr = err.getvalue() + self.fd_err.take()
-        return Outcome(job.run_id, output, failure, _clip(stdout), _clip(stderr), started,
+        fd_out, out_dropped = self.fd_out.take()
+        fd_err, err_dropped = self.fd_err.take()
+        stdout = _clip(out.getvalue() + fd_out, out_dropped)
+        stderr = _clip(err.getvalue() + fd_err, err_dropped)
+        return Outcome(job.run_id, output, failure, stdout, stderr, started,
                        finished, False), fatal
 
     def _context(self, job: Job, started: float) -> Context:
@@ -279,10 +288,12 @@ def _describe(exc: BaseException) -> str:
 _DYNAMIC_CODE = "<dynamic-code>"
 
 
-def _restore_origins(fn: Any, origins: dict[tuple[str, int], str], sources: dict[str, list[str]]) -> None:
+def _restore_origins(fn: Any, origins: dict[tuple[str, int], str],
+                     sources: dict[str, list[tuple[int, list[str]]]]) -> None:
     """Give the loaded functions back the file names they were written in, and make their
     text readable by linecache, so stack traces quote the right lines of the right cell."""
-    for filename, lines in sources.items():
+    for filename, spans in sources.items():
+        lines = _lines(spans)
         if lines and not os.path.exists(filename):
             linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
     seen: set[int] = set()
@@ -302,6 +313,15 @@ def _restore_origins(fn: Any, origins: dict[tuple[str, int], str], sources: dict
                 obj.__code__ = _renamed(code, origin)
         todo.extend(obj.__globals__.get(name) for name in code.co_names)
         todo.extend(cell.cell_contents for cell in obj.__closure__ or () if cell_is_filled(cell))
+
+
+def _lines(spans: list[tuple[int, list[str]]]) -> list[str]:
+    """A file's lines from (first line, lines) spans of it; the lines between are blank."""
+    size = max((start + len(block) - 1 for start, block in spans), default=0)
+    lines = ["\n"] * size
+    for start, block in spans:
+        lines[start - 1:start - 1 + len(block)] = block
+    return lines
 
 
 def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
@@ -331,6 +351,38 @@ def _mib(size: int) -> str:
     return f"{size / (1 << 20):.0f} MiB"
 
 
+class HandlerError(Exception):
+    """Source text that runs but has no callable of the handler's name."""
+
+
+def load_code(code: str, filename: str, handler: str) -> Callable[..., Any]:
+    """Run source text as a fresh `__main__` module and return its function `handler`.
+
+    This is where text deployed through REST, the CLI or a YAML file first runs: in a worker,
+    never in the server that received it. The text is put in linecache so that stack traces
+    quote it.
+    """
+    module = types.ModuleType("__main__")
+    module.__file__ = filename
+    linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
+    exec(compile(code, filename, "exec"), module.__dict__)
+    fn = module.__dict__.get(handler)
+    if fn is None:
+        raise HandlerError(f"{filename} defines no {handler!r}")
+    if not callable(fn):
+        raise HandlerError(f"{filename}: {handler!r} is a {type(fn).__name__}, not a function")
+    return fn
+
+
+def load_function(payload: bytes, meta: dict[str, Any]) -> Callable[..., Any]:
+    """The function a worker runs: its source text (`meta["code"]`), or the cloudpickle."""
+    if meta.get("code"):
+        return load_code(meta["code"], meta.get("filename") or "<source>", meta["handler"])
+    fn = cloudpickle.loads(payload)
+    _restore_origins(fn, meta.get("origins") or {}, meta.get("sources") or {})
+    return fn
+
+
 def serve(channel_fd: int) -> None:
     """Entry point in a freshly forked process: load the function, then serve runs."""
     channel = Channel(socket.socket(fileno=channel_fd))
@@ -339,8 +391,7 @@ def serve(channel_fd: int) -> None:
     except ChannelClosed:
         return
     try:
-        fn = cloudpickle.loads(payload)
-        _restore_origins(fn, meta.get("origins") or {}, meta.get("sources") or {})
+        fn = load_function(payload, meta)
     except BaseException as exc:
         # Every run this worker is given fails the same way; the host sees why.
         message = f"the function could not be loaded in its environment: {_describe(exc)}"
