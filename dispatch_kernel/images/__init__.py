@@ -1,5 +1,5 @@
-"""Where functions run: environments (virtual environments) and, later, OCI images."""
+"""Where functions run: environments on this machine and OCI images, and the manager of both."""
 
-from .base import Environment, ImageBuilder
+from .base import Environment, FunctionImage, ImageBuilder
 
-__all__ = ["Environment", "ImageBuilder"]
+__all__ = ["Environment", "FunctionImage", "ImageBuilder"]

@@ -11,10 +11,21 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Environment:
-    """A place functions run: a Python interpreter with the requirements installed."""
+    """A place functions run on this machine: a Python interpreter with the requirements
+    installed (what drivers that run environments are given)."""
 
     id: str  # content address, or "host" for the caller's own environment
     python: str  # the interpreter to start workers with
+    requirements: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class FunctionImage:
+    """A function's OCI image, pushed to the registry (what drivers that run images are given):
+    its runtime server answers on port 8080 (runtime/server.py)."""
+
+    reference: str  # registry/repository@sha256:..., pinned to the digest
+    digest: str
     requirements: tuple[str, ...] = field(default_factory=tuple)
 
 
