@@ -1,10 +1,25 @@
-"""Finding drivers, image builders and stores by name through entry points."""
+"""Plug-ins found by name through entry points: one loader for every group.
+
+    load("driver", "local")        # the class registered in group dispatch_kernel.drivers
+
+Another package adds a plug-in by declaring an entry point in one of the groups below, as
+jupyter_client's kernel provisioners are found; nothing in this repository changes. A plug-in
+that fails to load is reported (a warning, and a DispatchError for whoever asked for it) and
+never stops the others. Each plug-in reads its own options from
+`Settings.plugin_options[its name]`.
+
+The test seam: `registered(kind, name, cls)` makes a class loadable under a name for the length
+of a `with` block, as if an installed package declared it.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
 import logging
-from typing import Any
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Callable, Generic, TypeVar
 
 from .model import DispatchError, InvalidRequestError
 
@@ -14,22 +29,96 @@ GROUPS = {
     "driver": "dispatch_kernel.drivers",
     "image builder": "dispatch_kernel.images",
     "store": "dispatch_kernel.stores",
+    "bus": "dispatch_kernel.buses",
+    "event source": "dispatch_kernel.event_sources",
 }
+
+_registered: dict[tuple[str, str], Any] = {}
+
+
+def _group(kind: str) -> str:
+    try:
+        return GROUPS[kind]
+    except KeyError:
+        raise ValueError(f"no plug-in kind {kind!r} (one of {', '.join(GROUPS)})") from None
 
 
 def names(kind: str) -> list[str]:
-    """The plug-in names registered for `kind` ("driver", "image builder", "store")."""
-    return sorted({ep.name for ep in importlib.metadata.entry_points(group=GROUPS[kind])})
+    """The plug-in names registered for `kind` (one of GROUPS' keys)."""
+    found = {ep.name for ep in importlib.metadata.entry_points(group=_group(kind))}
+    return sorted(found | {name for k, name in _registered if k == kind})
 
 
 def load(kind: str, name: str) -> Any:
     """The class registered as `name`; a clear error when it is unknown or fails to load."""
-    for entry_point in importlib.metadata.entry_points(group=GROUPS[kind]):
-        if entry_point.name == name:
-            try:
-                return entry_point.load()
-            except Exception as exc:  # a broken plug-in is reported, never fatal to the rest
-                log.warning("the %s plug-in %r failed to load: %s", kind, name, exc)
-                raise DispatchError(f"the {kind} {name!r} failed to load: {exc}") from exc
+    group = _group(kind)
+    if (kind, name) in _registered:
+        return _registered[(kind, name)]
+    for entry_point in importlib.metadata.entry_points(group=group, name=name):
+        try:
+            return entry_point.load()
+        except Exception as exc:  # a broken plug-in is reported, never fatal to the rest
+            log.warning("the %s plug-in %r (%s) failed to load: %s", kind, name, entry_point.value, exc)
+            raise DispatchError(f"the {kind} {name!r} failed to load: {exc}") from exc
     known = ", ".join(names(kind)) or "none"
     raise InvalidRequestError(f"unknown {kind} {name!r} (available: {known})")
+
+
+@contextmanager
+def registered(kind: str, name: str, cls: Any) -> Iterator[None]:
+    """Make `cls` the plug-in `name` of `kind` inside the block (for tests)."""
+    _group(kind)
+    key = (kind, name)
+    before = _registered.get(key)
+    _registered[key] = cls
+    try:
+        yield
+    finally:
+        if before is None:
+            _registered.pop(key, None)
+        else:
+            _registered[key] = before
+
+
+Plugin = TypeVar("Plugin")
+
+
+class Loaded(Generic[Plugin]):
+    """Plug-ins of one kind made on first use, one instance per name, closed together.
+
+    `make(cls)` builds an instance from the loaded class (usually `cls(settings)`).
+    """
+
+    def __init__(self, kind: str, make: Callable[[Any], Plugin]) -> None:
+        self.kind = kind
+        self._make = make
+        self._instances: dict[str, Plugin] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Plugin:
+        """The instance called `name`, loaded and made the first time it is asked for."""
+        instance = self._instances.get(name)
+        if instance is not None:
+            return instance
+        with self._lock:
+            instance = self._instances.get(name)
+            if instance is None:
+                instance = self._instances[name] = self._make(load(self.kind, name))
+            return instance
+
+    def made(self) -> list[Plugin]:
+        """The instances made so far."""
+        return list(self._instances.values())
+
+    def close(self) -> None:
+        """Close every instance made (each plug-in's own close())."""
+        with self._lock:
+            instances, self._instances = list(self._instances.values()), {}
+        for instance in instances:
+            try:
+                instance.close()  # type: ignore[attr-defined]
+            except Exception:  # one plug-in's failure to close never keeps the others open
+                log.exception("closing the %s plug-in %r failed", self.kind, instance)
+
+
+__all__ = ["GROUPS", "Loaded", "load", "names", "registered"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .model import DEFAULT_ORG
+from .model import DEFAULT_ORG, InvalidRequestError
 
 HOME_ENV = "DISPATCH_HOME"
 
@@ -22,23 +23,33 @@ def default_home() -> Path:
 
 @dataclass
 class Settings:
-    """How to build a Dispatch core; plug-ins are chosen by their entry-point names."""
+    """How to build a Dispatch core. Plug-ins are chosen by their entry-point names, and each
+    reads its own options from `plugin_options[name]`, e.g.
+
+        Settings(driver="container", plugin_options={
+            "oci": {"registry": "127.0.0.1:5000"},
+            "container": {"docker_host": "unix:///run/podman/podman.sock"},
+            "nats": {"url": "nats://127.0.0.1:4222"}})
+    """
 
     home: Path = field(default_factory=default_home)
     store: str = "sqlite"
     driver: str = "local"
     images: str = "venv"
+    bus: str = "sqlite"  # the event bus plug-in (entry point group dispatch_kernel.buses)
     org: str = DEFAULT_ORG
     run_threads: int = 64  # threads that carry non-blocking runs and map() chunks
-    # Images and containers (images "oci", driver "container"); see README for the variables.
-    registry: str = field(default_factory=lambda: os.environ.get("DISPATCH_REGISTRY", ""))  # host:port
-    base_image: str = field(default_factory=lambda: os.environ.get("DISPATCH_BASE_IMAGE", ""))
-    docker_host: str = field(default_factory=lambda: os.environ.get("DOCKER_HOST", ""))
-    # Passed through to the engine for every container (docker's containers.run keywords),
-    # e.g. {"runtime": "runc", "ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 1024}]}.
-    container_options: dict = field(default_factory=dict)
-    bus: str = "sqlite"  # the event bus plug-in (entry point group dispatch_kernel.buses)
-    bus_options: dict = field(default_factory=dict)  # e.g. {"url": "nats://...", "retry_base": 0.2}
+    plugin_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # A core that serves other people (the Jupyter server extension) loads nothing they send:
+    # workers send outputs as JSON instead of pickles, so no user code is ever unpickled here.
+    isolated: bool = False
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser().resolve()
+        for name, options in self.plugin_options.items():
+            if not isinstance(options, dict):
+                raise InvalidRequestError(f"plugin_options[{name!r}] must be a dict of options")
+
+    def options(self, plugin: str) -> dict[str, Any]:
+        """The options of the plug-in called `plugin` (empty when none are set)."""
+        return self.plugin_options.get(plugin) or {}

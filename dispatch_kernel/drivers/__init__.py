@@ -1,5 +1,5 @@
 """FaaS drivers: where and how a function's workers run."""
 
-from .base import FaaSDriver
+from .base import FaaSDriver, Runs
 
-__all__ = ["FaaSDriver"]
+__all__ = ["FaaSDriver", "Runs"]

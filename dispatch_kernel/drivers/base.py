@@ -1,5 +1,10 @@
 """The FaaSDriver interface, in the manner of jupyter_client's kernel provisioners.
 
+A driver runs a function's jobs somewhere: worker processes here, containers, a cluster, a FaaS
+engine. It declares what it runs (`runs`): a Python environment on this machine or an OCI image.
+The core has the image manager make that artifact and hands it to `deploy`; a driver never
+builds one itself. Its options are `Settings.plugin_options[name]` (`self.options`).
+
 Drivers are synchronous and thread-safe: the core calls `execute` from many threads at once,
 and a blocking call costs less than a hop through an event loop on the warm path.
 """
@@ -7,14 +12,13 @@ and a blocking call costs less than a hop through an event loop on the warm path
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from typing import Any, Callable
 
-from ..images.base import Environment, Progress
-from ..model import Function
+from ..images.base import Environment, FunctionImage, Progress
+from ..model import Function, TextEnum
 from ..packaging import FunctionSource
 from ..runtime.protocol import Job, Outcome
 from ..settings import Settings
-
 
 NEVER_STARTED = "the run was cancelled before it reached a worker"
 """The message of the SystemError outcome of a run cancel() kept from starting."""
@@ -22,19 +26,39 @@ NEVER_STARTED = "the run was cancelled before it reached a worker"
 OutcomeSink = Callable[[list[Outcome]], None]
 """Takes outcomes of a batch as they arrive (see FaaSDriver.execute)."""
 
+Artifact = Environment | FunctionImage
+"""What a driver is given to run: an Environment or a FunctionImage, as its `runs` says."""
+
+
+class Runs(TextEnum):
+    """What a driver runs, and so what the image manager makes for it before deploy()."""
+
+    ENVIRONMENT = "environment"  # a Python environment on this machine (images.base.Environment)
+    IMAGE = "image"  # the function's OCI image in the registry (images.base.FunctionImage)
+
 
 class FaaSDriver(ABC):
     """Runs a function's jobs somewhere: worker processes, containers, a cluster."""
 
-    name: str = ""
+    name: str = ""  # the entry point's name, under which the driver reads its options
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.options: dict[str, Any] = settings.options(self.name)
+
+    @property
+    @abstractmethod
+    def runs(self) -> Runs:
+        """What this driver runs; a subclass sets it as a class attribute (`runs = Runs.IMAGE`)."""
 
     @abstractmethod
-    def deploy(self, function: Function, source: FunctionSource, environment: Environment,
+    def deploy(self, function: Function, source: FunctionSource, artifact: Artifact,
                progress: Progress | None = None) -> None:
-        """Make `function` (this revision of it) runnable; later runs use this code."""
+        """Make `function` (this revision of it) runnable from `artifact`; later runs use it.
+
+        `artifact` is an Environment when `runs` is ENVIRONMENT (the function's code is then
+        `source`) and a FunctionImage when it is IMAGE (the code is inside the image).
+        """
 
     @abstractmethod
     def undeploy(self, function: Function) -> None:
@@ -65,3 +89,6 @@ class FaaSDriver(ABC):
     @abstractmethod
     def close(self) -> None:
         """Stop every worker."""
+
+
+__all__ = ["NEVER_STARTED", "Artifact", "FaaSDriver", "OutcomeSink", "Runs"]

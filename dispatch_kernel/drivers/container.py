@@ -1,9 +1,10 @@
 """The container driver: each function runs in containers from its own OCI image.
 
-The image is built without a daemon (images/oci.py: the base image's layers, a requirements
-layer, the runtime and a small code layer) and pushed to `Settings.registry`; containers are
-started through the Docker Engine API with the `docker` package, so the same code drives Docker
-and podman's Docker-compatible service (`podman system service`).
+The driver runs images (`runs = Runs.IMAGE`): the image manager builds the function's image
+without a daemon (images/oci.py: the base image's layers, a requirements layer, the runtime and
+a small code layer) and pushes it to the registry; this driver pulls it and starts containers
+through the Docker Engine API with the `docker` package, so the same code drives Docker and
+podman's Docker-compatible service (`podman system service`).
 
 Containers are this driver's workers and behave as the local driver's do: the pool logic is
 drivers/pooled.py's WorkerPool (warm containers reused, started on demand up to max_workers,
@@ -12,9 +13,11 @@ CPU limits, a run that outlives its timeout gets its container killed, and a con
 fails only the run it was serving. Each container runs dispatch_kernel.runtime.server; runs
 travel as pickled jobs over HTTP on 127.0.0.1.
 
-Engine options pass through `Settings.container_options` (keywords of docker's
-`containers.run`, e.g. runtime="runc" and explicit ulimits for podman in a sandbox). By default
-containers use the host network with a port of their own, bound to 127.0.0.1.
+Options (`Settings.plugin_options["container"]`): `docker_host`, the engine's API (else
+DOCKER_HOST, else docker's defaults), and `engine_options`, keywords of docker's
+`containers.run` for every container (e.g. runtime="runc" and explicit ulimits for podman in a
+sandbox). By default containers use the host network with a port of their own, bound to
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -30,13 +33,13 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..images.base import Environment, Progress
+from ..images.base import FunctionImage, Progress
 from ..model import DeployError, Function
 from ..packaging import FunctionSource
-from ..runtime.protocol import Job, Outcome
-from ..runtime.server import PICKLE_TYPE, function_file
+from ..runtime.protocol import Job, Outcome, load_answer
+from ..runtime.server import PICKLE_TYPE
 from ..settings import Settings
-from .base import OutcomeSink
+from .base import OutcomeSink, Runs
 from .pooled import PooledDriver, WorkerPool, failed_outcome, settle_batch
 
 log = logging.getLogger(__name__)
@@ -202,8 +205,8 @@ class ContainerDriver(PooledDriver):
     """Functions in containers through the Docker Engine API (Docker or podman)."""
 
     name = "container"
+    runs = Runs.IMAGE
     reap_interval = 0.5
-    runs_images = True  # the core hands over no environment: the image is built here
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -212,34 +215,17 @@ class ContainerDriver(PooledDriver):
         except ImportError as exc:
             raise DeployError("the container driver needs the docker package "
                               "(pip install 'dispatch-kernel[containers]')") from exc
-        if settings.docker_host:
-            self.client = docker.DockerClient(base_url=settings.docker_host, timeout=120)
+        docker_host = self.options.get("docker_host")
+        if docker_host:
+            self.client = docker.DockerClient(base_url=docker_host, timeout=120)
         else:
             self.client = docker.from_env(timeout=120)
+        self.engine_options: dict[str, Any] = dict(self.options.get("engine_options") or {})
         self.id = uuid.uuid4().hex[:12]
-        self._builder = None
         self._pulled: set[str] = set()
         self._ports = _Ports()
 
     # ------------------------------------------------------------------ images
-
-    @property
-    def builder(self):
-        if self._builder is None:
-            from ..images.oci import OciBuilder
-
-            self._builder = OciBuilder(self.settings)
-        return self._builder
-
-    def build_image(self, function: Function, source: FunctionSource, progress: Progress | None = None,
-                    base: str | None = None):
-        """Build and push the function's image (on `base`, an image reference, when given)."""
-        from ..images.oci import repository_name
-
-        code = function_file(source.payload, name=function.name, convention=source.convention,
-                             origins=source.origins, sources=source.sources)
-        repository = repository_name("dispatch", "functions", function.org, function.name)
-        return self.builder.build(repository, code, list(source.requirements), progress, base=base or None)
 
     def _pull(self, reference: str, progress: Progress | None) -> None:
         if reference in self._pulled:
@@ -256,7 +242,7 @@ class ContainerDriver(PooledDriver):
 
     def start_container(self, function: Function, image: str, digest: str, cold: bool) -> ContainerWorker:
         """Start one container of `function` and wait until it answers."""
-        options = dict(self.settings.container_options or {})
+        options = dict(self.engine_options)
         host_network = options.get("network_mode", "host") == "host"
         memory = function.resources.get("memory")
         cpu = function.resources.get("cpu")
@@ -325,19 +311,16 @@ class ContainerDriver(PooledDriver):
 
     # ------------------------------------------------------------------ FaaSDriver
 
-    def deploy(self, function: Function, source: FunctionSource, environment: Environment,
+    def deploy(self, function: Function, source: FunctionSource, artifact: FunctionImage,
                progress: Progress | None = None) -> None:
-        # environment.id: the image (create_image) the function is built on, if any.
-        built = self.build_image(function, source, progress, base=environment.id or None)
-        self._pull(built.reference, progress)
-        function.image = built.reference
+        self._pull(artifact.reference, progress)
         key = (function.org, function.name)
         with self._lock:
             pool = self._pools.get(key)
             if pool is None:
-                pool = self._pools[key] = ContainerPool(self, function, built.reference)
+                pool = self._pools[key] = ContainerPool(self, function, artifact.reference)
             else:
-                pool.configure(function, built.reference)
+                pool.configure(function, artifact.reference)
         pool.warm_up()
 
     def is_deployed(self, function: Function) -> bool:
@@ -369,7 +352,12 @@ class ContainerDriver(PooledDriver):
             worker.kill()
             return [failed_outcome(jobs[0], sent, f"the function's container answered {status}: "
                                            f"{data[:200].decode(errors='replace')}")], False
-        done: list[Outcome] = pickle.loads(data)
+        try:  # the container runs the function's code: read only outcomes from it
+            done: list[Outcome] = load_answer(data)
+        except Exception as exc:
+            worker.kill()
+            return [failed_outcome(jobs[0], sent, f"the function's container answered something other "
+                                           f"than outcomes: {exc}")], False
         return done, settle_batch(worker, done)
 
     def close(self) -> None:
@@ -382,8 +370,6 @@ class ContainerDriver(PooledDriver):
         if leftovers:
             with ThreadPoolExecutor(8) as removers:
                 list(removers.map(lambda c: _remove(c), leftovers))
-        if self._builder is not None:
-            self._builder.registry.close()
         self.client.close()
 
 

@@ -25,9 +25,9 @@ from ..images.venv import HOST_ENVIRONMENT
 from ..model import DeployError, Function
 from ..packaging import FunctionSource
 from ..runtime.channel import Channel, ChannelClosed
-from ..runtime.protocol import Job, Outcome
+from ..runtime.protocol import Job, Outcome, load_answer
 from ..settings import Settings
-from .base import OutcomeSink
+from .base import OutcomeSink, Runs
 from .pooled import PooledDriver, WorkerPool, failed_outcome, settle_batch
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class Zygote:
                     self._cond.notify_all()
                 self._hello.set()
                 return
-            message = pickle.loads(data)
+            message = load_answer(data)  # the fork server imports what functions need: trust nothing
             with self._cond:
                 if message[0] == "exited":
                     self._exits[message[1]] = message[2]
@@ -140,7 +140,7 @@ class Zygote:
             reply = self._request(("fork", next(self._tokens)), [theirs.fileno()])
         finally:
             theirs.close()
-        return reply[2], Channel(ours)
+        return reply[2], Channel(ours, loads=load_answer)
 
     def preload(self, modules: list[str]) -> dict[str, str]:
         """Import `modules` in the fork server; returns the ones that failed, with why."""
@@ -243,6 +243,9 @@ def _load_message(function: Function, source: FunctionSource) -> bytes:
         "memory": function.resources.get("memory"),
         "origins": source.origins,
         "sources": source.sources,
+        "code": source.code,
+        "filename": source.filename,
+        "handler": source.handler,
     }), protocol=5)
 
 
@@ -250,6 +253,7 @@ class LocalDriver(PooledDriver):
     """Worker processes on this machine, forked from a per-environment fork server."""
 
     name = "local"
+    runs = Runs.ENVIRONMENT
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -267,9 +271,9 @@ class LocalDriver(PooledDriver):
             self._zygotes[environment.id] = zygote
             return zygote
 
-    def deploy(self, function: Function, source: FunctionSource, environment: Environment,
+    def deploy(self, function: Function, source: FunctionSource, artifact: Environment,
                progress: Progress | None = None) -> None:
-        zygote = self._zygote(environment)
+        zygote = self._zygote(artifact)
         failed = zygote.preload(source.modules)
         if progress and failed:
             for module, why in failed.items():

@@ -142,8 +142,15 @@ class WorkerPool(ABC):
                 load, digest = self._load, self.digest
             worker = self._start(load, digest, cold=False)
             with self._cond:
-                self._idle.append(worker)
+                # A redeploy (configure) or a close while it started: it is not wanted now.
+                wanted = not self._closed and worker.digest == self.digest
+                if wanted:
+                    self._idle.append(worker)
+                else:
+                    self._count -= 1
                 self._cond.notify()
+            if not wanted:
+                worker.stop()
 
     @property
     def size(self) -> int:
@@ -166,6 +173,19 @@ class WorkerPool(ABC):
             worker.stop()
 
 
+class _Batch:
+    """Jobs given to one worker at once, while `execute` runs them: which worker has them (None
+    while one is awaited) and whether cancel() has stopped it. This is the driver's record of
+    its workers, not of the runs: the core keeps the runs, and whether they are cancelled."""
+
+    __slots__ = ("worker", "size", "stopped")
+
+    def __init__(self, size: int) -> None:
+        self.worker: Any = None
+        self.size = size
+        self.stopped = False  # cancel() ended the worker (or kept the job from reaching one)
+
+
 class PooledDriver(FaaSDriver):
     """A driver that runs each function on a WorkerPool of warm workers."""
 
@@ -175,8 +195,7 @@ class PooledDriver(FaaSDriver):
         super().__init__(settings)
         self._lock = threading.Lock()
         self._pools: dict[tuple[str, str], WorkerPool] = {}
-        self._running: dict[str, tuple[Any, int]] = {}  # run id -> (its worker, jobs in its batch)
-        self._interrupted: set[str] = set()  # run ids whose worker cancel() ended
+        self._batches: dict[str, _Batch] = {}  # run id -> the batch it is in, while it runs
         self._closed = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, name=f"dispatch-{self.name}-reaper",
                                         daemon=True)
@@ -212,34 +231,36 @@ class PooledDriver(FaaSDriver):
         outcomes: list[Outcome] = []
         reported = 0
         while len(outcomes) < len(jobs):
-            batch = self._batch(jobs[len(outcomes):], function)
+            jobs_now = self._batch(jobs[len(outcomes):], function)
+            batch = _Batch(len(jobs_now))
             with self._lock:
-                for job in batch:
-                    self._running[job.run_id] = (None, len(batch))  # waiting for a worker
-            abandoned = (lambda run_id=batch[0].run_id: run_id in self._interrupted) if len(batch) == 1 else None
+                for job in jobs_now:
+                    self._batches[job.run_id] = batch
             try:
-                worker = pool.acquire(abandoned)
+                worker = pool.acquire(lambda: batch.stopped)
             except BaseException:
-                self._forget(batch)
+                self._forget(jobs_now)
                 raise
             with self._lock:
-                if worker is not None:
-                    for job in batch:
-                        self._running[job.run_id] = (worker, len(batch))
-                stopped_early = abandoned is not None and abandoned()
+                batch.worker = worker
+                stopped_early = batch.stopped
             if stopped_early:  # cancelled before it reached a worker: never sent
-                self._forget(batch)
+                self._forget(jobs_now)
                 if worker is not None:
                     pool.release(worker, True)
-                outcomes.append(failed_outcome(batch[0], time.monotonic(), NEVER_STARTED))
+                outcomes.append(failed_outcome(jobs_now[0], time.monotonic(), NEVER_STARTED))
+                if on_done is not None:  # in order: a later batch may report before execute returns
+                    on_done(outcomes[reported:])
+                    reported = len(outcomes)
                 continue
             assert worker is not None
             sink = _Counting(on_done) if on_done is not None else None
             healthy = False  # unless the batch returns: a worker in an unknown state is ended
             try:
-                done, healthy = self._run_batch(pool, worker, batch, function, sink)
+                done, healthy = self._run_batch(pool, worker, jobs_now, function, sink)
             finally:
-                if self._forget(batch):
+                self._forget(jobs_now)
+                if batch.stopped:
                     healthy = False  # ended by cancel(), perhaps just after it answered
                 pool.release(worker, healthy)
             outcomes.extend(done)
@@ -249,27 +270,21 @@ class PooledDriver(FaaSDriver):
                 reported = len(outcomes)
         return outcomes
 
-    def _forget(self, batch: list[Job]) -> bool:
-        """Stop tracking a batch's runs; whether cancel() interrupted any of them."""
-        interrupted = False
+    def _forget(self, jobs: list[Job]) -> None:
         with self._lock:
-            for job in batch:
-                self._running.pop(job.run_id, None)
-                if job.run_id in self._interrupted:
-                    self._interrupted.discard(job.run_id)
-                    interrupted = True
-        return interrupted
+            for job in jobs:
+                self._batches.pop(job.run_id, None)
 
     def cancel(self, function: Function, run_id: str) -> bool:
         """Stop `run_id` when it is all its worker was given: a run still waiting for a worker
         is never sent; a running one ends as if its worker had crashed, and the worker is
         replaced."""
         with self._lock:
-            entry = self._running.get(run_id)
-            if entry is None or entry[1] != 1:
+            batch = self._batches.get(run_id)
+            if batch is None or batch.size != 1:
                 return False
-            self._interrupted.add(run_id)
-            worker = entry[0]
+            batch.stopped = True
+            worker = batch.worker
             if worker is not None:
                 # Under the lock: once its batch is forgotten the worker may be gone, and
                 # its pid another process's.

@@ -60,12 +60,18 @@ def backoff(attempts: int, base: float, cap: float) -> float:
 
 
 class EventBus(ABC):
-    """Durable, at-least-once delivery of CloudEvents to subscriptions."""
+    """Durable, at-least-once delivery of CloudEvents to subscriptions.
+
+    Options (Settings.plugin_options[name]): retry_base and retry_max, the seconds of the
+    first retry and of the longest wait between retries.
+    """
+
+    name: str = ""  # the entry point's name, under which the bus reads its options
 
     def __init__(self, settings: Settings, host: Host) -> None:
         self.settings = settings
         self.host = host
-        options = getattr(settings, "bus_options", None) or {}
+        options = settings.options(self.name)
         self.retry_base = float(options.get("retry_base", 0.2))
         self.retry_max = float(options.get("retry_max", 30.0))
 

@@ -39,11 +39,16 @@ def _token(org: str) -> str:
 
 
 class NatsBus(EventBus):
-    """Options (Settings.bus_options): url, stream, prefix, ack_wait (s), duplicate_window (s)."""
+    """Events on a NATS JetStream stream that several Dispatch processes share.
+
+    Options (Settings.plugin_options["nats"]): url, stream, prefix, ack_wait (s),
+    duplicate_window (s), connect_timeout (s), and the bus's retry_base and retry_max (s)."""
+
+    name = "nats"
 
     def __init__(self, settings: Settings, host: Host) -> None:
         super().__init__(settings, host)
-        options = settings.bus_options or {}
+        options = settings.options(self.name)
         self.url = options.get("url", "nats://127.0.0.1:4222")
         self.stream = options.get("stream", "DISPATCH_EVENTS")
         # subjects are named after the stream, so streams of several set-ups never overlap

@@ -67,6 +67,8 @@ class _Item:
 class SqliteBus(EventBus):
     """Durable at-least-once delivery through a SQLite file (`events.db` in the home)."""
 
+    name = "sqlite"
+
     def __init__(self, settings: Settings, host: Host) -> None:
         super().__init__(settings, host)
         self.path = settings.home / "events.db"
@@ -81,7 +83,7 @@ class SqliteBus(EventBus):
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._deliver: Deliver | None = None
-        options = settings.bus_options or {}
+        options = settings.options(self.name)
         # a repeated event id is recognised this long (seconds) after its first delivery
         self.dedupe_window = float(options.get("dedupe_window", 7 * 86400))
 
