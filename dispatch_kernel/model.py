@@ -7,8 +7,8 @@ function's own environment, where nothing but cloudpickle is guaranteed to be in
 from __future__ import annotations
 
 import json
-import math
 import os
+import re
 import threading
 import time
 import uuid
@@ -16,10 +16,15 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
+# Re-exported: run records are encoded as the workers encode outputs.
+from .runtime.encoding import describe_python_value as describe_python_value
+from .runtime.encoding import dumps, strict_dumps as strict_dumps
+
 DEFAULT_ORG = "default"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
-class _TextEnum(str, Enum):
+class TextEnum(str, Enum):
     """An enum whose members print as their plain value ("READY", not "FunctionStatus.READY")."""
 
     def __str__(self) -> str:
@@ -29,7 +34,7 @@ class _TextEnum(str, Enum):
         return format(self.value, spec)
 
 
-class FunctionStatus(_TextEnum):
+class FunctionStatus(TextEnum):
     """Where a function is in its lifecycle (Dispatch's names)."""
 
     INITIALIZED = "INITIALIZED"
@@ -41,7 +46,7 @@ class FunctionStatus(_TextEnum):
     DELETED = "DELETED"
 
 
-class RunStatus(_TextEnum):
+class RunStatus(TextEnum):
     """Where a run is: QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED."""
 
     QUEUED = "QUEUED"
@@ -59,7 +64,7 @@ class RunStatus(_TextEnum):
 _FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
-class ErrorType(_TextEnum):
+class ErrorType(TextEnum):
     """Who is to blame for a failed run."""
 
     INPUT = "InputError"
@@ -164,6 +169,17 @@ _RUN_ERRORS: dict[ErrorType, type[RunError]] = {
 }
 
 
+def check_name(kind: str, name: object) -> str:
+    """`name` when it is a valid name for an entity of `kind` (letters, digits, '-', '_' and
+    '.', starting with a letter or digit, up to 63 characters); else InvalidRequestError."""
+    if isinstance(name, str) and _NAME.match(name):
+        return name
+    hint = "; give a lambda a name=" if kind == "function" else ""
+    raise InvalidRequestError(
+        f"{name!r} is not a valid {kind} name (letters, digits, '-', '_' and '.'; up to 63 characters{hint})"
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Entities
 
@@ -254,7 +270,7 @@ class Function(Entity):
     driver: str = "local"
     scaling: dict[str, Any] = field(default_factory=lambda: Scaling().__dict__.copy())
     digest: str = field(default="", repr=False)  # of the code and the options workers depend on
-    source: str = field(default="", repr=False)  # base64 of the cloudpickled FunctionSource
+    source: str = field(default="", repr=False)  # the package: FunctionSource.encode()'s JSON text
 
     kind = "function"
 
@@ -310,6 +326,12 @@ class EventSource(Entity):
     secrets: list[str] = field(default_factory=list)
 
     kind = "event_source"
+
+    def public_dict(self) -> dict[str, Any]:
+        """`to_dict()` without what only the source itself may read (a webhook's token hash)."""
+        data = self.to_dict()
+        data["config"] = {k: v for k, v in data["config"].items() if k != "token_sha256"}
+        return data
 
 
 @dataclass
@@ -449,53 +471,6 @@ class Run:
             function_revision=int(data.get("function_revision") or 0),
             tags=data.get("tags") or {},
         )
-
-
-def describe_python_value(value: Any) -> dict[str, str]:
-    """The JSON stand-in for a value JSON cannot carry: its type and a bounded repr."""
-    text = repr(value)
-    if len(text) > 1000:
-        text = text[:997] + "..."
-    return {"$python": f"{type(value).__module__}.{type(value).__qualname__}", "repr": text}
-
-
-# One encoder for every call: json.dumps with options builds a new one each time, and run
-# records are encoded several times per run.
-_ENCODER = json.JSONEncoder(default=describe_python_value, separators=(",", ":"))
-
-
-def dumps(value: Any) -> str:
-    """JSON text of `value`, describing (not failing on) parts that JSON cannot carry."""
-    return _ENCODER.encode(value)
-
-
-_STRICT_ENCODER = json.JSONEncoder(default=describe_python_value, separators=(",", ":"), allow_nan=False)
-
-
-def strict_dumps(value: Any) -> str:
-    """dumps() for other programs: text any JSON parser accepts. NaN and the infinities,
-    which Python writes as bare NaN and Infinity, are described like other values JSON
-    cannot carry, and so is a container that holds itself."""
-    try:
-        return _STRICT_ENCODER.encode(value)
-    except ValueError:  # rare: look for what it was the slow way
-        return _STRICT_ENCODER.encode(_strict(value, set()))
-
-
-def _strict(value: Any, path: set[int]) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return describe_python_value(value)
-    if isinstance(value, (dict, list, tuple)):
-        if id(value) in path:
-            return describe_python_value(value)
-        path.add(id(value))
-        try:
-            if isinstance(value, dict):
-                return {key: _strict(item, path) for key, item in value.items()}
-            return [_strict(item, path) for item in value]
-        finally:
-            path.discard(id(value))
-    return value
 
 
 def _same(value: Any) -> Any:

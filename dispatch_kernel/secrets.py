@@ -1,4 +1,4 @@
-"""Secrets: named key/value maps, encrypted at rest with Fernet.
+"""SecretManager: named key/value maps, encrypted at rest with Fernet.
 
 The key comes from DISPATCH_SECRET_KEY, else from a key file generated once with mode 0600.
 Decrypted values live only in memory and in the worker that runs the function.
@@ -12,7 +12,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from .model import DispatchError, InvalidRequestError, Secret
+from .model import DispatchError, Function, InvalidRequestError, NotFoundError, Secret, check_name
+from .store.base import EntityStore
 
 KEY_ENV = "DISPATCH_SECRET_KEY"
 
@@ -66,6 +67,48 @@ class SecretBox:
                 f"secret {secret.name!r} cannot be decrypted with this key (was {KEY_ENV} changed?)"
             ) from None
         return secret
+
+
+class SecretManager:
+    """Secrets of every organization: stored sealed, opened only to be used or shown."""
+
+    def __init__(self, store: EntityStore, key: bytes) -> None:
+        self.store = store
+        self.box = SecretBox(key)
+
+    def create(self, name: str, values: dict[str, str], *, org: str,
+               tags: dict[str, str] | None = None) -> Secret:
+        """Store a new secret, encrypted; a taken name is a ConflictError."""
+        check_name("secret", name)
+        return self.store.create(self.box.seal(Secret(name=name, org=org, tags=dict(tags or {})), values))
+
+    def get(self, name: str, org: str) -> Secret:
+        """The secret with its values decrypted."""
+        return self.box.open(self.store.get(Secret, org, name))
+
+    def list(self, org: str) -> list[Secret]:
+        """Every secret's name and key names; never the values."""
+        return self.store.list(Secret, org)
+
+    def delete(self, name: str, org: str) -> None:
+        """Remove the secret; functions that use it fail their next runs with a clear error."""
+        self.store.delete(Secret, org, name)
+
+    def require(self, names: list[str], org: str) -> None:
+        """NotFoundError naming the first of `names` that is not a secret of the organization."""
+        for name in names:
+            self.store.get(Secret, org, name)
+
+    def values_for(self, function: Function) -> dict[str, dict[str, str]]:
+        """The decrypted values of the secrets a function uses, by secret name."""
+        values = {}
+        for name in function.secrets:
+            try:
+                secret = self.store.get(Secret, function.org, name)
+            except NotFoundError:
+                raise DispatchError(f"secret {name!r} used by {function.name!r} no longer exists") from None
+            values[name] = self.box.open(secret).values
+        return values
 
 
 def redact(text: str, values: list[str]) -> str:

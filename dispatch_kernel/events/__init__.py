@@ -12,7 +12,7 @@ function: its input is the event's data, `ctx.event` is the event, and the run r
 
 Delivery is at least once and durable: the bus stores an event before emit() returns and
 acknowledges it only once the run is recorded. A failed delivery (no such function, a function
-not ready) is retried with exponential backoff (Settings.bus_options retry_base/retry_max) and
+not ready) is retried with exponential backoff (plugin_options of the bus: retry_base, retry_max) and
 after the subscription's `max_attempts` goes to the dead letters (`dead_letters()`). A repeated
 event id reaches each subscription once. The run of a delivery has an id derived from the
 subscription and the event, so a delivery repeated after a crash finds its run instead of
@@ -24,5 +24,5 @@ url, stream, ack_wait, duplicate_window). Sources (entry points `dispatch_kernel
 `schedule`, `webhook`, `vcenter`; each runs as a supervised asyncio task on the events loop of
 every process that serves the organization, restarted with backoff when it fails (status ERROR
 with the reason, then RUNNING again) and stopped when deleted. `EventManager` (manager.py)
-wires it all to a Dispatch core.
+wires it all together, given the store, a way to start runs and a reader of secrets.
 """

@@ -1,62 +1,61 @@
 """EventManager: Dispatch's event manager. It keeps subscriptions and event sources (entities in
-the core's store), publishes emitted events on the bus, turns each delivery into a
-non-blocking run of the subscribed function, and supervises the event sources."""
+the store), publishes emitted events on the bus, turns each delivery into a non-blocking run of
+the subscribed function, and supervises the event sources.
+
+It is given what it needs and nothing more: the store, a way to start runs (EventRuns), a reader
+of secrets (for the sources that use them) and who this process is (for the bus).
+"""
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping, Protocol
 
-from ..model import (
-    ConflictError,
-    DispatchError,
-    EventSource,
-    InvalidRequestError,
-    NotFoundError,
-    RunStatus,
-    Subscription,
-)
+from .. import plugins
+from ..model import ConflictError, EventSource, InvalidRequestError, NotFoundError, Secret, Subscription, check_name
+from ..settings import Settings
+from ..store.base import EntityStore
 from . import cloudevent
 from .bus.base import Delivery, EventBus, Host, SubscriptionGone
 from .sources.base import EventSourceDriver, SourceContext, SourceState
 from .subscriptions import SubscriptionIndex, check_pattern
 from .supervisor import Supervisor
 
-if TYPE_CHECKING:
-    from ..core import Dispatch
-
 log = logging.getLogger(__name__)
 
-BUSES = "dispatch_kernel.buses"
-SOURCES = "dispatch_kernel.event_sources"
 CACHE_CHECK = 0.02  # seconds between checks whether subscriptions changed in the store
 RECONCILE = 1.0  # seconds between comparisons of running sources with the stored ones
 
 
-def plugin(group: str, name: str) -> Any:
-    """The class registered as `name` in `group`; a clear error when unknown or broken."""
-    available = []
-    for entry_point in importlib.metadata.entry_points(group=group):
-        available.append(entry_point.name)
-        if entry_point.name == name:
-            try:
-                return entry_point.load()
-            except Exception as exc:  # reported, never fatal to the rest
-                log.warning("the plug-in %s:%s failed to load: %s", group, name, exc)
-                raise DispatchError(f"the plug-in {name!r} ({group}) failed to load: {exc}") from exc
-    raise InvalidRequestError(f"unknown {group.rsplit('.', 1)[-1][:-1].replace('_', ' ')} {name!r} "
-                              f"(available: {', '.join(sorted(available)) or 'none'})")
+class EventRuns(Protocol):
+    """How the event manager starts runs (the RunManager is one)."""
+
+    def start_event_runs(self, items: list[tuple[str, str, Any, dict[str, Any], str]]) -> list[Exception | None]:
+        """Start non-blocking runs for (org, function, input, event, run_id) items; per item
+        None once its run is recorded, else the exception that kept it from being."""
+
+    def is_known(self, run_id: str, org: str) -> bool:
+        """Whether the run is in flight here or has finished (a redelivery needs nothing)."""
+
+
+class SecretReader(Protocol):
+    """How the event manager reads the secrets a source uses (the SecretManager is one)."""
+
+    def get(self, name: str, org: str) -> Secret:
+        """The secret with its values."""
 
 
 class EventManager:
     """Subscriptions, the bus and the event sources of one Dispatch core."""
 
-    def __init__(self, core: Dispatch) -> None:
-        self.core = core
-        settings = core.settings
+    def __init__(self, settings: Settings, store: EntityStore, runs: EventRuns, secrets: SecretReader,
+                 host: Host) -> None:
+        self.settings = settings
+        self.store = store
+        self.runs = runs
+        self.secrets = secrets
         self.supervisor = Supervisor()
         self._orgs = {settings.org}
         self._index: dict[str, tuple[int, float, SubscriptionIndex, dict[str, Subscription]]] = {}
@@ -66,8 +65,8 @@ class EventManager:
         self.state = SourceState(settings.home / "event-sources.db")
         self._orgs |= self.state.orgs()
         try:
-            bus_class = plugin(BUSES, getattr(settings, "bus", "sqlite") or "sqlite")
-            self.bus: EventBus = bus_class(settings, Host(core.lease.id, core.lease.is_alive))
+            bus_class = plugins.load("bus", settings.bus)
+            self.bus: EventBus = bus_class(settings, host)
             if hasattr(self.bus, "attach"):
                 self.bus.attach(self.supervisor)
             self.bus.sync(self._all_subscriptions())
@@ -81,8 +80,17 @@ class EventManager:
 
     # ------------------------------------------------------------------ events
 
-    def emit(self, event: dict[str, Any], org: str) -> dict[str, Any]:
-        """Publish a CloudEvent (dict, structured form) for the organization's subscriptions."""
+    def emit(self, type: str | dict[str, Any], data: Any = None, *, org: str, source: str = "dispatch",
+             id: str | None = None, subject: str | None = None,
+             extensions: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Publish a CloudEvent 1.0 (built from the arguments, or given whole as a dict in the
+        structured form); each matching subscription gets a non-blocking run whose input is
+        `data`. Returns the event."""
+        event = type if isinstance(type, dict) else cloudevent.make_event(
+            type, data, source=source, id=id, subject=subject, extensions=extensions)
+        return self._publish(event, org)
+
+    def _publish(self, event: dict[str, Any], org: str) -> dict[str, Any]:
         cloudevent.validate(event)
         matched = self._subscriptions(org)[0].match(event)
         self.bus.publish(org, event, matched)
@@ -107,7 +115,7 @@ class EventManager:
             items.append((org, subscription.function, event.get("data"), event, run_id))
             positions.append(index)
         if items:
-            for index, outcome in zip(positions, self.core.start_event_runs(items)):
+            for index, outcome in zip(positions, self.runs.start_event_runs(items)):
                 results[index] = outcome
         return results
 
@@ -115,16 +123,14 @@ class EventManager:
         """Whether a redelivered event's run exists and needs nothing more. An unfinished run
         that is not this process's was left by a process that ended before running it (that is
         why the event came back): it is run again under the same id."""
-        try:
-            existing = self.core.get_run(run_id, org)
-        except NotFoundError:
-            return False
-        return RunStatus(existing.status).finished or run_id in self.core._inflight
+        return self.runs.is_known(run_id, org)
 
-    def dead_letters(self, org: str, subscription: str | None = None) -> list[dict[str, Any]]:
+    def dead_letters(self, subscription: str | None = None, *, org: str) -> list[dict[str, Any]]:
+        """Events given up after their subscription's max_attempts: {subscription, event,
+        attempts, error}, of one subscription (a name) or of all."""
         sub_id = None
         if subscription is not None:
-            sub_id = self.core.store.get(Subscription, org, subscription).id
+            sub_id = self.store.get(Subscription, org, subscription).id
         letters = self.bus.dead_letters(org, sub_id)
         names = {s.id: s.name for s in self._subscriptions(org)[1].values()}
         for letter in letters:
@@ -138,11 +144,11 @@ class EventManager:
         clock = time.monotonic()
         if cached is not None and not fresh and clock - cached[1] < CACHE_CHECK:
             return cached[2], cached[3]
-        version = self.core.store.version()
+        version = self.store.version()
         if cached is not None and not fresh and cached[0] == version:
             self._index[org] = (version, clock, cached[2], cached[3])
             return cached[2], cached[3]
-        subs = self.core.store.list(Subscription, org)
+        subs = self.store.list(Subscription, org)
         entry = (version, clock, SubscriptionIndex(subs), {s.id: s for s in subs})
         self._index[org] = entry
         return entry[2], entry[3]
@@ -150,9 +156,14 @@ class EventManager:
     def _all_subscriptions(self) -> list[Subscription]:
         return [s for org in sorted(self._orgs) for s in self._subscriptions(org, fresh=True)[1].values()]
 
-    def subscribe(self, function: str, event_type: str, org: str, *, name: str | None = None,
+    def subscribe(self, function: str, event_type: str, *, org: str, name: str | None = None,
                   filters: Mapping[str, str] | None = None, max_attempts: int = 5,
                   tags: Mapping[str, str] | None = None) -> Subscription:
+        """Run `function` for every event whose type matches `event_type` (exact, `prefix.*` or
+        `*`) and whose attributes equal `filters`; returns the Subscription."""
+        check_name("function", function)
+        if name is not None:
+            check_name("subscription", name)
         check_pattern(event_type)
         if int(max_attempts) < 1:
             raise InvalidRequestError("max_attempts must be at least 1")
@@ -166,7 +177,7 @@ class EventManager:
         subscription = Subscription(name=name, org=org, function=function, event_type=event_type,
                                     filters=filters, max_attempts=int(max_attempts),
                                     tags=dict(tags or {}), status="READY")
-        self.core.store.create(subscription)
+        self.store.create(subscription)
         self._subscriptions(org, fresh=True)
         self.bus.sync(self._all_subscriptions())
         return subscription
@@ -177,60 +188,79 @@ class EventManager:
             self._orgs.add(org)
 
     def list_subscriptions(self, org: str) -> list[Subscription]:
-        return self.core.store.list(Subscription, org)
+        """Every subscription of the organization, by name."""
+        return self.store.list(Subscription, org)
 
     def get_subscription(self, name: str, org: str) -> Subscription:
-        return self.core.store.get(Subscription, org, name)
+        """One subscription."""
+        return self.store.get(Subscription, org, name)
 
     def delete_subscription(self, name: str, org: str) -> None:
-        self.core.store.delete(Subscription, org, name)
+        """Remove a subscription; its events stop starting runs."""
+        self.store.delete(Subscription, org, name)
         self._subscriptions(org, fresh=True)
         self.bus.sync(self._all_subscriptions())
 
     # ------------------------------------------------------------------ sources
 
-    def create_event_source(self, name: str, type: str, org: str, *, config: Mapping[str, Any] | None = None,
+    def create_event_source(self, name: str, type: str, *, org: str, config: Mapping[str, Any] | None = None,
                             secrets: list[str] | None = None,
                             tags: Mapping[str, str] | None = None) -> EventSource:
-        driver: type[EventSourceDriver] = plugin(SOURCES, type)
+        """Create and start an event source (schedule, webhook, vcenter, or a plug-in's)."""
+        check_name("event source", name)
+        driver: type[EventSourceDriver] = plugins.load("event source", type)
         secret_names = sorted(set(secrets or []))
         for secret in secret_names:
-            self.core.get_secret(secret, org)  # NotFoundError names the missing secret
+            self.secrets.get(secret, org)  # NotFoundError names the missing secret
         config, shown = _split_once(driver.check_config(dict(config or {}), secret_names))
         self._use_org(org)
         source = EventSource(name=name, org=org, type=type, config=config, secrets=secret_names,
                              tags=dict(tags or {}), status="CREATING")
-        self.core.store.create(source)
+        self.store.create(source)
         self.reconcile()
         try:
-            source = self.core.store.get(EventSource, org, name)
+            source = self.store.get(EventSource, org, name)
         except NotFoundError:
             pass
         source.config.update(shown)  # e.g. a webhook's token: shown once, stored only hashed
         return source
 
     def list_event_sources(self, org: str) -> list[EventSource]:
-        return self.core.store.list(EventSource, org)
+        """Every event source of the organization, by name."""
+        return self.store.list(EventSource, org)
 
     def get_event_source(self, name: str, org: str) -> EventSource:
-        return self.core.store.get(EventSource, org, name)
+        """One event source, with its status."""
+        return self.store.get(EventSource, org, name)
 
     def delete_event_source(self, name: str, org: str) -> None:
-        source = self.core.store.get(EventSource, org, name)
-        self.core.store.delete(EventSource, org, name)
+        """Stop the source and remove it."""
+        source = self.store.get(EventSource, org, name)
+        self.store.delete(EventSource, org, name)
         self.reconcile()
         self.state.forget(source.id)
 
-    def receive(self, name: str, org: str, headers: Mapping[str, str], body: bytes,
+    def receive(self, name: str, headers: Mapping[str, str], body: bytes, *, org: str,
                 authenticated: bool = False) -> dict[str, Any]:
-        """A request to a webhook source: authenticate it, turn it into an event, emit it."""
-        source = self.core.store.get(EventSource, org, name)
-        if source.type != "webhook":
-            raise NotFoundError(f"event source {name!r} is not a webhook")
-        from .sources.webhook import WebhookSource
+        """A request to webhook source `name`: authenticated by its token (unless the caller was
+        authenticated otherwise), turned into a CloudEvent (structured, binary, or plain JSON)
+        and emitted. Returns the event.
 
+        Without a credential, a name that is no webhook is refused exactly as a wrong token is
+        (UnauthenticatedError, 401): otherwise anyone could learn which webhooks exist.
+        """
+        from .sources.webhook import UnauthenticatedError, WebhookSource
+
+        try:
+            source = self.store.get(EventSource, org, name)
+            if source.type != "webhook":
+                raise NotFoundError(f"event source {name!r} is not a webhook")
+        except NotFoundError:
+            if authenticated:
+                raise
+            raise UnauthenticatedError(WebhookSource.refusal(name)) from None
         event = WebhookSource.to_event(source, headers, body, authenticated)
-        return self.emit(event, org)
+        return self._publish(event, org)
 
     def reconcile(self) -> None:
         """Start the stored sources that are not running here and stop the deleted ones."""
@@ -243,7 +273,7 @@ class EventManager:
         seen = None
         while True:
             await self._reconcile()
-            version = await loop.run_in_executor(None, self.core.store.version)
+            version = await loop.run_in_executor(None, self.store.version)
             if version != seen:  # subscriptions made by other processes reach the bus too
                 seen = version
                 await loop.run_in_executor(None, lambda: self.bus.sync(self._all_subscriptions()))
@@ -258,7 +288,7 @@ class EventManager:
             loop = asyncio.get_running_loop()
             wanted: dict[tuple[str, str], EventSource] = {}
             for org in sorted(self._orgs):
-                for source in await loop.run_in_executor(None, self.core.store.list, EventSource, org):
+                for source in await loop.run_in_executor(None, self.store.list, EventSource, org):
                     wanted[(org, source.name)] = source
             for key, source_id in list(self._running.items()):
                 if key not in wanted or wanted[key].id != source_id:
@@ -276,12 +306,12 @@ class EventManager:
             import asyncio
 
             loop = asyncio.get_running_loop()
-            driver_class: type[EventSourceDriver] = plugin(SOURCES, source.type)
+            driver_class: type[EventSourceDriver] = plugins.load("event source", source.type)
             secrets = {}
             for secret in source.secrets:
-                secrets[secret] = (await loop.run_in_executor(None, self.core.get_secret, secret,
+                secrets[secret] = (await loop.run_in_executor(None, self.secrets.get, secret,
                                                               source.org)).values
-            context = SourceContext(source, secrets, lambda event: self.emit(event, source.org), self.state)
+            context = SourceContext(source, secrets, lambda event: self._publish(event, source.org), self.state)
             await driver_class(context).run()
 
         def on_status(_name: str, status: str, reason: str) -> None:
@@ -292,13 +322,13 @@ class EventManager:
     def _set_status(self, source: EventSource, status: str, reason: str) -> None:
         for _ in range(5):
             try:
-                current = self.core.store.get(EventSource, source.org, source.name)
+                current = self.store.get(EventSource, source.org, source.name)
                 if current.id != source.id or (current.status == status and current.reason == reason):
                     return
                 if status == "STOPPED":
                     return
                 current.status, current.reason = status, reason
-                self.core.store.update(current)
+                self.store.update(current)
                 return
             except NotFoundError:
                 return
@@ -308,10 +338,12 @@ class EventManager:
                 return
 
     def source_restarts(self, name: str, org: str) -> int:
-        source = self.core.store.get(EventSource, org, name)
+        """How often the source's task has been restarted after a failure (for tests)."""
+        source = self.store.get(EventSource, org, name)
         return self.supervisor.restarts.get(_task_name((org, name), source.id), 0)
 
     def close(self) -> None:
+        """Stop the sources, then the bus, then the loop; what is not delivered stays stored."""
         if self._closed:
             return
         self._closed = True

@@ -53,16 +53,8 @@ class EntityStore(ABC):
         """One run; NotFoundError when there is none."""
 
     @abstractmethod
-    def list_runs(
-        self,
-        org: str,
-        *,
-        function: str | None = None,
-        status: str | None = None,
-        since: float | None = None,
-        before: str | None = None,
-        limit: int = 100,
-    ) -> list[Run]:
+    def list_runs(self, org: str, *, function: str | None = None, status: str | None = None,
+                  since: float | None = None, before: str | None = None, limit: int = 100) -> list[Run]:
         """Runs newest first, filtered; `before` is a run id to continue a listing after."""
 
     @abstractmethod

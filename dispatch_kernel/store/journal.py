@@ -40,8 +40,12 @@ class RunJournal:
         directory.mkdir(parents=True, exist_ok=True)
         self._apply = apply
         self.id = os.urandom(8).hex()
-        self._lock_fd = os.open(directory / f"{self.id}.lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        # Locked before it is named `.lock`: a recovery in another process never finds this
+        # journal's lock free (and takes it for a dead process's) while this process lives.
+        unnamed = directory / f"{self.id}.lock.new"
+        self._lock_fd = os.open(unnamed, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(unnamed, directory / f"{self.id}.lock")
         self._lock = threading.Lock()  # guards the segment and the pending list
         self._flushing = threading.Lock()  # one batch at a time, in order
         self._pending: list[Entry] = []
@@ -128,7 +132,10 @@ class RunJournal:
         replayed = 0
         for lock_path in sorted(directory.glob("*.lock")):
             journal_id = lock_path.stem
-            fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # another process recovered it since the glob
             try:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -140,7 +147,7 @@ class RunJournal:
                     apply(entries)
                     replayed += len(entries)
                 for path in segments:
-                    path.unlink()
+                    path.unlink(missing_ok=True)
                 lock_path.unlink(missing_ok=True)
             finally:
                 os.close(fd)

@@ -223,16 +223,8 @@ class SqliteStore(EntityStore):
             raise NotFoundError(f"no run with id {run_id!r}")
         return _run_from_row(row)
 
-    def list_runs(
-        self,
-        org: str,
-        *,
-        function: str | None = None,
-        status: str | None = None,
-        since: float | None = None,
-        before: str | None = None,
-        limit: int = 100,
-    ) -> list[Run]:
+    def list_runs(self, org: str, *, function: str | None = None, status: str | None = None,
+                  since: float | None = None, before: str | None = None, limit: int = 100) -> list[Run]:
         clauses, params = ["org=?"], [org]
         if function is not None:
             clauses.append("function=?")

@@ -33,7 +33,12 @@ def _digest(token: str) -> str:
 
 
 class WebhookSource(EventSourceDriver):
-    """Answers POSTs (the server's events handlers call `Dispatch.receive`); no task of its own."""
+    """Answers POSTs (the server's events handlers call `EventManager.receive`); no task of its own."""
+
+    @staticmethod
+    def refusal(name: str) -> str:
+        """What a request without the right token is told (the same whether `name` exists)."""
+        return f"the webhook {name!r} needs its token (Authorization: Bearer <token>)"
 
     @classmethod
     def check_config(cls, config: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
@@ -49,6 +54,7 @@ class WebhookSource(EventSourceDriver):
 
     @staticmethod
     def authenticate(source: EventSource, headers: Mapping[str, str]) -> None:
+        """UnauthenticatedError unless the headers carry the source's token."""
         lowered = {k.lower(): v for k, v in headers.items()}
         token = lowered.get("x-dispatch-token", "")
         authorization = lowered.get("authorization", "")
@@ -56,8 +62,7 @@ class WebhookSource(EventSourceDriver):
             token = authorization[7:].strip()
         expected = source.config.get("token_sha256", "")
         if not token or not expected or not hmac.compare_digest(_digest(token), expected):
-            raise UnauthenticatedError(f"the webhook {source.name!r} needs its token "
-                                       "(Authorization: Bearer <token>)")
+            raise UnauthenticatedError(WebhookSource.refusal(source.name))
 
     @classmethod
     def to_event(cls, source: EventSource, headers: Mapping[str, str], body: bytes,

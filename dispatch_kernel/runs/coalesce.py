@@ -50,22 +50,73 @@ class Coalescer(Generic[Item]):
 
     def add(self, item: Item) -> None:
         """Queue `item`; start a lane for it if one is free."""
+        self.add_many([item])
+
+    def add_many(self, items: list[Item]) -> None:
+        """Queue `items`; start as many free lanes as they could keep busy."""
         with self._lock:
-            self._queue.append(item)
-            if self._busy >= max(1, self._lanes()):
-                return  # a busy lane takes it when its batch ends
+            self._queue.extend(items)
+            free = max(1, self._lanes()) - self._busy
+            if self._share is None or self._share():
+                wanted = min(free, len(self._queue))
+            else:  # quick items: a lane per full batch
+                wanted = min(free, -(-len(self._queue) // self.max_batch))
+            wanted = max(0, wanted)
+            self._busy += wanted
+        for started in range(wanted):
+            try:
+                self._start(self._lane)
+            except BaseException:
+                with self._lock:
+                    self._busy -= wanted - started
+                    if started:
+                        return  # the lanes that did start take what is queued
+                    ours = {id(item) for item in items}
+                    left = [queued for queued in self._queue if id(queued) in ours]
+                    self._queue = [queued for queued in self._queue if id(queued) not in ours]
+                if left:
+                    raise
+                return  # a running lane took them meanwhile: they run; nothing to report
+
+    def run_here(self, item: Item) -> bool:
+        """Run `item` as a batch of its own on this thread when a lane is free (the thread is
+        that lane for the length of it), and return True; else queue it for the next lane
+        free, and return False. A caller that waits anyway saves the hop to another thread."""
+        if self.try_run_here(item):
+            return True
+        self.add(item)
+        return False
+
+    def try_run_here(self, item: Item) -> bool:
+        """run_here(), but when every lane is busy return False without queuing `item` (the
+        caller may then get ready to wait, and add() it)."""
+        with self._lock:
+            # Every function has a lane: with none busy, no need to ask how many it has.
+            if self._busy and self._busy >= max(1, self._lanes()):
+                return False
             self._busy += 1
+            self._running += 1
         try:
-            self._start(self._lane)
-        except BaseException:
+            self._run_batch([item])
+        except Exception:  # run_batch settles its items; a lane never lets one batch stop it
+            log.exception("a batch of 1 coalesced item(s) failed")
+        finally:
             with self._lock:
-                self._busy -= 1
-                mine = any(queued is item for queued in self._queue)
-                if mine:
-                    self._queue = [queued for queued in self._queue if queued is not item]
-            if mine:
-                raise
-            # A running lane took it meanwhile: it runs; nothing to report.
+                self._running -= 1
+                handover = bool(self._queue)
+                if not handover:
+                    self._busy -= 1
+                    idle = not self._busy
+        if handover:  # what queued meanwhile goes on on a thread of its own
+            try:
+                self._start(self._lane)
+            except BaseException:  # only when the owner is closing: it drains the queue
+                with self._lock:
+                    self._busy -= 1
+                log.warning("no thread could take over %d queued item(s)", len(self._queue))
+        elif idle and self._on_idle is not None:
+            self._on_idle(self)
+        return True
 
     def drain(self) -> list[Item]:
         """Take every queued item (for an owner that is closing: no lane will take them)."""

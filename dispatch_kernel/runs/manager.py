@@ -1,0 +1,589 @@
+"""RunManager: every run, whatever asked for it, goes through one submit path.
+
+    call, run(wait)        the caller's thread runs the batch itself when a lane is free
+    spawn, invoke(no wait), event runs
+                           recorded QUEUED at once, then run on a core thread
+    submit                 a Future, for an event loop (a REST request that waits)
+    map                    chunks of calls, results in order
+
+Each entry point makes Calls (calls.py) and hands them to the function's Coalescer (coalesce.py),
+whose lanes (one per worker the function may have) take what has queued as one batch. A batch is
+then admitted (inputs checked against the schema, runs recorded), claimed (RUNNING), run on the
+function's driver, settled (settle.py) and recorded, and every waiter is told, whatever happens.
+The batching policy is the coalescer's, the same for every entry point: runs quicker than
+SHARE_RUNS_ABOVE (learned per function) leave together, up to MAX_BATCH; slower ones are spread
+over the free lanes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from itertools import islice
+from typing import Any, Callable
+
+from ..functions import Deployed, FunctionManager, max_workers
+from ..hosts import HostLease
+from ..model import ConflictError, DispatchError, ErrorType, InvalidRequestError, Run, RunStatus
+from ..runtime.protocol import Job, Outcome
+from ..secrets import SecretManager
+from ..settings import Settings
+from ..store.base import EntityStore
+from .calls import Call, json_call, python_call
+from .coalesce import Coalescer
+from .live import LiveRuns, Watcher, snapshot
+from .settle import failed, final_state
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 512  # runs per message to a worker: amortizes I/O, bounds a retry
+FIRST_CHUNK = 8  # map()'s first chunk; each next one doubles, up to MAX_BATCH
+# Runs quicker than this on average leave all together when they queue: another trip to
+# another worker costs more than running them one after another.
+SHARE_RUNS_ABOVE = 0.001
+CANCEL_WAIT = 10.0  # seconds cancel_run() waits for a stopped run to be recorded
+CANCEL_REACH = 0.1  # seconds cancel_run() keeps asking the driver about a run just started
+STORE_POLL = 0.02  # seconds between looks at the store for a run of another process
+
+Key = tuple[str, str]  # (org, function name)
+
+
+class RunManager:
+    """Runs of every function: starting them, their state in flight, waiting and cancelling."""
+
+    def __init__(self, settings: Settings, store: EntityStore, functions: FunctionManager,
+                 secrets: SecretManager, host: str) -> None:
+        self.store = store
+        self.functions = functions
+        self.secrets = secrets
+        self.host = host
+        self.live = LiveRuns()
+        self._json_output = settings.isolated  # an isolated core never unpickles an output
+        self._executor = ThreadPoolExecutor(settings.run_threads, thread_name_prefix="dispatch-run")
+        self._coalescers: dict[Key, Coalescer[Call]] = {}
+        self._coalescer_lock = threading.Lock()
+        self._run_seconds: dict[Key, float] = {}  # recent mean run time, per function
+        self._closed = False
+
+    # ------------------------------------------------------------------ entry points
+
+    def call(self, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None, *, org: str) -> Any:
+        """Run the function with Python arguments and return its output; RunError on failure."""
+        deployed = self.functions.resolve(org, name)
+        return self._wait_here(deployed, python_call(deployed.function, tuple(args), dict(kwargs or {}))).result()
+
+    def run(self, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None, *,
+            wait: bool = True, org: str) -> Run:
+        """Run the function with Python arguments; the run record, finished when `wait`,
+        else QUEUED."""
+        deployed = self.functions.resolve(org, name)
+        call = python_call(deployed.function, tuple(args), dict(kwargs or {}))
+        return self._wait_here(deployed, call) if wait else self._start(deployed, [call])[0]
+
+    def spawn(self, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None, *, org: str) -> Run:
+        """Start a run with Python arguments without waiting; returns the QUEUED run."""
+        return self.run(name, args, kwargs, wait=False, org=org)
+
+    def invoke(self, name: str, input: Any = None, *, wait: bool = True, org: str,
+               event: dict[str, Any] | None = None, http: dict[str, Any] | None = None,
+               run_id: str | None = None) -> Run:
+        """Run the function with a JSON input (protocol.arguments maps it to arguments); the
+        run record, finished when `wait`, else QUEUED."""
+        deployed = self.functions.resolve(org, name)
+        call = json_call(deployed.function, input, event=event, http=http, run_id=run_id)
+        return self._wait_here(deployed, call) if wait else self._start(deployed, [call])[0]
+
+    def submit(self, name: str, input: Any = None, *, org: str,
+               python: tuple[tuple, dict[str, Any]] | None = None) -> Future:
+        """Start a run and return at once a Future of its finished record, resolved on a core
+        thread: nothing here blocks, so an event loop may call it.
+
+        The input is JSON as for invoke(), or `python=(args, kwargs)` for a Python call. The
+        function is resolved, and the run recorded, when its batch starts. The Future fails
+        with the DispatchError of an unknown or unready function; a run that fails is a FAILED
+        run, as with invoke().
+        """
+        if self._closed:
+            raise DispatchError("the core is closed")
+        future: Future = Future()
+        self._coalescer((org, name)).add(Call(input=input, python=python, waiter=partial(_resolve, future)))
+        return future
+
+    def map(self, name: str, items: Iterable[Any], *, org: str, return_exceptions: bool = False) -> Iterator[Any]:
+        """Outputs of one run per item, in order, fanned out over the function's workers.
+
+        A tuple item is the positional arguments; any other item is the single argument (the
+        payload, for handle(ctx, payload)). A failed run raises its RunError when reached,
+        unless `return_exceptions`, which yields it instead.
+        """
+        deployed = self.functions.resolve(org, name)
+        function = deployed.function
+        dispatch_style = function.convention == "dispatch"
+        coalescer = self._coalescer((org, name))
+
+        def outputs() -> Iterator[Any]:
+            window: deque[_Chunk] = deque()
+            limit = 2 * max_workers(function)
+            iterator, size = iter(items), FIRST_CHUNK
+            while True:
+                while len(window) < limit:
+                    taken = list(islice(iterator, size))
+                    if not taken:
+                        break
+                    chunk = _Chunk(len(taken))
+                    chunk.calls = [python_call(function, item if isinstance(item, tuple) and not dispatch_style
+                                               else (item,), {}, waiter=chunk.one_done) for item in taken]
+                    if self._closed:
+                        raise DispatchError("the core is closed")
+                    coalescer.add_many(chunk.calls)
+                    window.append(chunk)
+                    size = min(size * 2, MAX_BATCH)
+                if not window:
+                    return
+                chunk = window.popleft()
+                chunk.finished.wait()
+                for call in chunk.calls:
+                    if call.exception is not None:
+                        raise call.exception
+                    yield call.run.result(return_exceptions)
+
+        return outputs()
+
+    def start_event_runs(self, items: list[tuple[str, str, Any, dict[str, Any], str]]) -> list[Exception | None]:
+        """Non-blocking runs for event deliveries in bulk: each item is (org, function, input,
+        event, run_id), with invoke()'s JSON input mapping. Runs of one function are recorded
+        together and leave in batches, which is what lets a bus keep up with thousands of
+        events a second. Returns, per item, None when its run is recorded or the exception
+        that kept it from being (to retry the delivery).
+        """
+        results: list[Exception | None] = [None] * len(items)
+        groups: dict[Key, list[int]] = {}
+        for index, item in enumerate(items):
+            groups.setdefault((item[0], item[1]), []).append(index)
+        for (org, name), indexes in groups.items():
+            try:
+                deployed = self.functions.resolve(org, name)
+                calls = [json_call(deployed.function, items[i][2], event=items[i][3], run_id=items[i][4])
+                         for i in indexes]
+                self._start(deployed, calls)
+            except Exception as exc:
+                for index in indexes:
+                    results[index] = exc
+        return results
+
+    # ------------------------------------------------------------------ reading runs
+
+    def get_run(self, run_id: str, org: str, *, wait: float = 0.0) -> Run:
+        """The run with that id (a snapshot of its live state while it is in flight here);
+        with `wait`, once it has finished or `wait` seconds have passed, whichever is first."""
+        if wait > 0:
+            try:
+                return self.wait_run(run_id, wait, org=org)
+            except TimeoutError:
+                pass
+        return self.live.get(run_id, org) or self.store.get_run(org, run_id)
+
+    def list_runs(self, org: str, *, function: str | None = None, status: str | None = None,
+                  since: float | None = None, before: str | None = None, limit: int = 100) -> list[Run]:
+        """Runs newest first, with this process's live state (snapshots) for runs in flight."""
+        if limit < 1:
+            raise InvalidRequestError("limit must be at least 1")
+        if status is not None:
+            try:
+                status = RunStatus(status.upper()).value
+            except ValueError:
+                raise InvalidRequestError(
+                    f"unknown run status {status!r} (one of {', '.join(s.value for s in RunStatus)})"
+                ) from None
+        runs = self.store.list_runs(org, function=function, status=status, since=since, before=before,
+                                    limit=limit)
+        return [self.live.current(run) for run in runs]
+
+    def wait_run(self, run_id: str, timeout: float | None = None, *, org: str) -> Run:
+        """The run once it has finished; TimeoutError if it has not within `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        finished = self.live.finished_event(run_id)
+        if finished is not None and not finished.wait(timeout):
+            raise TimeoutError(f"run {run_id} did not finish within {timeout:g}s")
+        while True:
+            run = self.get_run(run_id, org)
+            if RunStatus(run.status).finished:
+                return run
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id} did not finish within {timeout:g}s")
+            time.sleep(STORE_POLL)
+
+    def is_known(self, run_id: str, org: str) -> bool:
+        """Whether the run needs nothing more from whoever asks to start it again: it is in
+        flight here, or it has finished (an event bus asks this of a redelivered event)."""
+        if run_id in self.live:
+            return True
+        try:
+            return RunStatus(self.store.get_run(org, run_id).status).finished
+        except DispatchError:
+            return False
+
+    def watch(self, callback: Watcher) -> Callable[[], None]:
+        """Call `callback(run)` (a snapshot) whenever a run of this process changes status;
+        returns a function that stops it. Callbacks run on the thread that changed the run,
+        so they must be quick; an exception in one is logged, not raised."""
+        return self.live.watch(callback)
+
+    # ------------------------------------------------------------------ cancelling
+
+    def cancel_run(self, run_id: str, *, org: str, timeout: float = CANCEL_WAIT) -> Run:
+        """Cancel a run of this process that has not finished; returns it, CANCELLED.
+
+        A QUEUED run never starts. A RUNNING run is stopped by its driver (the local and
+        container drivers end its worker, which is then replaced) when the run is all its
+        worker was given; otherwise, as for a finished run or one queued by another process,
+        a ConflictError says why it cannot be.
+        """
+        status, here = self.live.cancel_queued(run_id, org)
+        if not here:
+            status = RunStatus(self.store.get_run(org, run_id).status)  # NotFoundError when there is none
+            if not status.finished:
+                raise ConflictError(f"run {run_id} is {status.value.lower()} in another process and cannot "
+                                    "be cancelled here")
+        if status is not None and status.finished:
+            raise ConflictError(f"run {run_id} has already finished ({status.value})")
+        if status == RunStatus.QUEUED:
+            run = self.live.get(run_id, org)
+            if run is not None:
+                try:
+                    self.store.finish_runs([run])
+                finally:
+                    self.live.remove([run])
+                self.live.announce([run])
+                return run
+            return self.store.get_run(org, run_id)  # recorded by its batch a moment ago
+        return self._cancel_running(run_id, org, timeout)
+
+    def _cancel_running(self, run_id: str, org: str, timeout: float) -> Run:
+        live = self.live.get(run_id, org)
+        deployed = self.functions.deployed(org, live.function) if live is not None else None
+        finished = self.live.finished_event(run_id)
+        stopped = False
+        try:
+            # A run marked RUNNING a moment ago may not have reached its driver yet: ask again
+            # for a little while before taking "no" for an answer.
+            settle_by = time.monotonic() + CANCEL_REACH
+            while deployed is not None and finished is not None and not finished.is_set():
+                stopped = deployed.driver.cancel(deployed.function, run_id)
+                if stopped or time.monotonic() >= settle_by:
+                    break
+                time.sleep(0.002)
+        finally:
+            if not stopped:  # else the outcome of the stopped run clears it
+                self.live.stop_failed(run_id)
+        if not stopped:
+            run = self.get_run(run_id, org)
+            if RunStatus(run.status).finished:
+                raise ConflictError(f"run {run_id} finished ({RunStatus(run.status).value}) before it could "
+                                    "be cancelled")
+            raise ConflictError(f"run {run_id} is running together with other runs on its worker (a batch), "
+                                "and stopping it would stop them: let it finish")
+        if finished is not None and not finished.wait(timeout):
+            raise ConflictError(f"run {run_id} was told to stop but had not within {timeout:g}s")
+        run = self.get_run(run_id, org)
+        if run.status != RunStatus.CANCELLED:
+            raise ConflictError(f"run {run_id} finished ({RunStatus(run.status).value}) before it could be cancelled")
+        return run
+
+    # ------------------------------------------------------------------ the submit path
+
+    def _coalescer(self, key: Key) -> Coalescer[Call]:
+        coalescer = self._coalescers.get(key)
+        if coalescer is None:
+            with self._coalescer_lock:
+                coalescer = self._coalescers.get(key)
+                if coalescer is None:
+                    # Kept while this process lives (a few hundred bytes a function): making
+                    # one anew for each call of a function called one run at a time would cost
+                    # more than the rest of the call's bookkeeping.
+                    coalescer = self._coalescers[key] = Coalescer(
+                        partial(self._run_batch, key), self._executor.submit, partial(self._lanes, key),
+                        max_batch=MAX_BATCH, share=partial(self._worth_sharing, key))
+        return coalescer
+
+    def _wait_here(self, deployed: Deployed, call: Call) -> Run:
+        """Run one call and return its finished run: on this thread when a lane is free, else
+        after the lane that takes it from the queue."""
+        if self._closed:
+            raise DispatchError("the core is closed")
+        function = deployed.function
+        key = (function.org, function.name)
+        coalescer = self._coalescers.get(key) or self._coalescer(key)
+        if not coalescer.try_run_here(call):
+            latch = threading.Lock()  # a one-shot latch: released when the call is done
+            latch.acquire()
+            call.waiter = lambda _call: latch.release()
+            coalescer.add(call)
+            latch.acquire()
+        if call.exception is not None:
+            raise call.exception
+        return call.run
+
+    def _start(self, deployed: Deployed, calls: list[Call]) -> list[Run]:
+        """Admit now and run in the background; the runs as admitted (QUEUED, or FAILED for a
+        refused input), as snapshots: the live records change on other threads."""
+        ready = self._admit(deployed, calls)
+        admitted = [snapshot(call.run) for call in calls]
+        if ready:
+            function = deployed.function
+            self._coalescer((function.org, function.name)).add_many(ready)
+        return admitted
+
+    def _lanes(self, key: Key) -> int:
+        deployed = self.functions.deployed(*key)
+        return max_workers(deployed.function) if deployed is not None else 1
+
+    def _worth_sharing(self, key: Key) -> bool:
+        """Whether runs of this function take long enough to spread a queue over its workers
+        (unknown yet: yes, the safe guess for latency)."""
+        seconds = self._run_seconds.get(key)
+        return seconds is None or seconds >= SHARE_RUNS_ABOVE
+
+    def _learn_run_seconds(self, key: Key, runs: list[Run]) -> None:
+        if len(runs) == 1 and runs[0].started is not None and runs[0].finished is not None:
+            took = runs[0].finished - runs[0].started  # the warm path: one run at a time
+            before = self._run_seconds.get(key)
+            self._run_seconds[key] = took if before is None else 0.8 * before + 0.2 * took
+            return
+        total, count = 0.0, 0
+        for run in runs:
+            if run.started is not None and run.finished is not None:
+                total += run.finished - run.started
+                count += 1
+        if count:
+            mean = total / count
+            before = self._run_seconds.get(key)
+            self._run_seconds[key] = mean if before is None else 0.8 * before + 0.2 * mean
+
+    def _run_batch(self, key: Key, calls: list[Call]) -> None:
+        """One batch of a function's calls, on a lane: resolve the function once, build and
+        admit what is new, run the rest, and tell every waiter whatever happens."""
+        try:
+            # Calls made by an entry point that resolved the function already (all but
+            # submit's) need no second look at the store: asking it waits on its lock while
+            # the journal applies a batch, and the worker would sit idle meanwhile.
+            deployed = self.functions.deployed(*key)
+            for call in calls:
+                if call.run is None:  # submit's: built here, from the function as stored now
+                    deployed = None
+                    break
+            if deployed is None:
+                deployed = self.functions.resolve(*key)
+            ready, fresh = [], []
+            for call in calls:
+                if call.run is None:
+                    try:
+                        call.build(deployed.function)
+                    except DispatchError as exc:
+                        call.exception = exc
+                        call.done()
+                        continue
+                (ready if call.admitted else fresh).append(call)
+            if fresh:
+                ready += self._admit(deployed, fresh, claim=True)
+            if ready:
+                self._learn_run_seconds(key, self._dispatch(deployed, ready))
+        except BaseException as exc:
+            self._abandon(calls, exc)
+            if not isinstance(exc, DispatchError):
+                raise
+
+    def _abandon(self, calls: list[Call], exc: BaseException) -> None:
+        """Calls a batch could not run: recorded ones fail as runs, the others with `exc`."""
+        recorded = [call for call in calls if call.admitted and not RunStatus(call.run.status).finished]
+        self.live.settle((call.run, failed(f"the driver could not run it: {exc}")) for call in recorded)
+        try:
+            if recorded:
+                self._finish(recorded)
+        finally:
+            for call in calls:
+                if call.waiter is not None:
+                    if not call.admitted:
+                        call.exception = exc
+                    call.done()
+
+    def _admit(self, deployed: Deployed, calls: list[Call], claim: bool = False) -> list[Call]:
+        """Check inputs and record the runs: QUEUED, or FAILED with an InputError (whose
+        waiters are told at once); returns the calls to run. `claim`: a lane admits runs that
+        it runs now, so they are RUNNING (LiveRuns.add) as soon as they are in flight."""
+        validate = deployed.validate_in
+        ready, rejected = calls, []
+        if validate is not None:
+            ready = []
+            for call in calls:
+                problem = validate(call.run.input)
+                if problem is None:
+                    ready.append(call)
+                else:
+                    call.run.fail(ErrorType.INPUT, problem)
+                    rejected.append(call)
+        runs = [call.run for call in ready]
+        self.store.add_runs(runs + [call.run for call in rejected] if rejected else runs, self.host)
+        for call in calls:
+            call.admitted = True
+        if self.live.watched:
+            self.live.announce([call.run for call in calls])
+        self.live.add(runs, claim=claim)
+        for call in rejected:
+            call.done()
+        return ready
+
+    def _dispatch(self, deployed: Deployed, calls: list[Call]) -> list[Run]:
+        """Run admitted calls on the driver and record how each ended."""
+        queued = [call.run for call in calls if call.run.status != RunStatus.RUNNING]
+        if queued:  # admitted earlier (spawn, events): RUNNING now, unless cancelled meanwhile
+            self.live.claim(queued)
+        running = [call for call in calls if call.run.status == RunStatus.RUNNING]
+        if len(running) < len(calls):  # cancelled while QUEUED (and recorded so): answer them now
+            for call in calls:
+                if call.run.status == RunStatus.CANCELLED:
+                    call.done()
+            calls = running
+        if not calls:
+            return []
+        function = deployed.function
+        runs = [call.run for call in calls]
+        if self.live.watched:
+            self.live.announce(runs)
+        try:
+            secrets = self.secrets.values_for(function) if function.secrets else {}
+            context = None
+            if function.convention == "dispatch":
+                context = {"secrets": secrets, "timeout": function.timeout}
+            json_output = self._json_output
+            jobs = [
+                Job(call.run.id, call.args, call.kwargs,
+                    context if context is None or (call.run.event is None and call.run.http is None)
+                    else {**context, "event": call.run.event, "http": call.run.http}, json_output)
+                for call in calls
+            ]
+            hidden = [v for values in secrets.values() for v in values.values()] if secrets else []
+        except Exception as exc:  # the platform failed these runs; say why, keep the rest going
+            log.exception("dispatching runs of %s failed", function.name)
+            self.live.settle((run, failed(f"the driver could not run it: {exc}")) for run in runs)
+            self._finish(calls)
+            return runs
+        settled = 0
+
+        def on_done(outcomes: list[Outcome]) -> None:  # as the driver learns them: answer early
+            nonlocal settled
+            group = calls[settled:settled + len(outcomes)]
+            settled += len(group)
+            try:
+                live, json_output, validate_out = self.live, self._json_output, deployed.validate_out
+                stopping = live.stopping
+                self.live.settle([(call.run, final_state(outcome, hidden, json_output,
+                                                         bool(stopping) and live.was_stopped(call.run.id),
+                                                         validate_out))
+                                  for call, outcome in zip(group, outcomes)])
+                self._finish(group)
+            except Exception:  # never into the driver: it would end a worker that has more to do
+                log.exception("recording runs of %s failed", function.name)
+
+        try:
+            outcomes = deployed.driver.execute(function, jobs, on_done)
+        except Exception as exc:
+            log.exception("dispatching runs of %s failed", function.name)
+            rest = calls[settled:]
+            self.live.settle((call.run, failed(f"the driver could not run it: {exc}")) for call in rest)
+            self._finish(rest)
+        else:
+            if settled < len(calls):  # a driver that reports everything at the end
+                on_done(outcomes[settled:])
+        return runs
+
+    def _finish(self, calls: list[Call]) -> None:
+        """Record finished runs, then tell their watchers and waiters."""
+        runs = [call.run for call in calls]
+        try:
+            self.store.finish_runs(runs)
+        finally:
+            self.live.remove(runs)
+            try:
+                if self.live.watched:
+                    self.live.announce(runs)
+            finally:
+                for call in calls:  # a waiter gets its run even if recording it failed
+                    waiter = call.waiter
+                    if waiter is not None:  # Call.done(), inline: once per run on the hot path
+                        call.waiter = None
+                        waiter(call)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def settle_interrupted(self, lease: HostLease) -> int:
+        """Fail runs that a process which has since died left QUEUED or RUNNING."""
+        settled = 0
+        for host in self.store.unsettled_hosts():
+            if host == lease.id or lease.is_alive(host):
+                continue
+            settled += self.store.fail_unsettled(
+                host, "the run was interrupted: the process running it ended before it finished")
+            lease.forget(host)
+        if settled:
+            log.warning("failed %d run(s) interrupted by a process that ended", settled)
+        return settled
+
+    def stop(self) -> None:
+        """Take no new runs; runs not yet on a thread will not start (close() settles them)."""
+        self._closed = True
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        """After the drivers have stopped: wait for the core's threads, then fail what is left
+        in flight as interrupted, and tell every waiter."""
+        self.stop()
+        self._executor.shutdown(wait=True)
+        closing = DispatchError("the core closed before the run started")
+        drained = [call for coalescer in list(self._coalescers.values()) for call in coalescer.drain()]
+        leftovers = [run for run in self.live.all() if not RunStatus(run.status).finished]
+        self.live.settle((run, failed("the run was interrupted: its host shut down")) for run in leftovers)
+        try:
+            if leftovers:
+                self.store.finish_runs(leftovers)
+                self.live.remove(leftovers)
+        finally:
+            for call in drained:  # their lanes will never start
+                if not call.admitted:
+                    call.exception = closing
+                call.done()
+
+
+class _Chunk:
+    """Calls of map() that are waited for together: `finished` is set once all are done."""
+
+    __slots__ = ("calls", "size", "finished", "_done")
+
+    def __init__(self, size: int) -> None:
+        self.calls: list[Call] = []
+        self.size = size
+        self.finished = threading.Event()
+        self._done = itertools.count(1)  # next() on a count is atomic: no lock per run
+
+    def one_done(self, _call: Call) -> None:
+        if next(self._done) == self.size:
+            self.finished.set()
+
+
+def _resolve(future: Future, call: Call) -> None:
+    """submit()'s waiter: the Future takes the finished run, or why it could not run."""
+    if future.done():
+        return
+    if call.exception is not None:
+        future.set_exception(call.exception)
+    else:
+        future.set_result(call.run)
+
+
+__all__ = ["MAX_BATCH", "RunManager"]
