@@ -5,11 +5,18 @@
     add = client.deploy(lambda x, y: x + y, name="add")
     add(1, 2)
 
-Importing this package is cheap on purpose: it loads only the model and the client, so a
-worker process (which imports dispatch_kernel.runtime) pays for nothing else.
+Importing this package is cheap on purpose: it loads only the model and the clients (the
+standard library's HTTP for the REST one), so a worker process (which imports
+dispatch_kernel.runtime) pays for nothing else; the core is built only when `connect()` is
+called without a server. The clients live in private modules, re-exported here: _client (the
+Client protocol), _handles, _local (in-process) and _http (REST).
 """
 
-from .client import Client, FunctionHandle, LocalClient, RunHandle, connect
+from ._client import Client
+from ._connect import connect
+from ._handles import FunctionHandle, RunHandle
+from ._http import HttpClient
+from ._local import LocalClient
 from .model import (
     BaseImage,
     ConflictError,
@@ -35,8 +42,8 @@ from .model import (
     Subscription,
 )
 from .runtime.context import Context
+from .version import __version__ as __version__
 
-__version__ = "0.1.0"
 
 
 def load_ipython_extension(ip) -> None:
@@ -65,6 +72,7 @@ __all__ = [
     "Function",
     "FunctionHandle",
     "FunctionStatus",
+    "HttpClient",
     "Image",
     "InvalidRequestError",
     "LocalClient",

@@ -17,17 +17,17 @@ import ast
 import json
 import shlex
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.display import display
 
-import dispatch_kernel as dk
-
-from .client import FunctionHandle
-from .model import DispatchError
+from ._client import Client
+from . import _connect
+from ._handles import FunctionHandle
+from .inputs import json_or_file, key_values
+from .model import ConflictError, DispatchError, Function
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,33 +83,8 @@ def _subparser(prog: str) -> argparse.ArgumentParser:
 
 
 def _load_schema(value: str | None, option: str) -> Any:
-    """Inline JSON, or the path of a JSON file."""
-    if value is None:
-        return None
-    text = value.strip()
-    if text[:1] in "{[" or text in ("true", "false"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{option} is not valid JSON: {exc}") from None
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise UsageError(f"{option} is neither inline JSON nor a file: {value!r}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{option} file {path} is not valid JSON: {exc}") from None
-
-
-def _pairs(words: list[str], form: str) -> dict[str, str]:
-    """`key=value` words as a dict; a word without `=` or key is a UsageError naming `form`."""
-    pairs = {}
-    for word in words:
-        key, sep, value = word.partition("=")
-        if not sep or not key:
-            raise UsageError(f"expected {form}, got {word!r}")
-        pairs[key] = value
-    return pairs
+    """Inline JSON, or the path of a JSON file (None when the option is not given)."""
+    return None if value is None else json_or_file(value, option)
 
 
 def cell_functions(code: str) -> list[str]:
@@ -126,7 +101,7 @@ class NotebookFunction(FunctionHandle):
     `.local()` to call the cell's original function in the kernel."""
 
 
-def _functions_bundle(functions: list[dk.Function]) -> dict[str, str]:
+def _functions_bundle(functions: list[Function]) -> dict[str, str]:
     """A text and HTML table of functions (static: it is a listing, not a live view)."""
     from html import escape
 
@@ -146,13 +121,13 @@ def _functions_bundle(functions: list[dk.Function]) -> dict[str, str]:
 class DispatchMagics(Magics):
     """`%%dispatch` and `%dispatch`, over one Client per kernel."""
 
-    def __init__(self, shell, connect: Callable[..., dk.Client] | None = None) -> None:
+    def __init__(self, shell, connect: Callable[..., Client] | None = None) -> None:
         super().__init__(shell)
-        self._connect = connect or dk.connect
-        self._client: dk.Client | None = None
+        self._connect = connect or _connect.connect
+        self._client: Client | None = None
 
     @property
-    def client(self) -> dk.Client:
+    def client(self) -> Client:
         """The client, connected on first use (a server if one is found, else embedded)."""
         if self._client is None:
             self._client = self._connect()
@@ -340,10 +315,10 @@ class DispatchMagics(Magics):
         parser.add_argument("name")
         parser.add_argument("pairs", nargs="+", metavar="key=value")
         args = parser.parse_args(rest)
-        values = _pairs(args.pairs, "key=value")
+        values = key_values(args.pairs, "key=value")
         try:
             secret = self.client.create_secret(args.name, values)
-        except dk.ConflictError:  # the magic's promise is "create or replace"
+        except ConflictError:  # the magic's promise is "create or replace"
             self.client.delete_secret(args.name)
             secret = self.client.create_secret(args.name, values)
         print(f"secret {secret.name} stored with keys: {', '.join(secret.keys)}")
@@ -356,7 +331,7 @@ class DispatchMagics(Magics):
         counts: dict[str, int] = {}
         for run in recent:
             counts[str(run.status)] = counts.get(str(run.status), 0) + 1
-        print(f"connected to: {getattr(client, 'describe', lambda: type(client).__name__)()}")
+        print(f"connected to: {client.describe()}")
         print(f"functions: {len(functions)} ({', '.join(f.name for f in functions) or 'none'})")
         print("recent runs: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
 
@@ -365,19 +340,12 @@ class DispatchMagics(Magics):
         parser.add_argument("url", nargs="?")
         parser.add_argument("--token")
         args = parser.parse_args(rest)
-        client = dk.connect(args.url, token=args.token) if args.url else dk.connect()
+        client = _connect.connect(args.url, token=args.token) if args.url else _connect.connect()
         self.close()
         self._client = client
-        print(f"connected to {getattr(client, 'describe', lambda: args.url or 'the embedded default')()}")
+        print(f"connected to {client.describe()}")
 
     # ------------------------------------------------------------------ events
-
-    def _events_client(self) -> Any:
-        client = self.client  # the embedded client and the REST client both speak events
-        if not hasattr(client, "emit"):
-            raise UsageError(f"{type(client).__name__} does not implement events; "
-                             "use the embedded default (%dispatch connect) or a server URL")
-        return client
 
     def _emit(self, words: list[str]) -> None:
         text = words[0].strip() if words else ""
@@ -392,7 +360,7 @@ class DispatchMagics(Magics):
             data = json.loads(data_text) if data_text.strip() else None
         except json.JSONDecodeError as exc:
             raise UsageError(f"the data is not valid JSON: {exc}") from None
-        event = self._events_client().emit(event_type, data, source=source)
+        event = self.client.emit(event_type, data, source=source)
         print(f"emitted {event['type']} (id {event['id']})")
 
     def _cmd_subscribe(self, rest: list[str]) -> None:
@@ -402,14 +370,14 @@ class DispatchMagics(Magics):
         parser.add_argument("--name")
         parser.add_argument("--filter", action="append", default=[], metavar="ATTRIBUTE=VALUE")
         args = parser.parse_args(rest)
-        filters = _pairs(args.filter, "--filter attribute=value")
-        sub = self._events_client().subscribe(args.function, event_type=args.event_type, name=args.name,
+        filters = key_values(args.filter, "--filter attribute=value")
+        sub = self.client.subscribe(args.function, event_type=args.event_type, name=args.name,
                                               filters=filters)
         print(f"subscription {sub.name}: {sub.event_type} -> {sub.function}")
 
     def _cmd_sources(self, rest: list[str]) -> None:
         _subparser("sources").parse_args(rest)
-        client = self._events_client()
+        client = self.client
         sources = client.list_event_sources()
         print("event sources:" + ("" if sources else " none"))
         for source in sources:

@@ -10,7 +10,7 @@ from typing import Any
 import ipywidgets as widgets
 import jsonschema
 
-from ..client import Client
+from .._client import Client
 from ..model import DispatchError, Function, Run
 from . import _format as fmt
 from ._base import DispatchWidget, close_tree

@@ -7,7 +7,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..client import Client
+from .._client import Client
 from ..model import Run, RunStatus
 from . import _format as fmt
 from ._base import DispatchWidget, close_tree

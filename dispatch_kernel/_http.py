@@ -2,8 +2,9 @@
 
 It behaves like the in-process LocalClient (the same tests run against both), with the limits
 of JSON: arguments and outputs travel as JSON, so a tuple comes back as a list and a value JSON
-cannot carry is refused before it is sent. Functions travel as packages (cloudpickle, base64),
-built here exactly as the local client builds them.
+cannot carry is refused before it is sent. Functions travel as packages (JSON, with the
+cloudpickle of the function opaque inside it), built here exactly as the local client builds
+them; the server stores them and only its workers load them.
 
 Only the standard library speaks HTTP here: one keep-alive connection per calling thread.
 """
@@ -24,7 +25,8 @@ from typing import Any, Callable
 import urllib.request
 from urllib.parse import quote, urlencode, urlsplit
 
-from .client import FunctionHandle, RunHandle
+from ._handles import FunctionHandle, RunHandle
+from .inputs import json_or_file
 from .model import (
     ConflictError,
     DeployError,
@@ -103,7 +105,7 @@ class HttpClient:
         if getattr(self._local, "connection", None) is connection:
             self._local.connection = None
 
-    def request(self, method: str, path: str, body: Any = None,
+    def _request(self, method: str, path: str, body: Any = None,
                 query: dict[str, Any] | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """(status, decoded JSON) of one request to `dispatch/v1/<path>`; errors are raised."""
@@ -190,7 +192,7 @@ class HttpClient:
         if progress is not None:
             progress(f"deploying {name} on {self.url}")
         try:
-            _, data = self.request("POST", "functions", body)
+            _, data = self._request("POST", "functions", body)
         except ConflictError:
             data = self._update(name, body)
         return FunctionHandle(self, Function.from_dict(data), fn if callable(fn) else None)
@@ -199,7 +201,7 @@ class HttpClient:
         for attempt in range(3):
             current = self.get_function(name)
             try:
-                return self.request("PUT", f"functions/{_segment(name)}", {**body, "revision": current.revision})[1]
+                return self._request("PUT", f"functions/{_segment(name)}", {**body, "revision": current.revision})[1]
             except ConflictError:
                 if attempt == 2:
                     raise
@@ -209,18 +211,18 @@ class HttpClient:
         return FunctionHandle(self, self.get_function(name))
 
     def get_function(self, name: str) -> Function:
-        return Function.from_dict(self.request("GET", f"functions/{_segment(name)}")[1])
+        return Function.from_dict(self._request("GET", f"functions/{_segment(name)}")[1])
 
     def list_functions(self) -> list[Function]:
-        return [Function.from_dict(item) for item in self.request("GET", "functions")[1]["items"]]
+        return [Function.from_dict(item) for item in self._request("GET", "functions")[1]["items"]]
 
     def delete_function(self, name: str) -> None:
-        self.request("DELETE", f"functions/{_segment(name)}")
+        self._request("DELETE", f"functions/{_segment(name)}")
 
     # ------------------------------------------------------------------ runs
 
     def _post_run(self, body: dict[str, Any]) -> Run:
-        return Run.from_dict(self.request("POST", "runs", body)[1])
+        return Run.from_dict(self._request("POST", "runs", body)[1])
 
     def _python_call(self, name: str, args: tuple, kwargs: dict[str, Any], wait: bool) -> Run:
         body: dict[str, Any] = {"function": name, "wait": wait, "args": list(args)}
@@ -270,7 +272,7 @@ class HttpClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = _LONG_POLL if deadline is None else max(0.0, min(_LONG_POLL, deadline - time.monotonic()))
-            run = Run.from_dict(self.request("GET", f"runs/{_segment(run_id)}",
+            run = Run.from_dict(self._request("GET", f"runs/{_segment(run_id)}",
                                              query={"wait": f"{wait:.3f}"} if wait > 0 else None)[1])
             if RunStatus(run.status).finished:
                 return run
@@ -278,11 +280,11 @@ class HttpClient:
                 raise TimeoutError(f"run {run_id} did not finish within {timeout:g}s")
 
     def get_run(self, run_id: str) -> Run:
-        return Run.from_dict(self.request("GET", f"runs/{_segment(run_id)}")[1])
+        return Run.from_dict(self._request("GET", f"runs/{_segment(run_id)}")[1])
 
     def cancel_run(self, run_id: str) -> Run:
         """Cancel a QUEUED or RUNNING run (a finished one, or one sharing its worker's batch, is a ConflictError)."""
-        return Run.from_dict(self.request("POST", f"runs/{_segment(run_id)}/cancel")[1])
+        return Run.from_dict(self._request("POST", f"runs/{_segment(run_id)}/cancel")[1])
 
     def list_runs(self, *, function: str | None = None, status: str | None = None,
                   since: float | None = None, before: str | None = None, limit: int = 100) -> list[Run]:
@@ -292,7 +294,7 @@ class HttpClient:
         while len(runs) < limit:
             query = {"function": function, "status": status, "since": since, "before": before,
                      "limit": min(_PAGE, limit - len(runs))}
-            page = self.request("GET", "runs", query=query)[1]
+            page = self._request("GET", "runs", query=query)[1]
             runs.extend(Run.from_dict(item) for item in page["items"])
             before = page["next"]
             if before is None:
@@ -316,23 +318,23 @@ class HttpClient:
     # ------------------------------------------------------------------ secrets
 
     def create_secret(self, name: str, values: dict[str, str]) -> Secret:
-        return Secret.from_dict(self.request("POST", "secrets", {"name": name, "values": values})[1])
+        return Secret.from_dict(self._request("POST", "secrets", {"name": name, "values": values})[1])
 
     def get_secret(self, name: str) -> Secret:
-        return Secret.from_dict(self.request("GET", f"secrets/{_segment(name)}")[1])
+        return Secret.from_dict(self._request("GET", f"secrets/{_segment(name)}")[1])
 
     def list_secrets(self) -> list[Secret]:
-        return [Secret.from_dict(item) for item in self.request("GET", "secrets")[1]["items"]]
+        return [Secret.from_dict(item) for item in self._request("GET", "secrets")[1]["items"]]
 
     def delete_secret(self, name: str) -> None:
-        self.request("DELETE", f"secrets/{_segment(name)}")
+        self._request("DELETE", f"secrets/{_segment(name)}")
 
     # ------------------------------------------------------------------ events
 
     def emit(self, type: str | dict[str, Any], data: Any = None, **attributes: Any) -> dict[str, Any]:
         """Publish a CloudEvent (source=, id=, subject=, extensions=); returns the event."""
         if isinstance(type, dict):  # a whole event: structured content mode
-            return self.request("POST", "events", type,
+            return self._request("POST", "events", type,
                                 headers={"Content-Type": "application/cloudevents+json"})[1]
         unknown = sorted(set(attributes) - {"source", "id", "subject", "extensions"})
         if unknown:
@@ -340,22 +342,26 @@ class HttpClient:
         body: dict[str, Any] = {"type": type, **{k: v for k, v in attributes.items() if v is not None}}
         if data is not None:
             body["data"] = data
-        return self.request("POST", "events", body)[1]
+        return self._request("POST", "events", body)[1]
 
     def subscribe(self, function: str, *, event_type: str, **options: Any) -> Subscription:
         """Run `function` for each matching event (name=, filters=, max_attempts=, tags=)."""
         body = {"function": function, "event_type": event_type,
                 **{k: v for k, v in options.items() if v is not None}}
-        return Subscription.from_dict(self.request("POST", "subscriptions", body)[1])
+        return Subscription.from_dict(self._request("POST", "subscriptions", body)[1])
 
     def list_subscriptions(self) -> list[Subscription]:
-        return [Subscription.from_dict(item) for item in self.request("GET", "subscriptions")[1]["items"]]
+        return [Subscription.from_dict(item) for item in self._request("GET", "subscriptions")[1]["items"]]
 
     def get_subscription(self, name: str) -> Subscription:
-        return Subscription.from_dict(self.request("GET", f"subscriptions/{_segment(name)}")[1])
+        return Subscription.from_dict(self._request("GET", f"subscriptions/{_segment(name)}")[1])
 
     def delete_subscription(self, name: str) -> None:
-        self.request("DELETE", f"subscriptions/{_segment(name)}")
+        self._request("DELETE", f"subscriptions/{_segment(name)}")
+
+    def dead_letters(self, subscription: str | None = None) -> list[dict[str, Any]]:
+        """Events given up after their subscription's max_attempts."""
+        return self._request("GET", "dead-letters", query={"subscription": subscription})[1]["items"]
 
     def create_event_source(self, name: str, *, type: str, config: dict[str, Any] | None = None,
                             secrets: list[str] | None = None, **options: Any) -> EventSource:
@@ -364,16 +370,16 @@ class HttpClient:
             body["config"] = config
         if secrets is not None:
             body["secrets"] = secrets
-        return EventSource.from_dict(self.request("POST", "event-sources", body)[1])
+        return EventSource.from_dict(self._request("POST", "event-sources", body)[1])
 
     def list_event_sources(self) -> list[EventSource]:
-        return [EventSource.from_dict(item) for item in self.request("GET", "event-sources")[1]["items"]]
+        return [EventSource.from_dict(item) for item in self._request("GET", "event-sources")[1]["items"]]
 
     def get_event_source(self, name: str) -> EventSource:
-        return EventSource.from_dict(self.request("GET", f"event-sources/{_segment(name)}")[1])
+        return EventSource.from_dict(self._request("GET", f"event-sources/{_segment(name)}")[1])
 
     def delete_event_source(self, name: str) -> None:
-        self.request("DELETE", f"event-sources/{_segment(name)}")
+        self._request("DELETE", f"event-sources/{_segment(name)}")
 
     # ------------------------------------------------------------------ images
 
@@ -383,16 +389,16 @@ class HttpClient:
         body: dict[str, Any] = {"name": name, "image_url": image_url, "language": language}
         if tags:
             body["tags"] = tags
-        return BaseImage.from_dict(self.request("POST", "base-images", body)[1])
+        return BaseImage.from_dict(self._request("POST", "base-images", body)[1])
 
     def get_base_image(self, name: str) -> BaseImage:
-        return BaseImage.from_dict(self.request("GET", f"base-images/{_segment(name)}")[1])
+        return BaseImage.from_dict(self._request("GET", f"base-images/{_segment(name)}")[1])
 
     def list_base_images(self) -> list[BaseImage]:
-        return [BaseImage.from_dict(item) for item in self.request("GET", "base-images")[1]["items"]]
+        return [BaseImage.from_dict(item) for item in self._request("GET", "base-images")[1]["items"]]
 
     def delete_base_image(self, name: str) -> None:
-        self.request("DELETE", f"base-images/{_segment(name)}")
+        self._request("DELETE", f"base-images/{_segment(name)}")
 
     def create_image(self, name: str, base: str, *, requirements: Iterable[str] | None = None,
                      system_packages: Iterable[str] | None = None, tags: dict[str, str] | None = None,
@@ -407,7 +413,7 @@ class HttpClient:
         if tags:
             body["tags"] = tags
         if progress is None:
-            return Image.from_dict(self.request("POST", "images", body)[1])
+            return Image.from_dict(self._request("POST", "images", body)[1])
         return self._build_streamed(body, progress)
 
     def _build_streamed(self, body: dict[str, Any], progress: Callable[[str], None]) -> Image:
@@ -453,13 +459,13 @@ class HttpClient:
             self._drop(connection)
 
     def get_image(self, name: str) -> Image:
-        return Image.from_dict(self.request("GET", f"images/{_segment(name)}")[1])
+        return Image.from_dict(self._request("GET", f"images/{_segment(name)}")[1])
 
     def list_images(self) -> list[Image]:
-        return [Image.from_dict(item) for item in self.request("GET", "images")[1]["items"]]
+        return [Image.from_dict(item) for item in self._request("GET", "images")[1]["items"]]
 
     def delete_image(self, name: str) -> None:
-        self.request("DELETE", f"images/{_segment(name)}")
+        self._request("DELETE", f"images/{_segment(name)}")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -598,10 +604,7 @@ def _function_fields(options: dict[str, Any]) -> dict[str, Any]:
             continue
         if key in ("schema_in", "schema_out"):
             if isinstance(value, str):
-                try:
-                    value = json.loads(value)
-                except json.JSONDecodeError as exc:
-                    raise InvalidRequestError(f"{key} is not valid JSON: {exc}") from None
+                value = json_or_file(value, key)
             schema[key[len("schema_"):]] = value
         elif key in ("min_workers", "max_workers", "idle_timeout"):
             scaling[key] = value
