@@ -19,9 +19,9 @@ from pathlib import Path
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Int, Unicode, default
 
-from .. import __version__
+from ..version import __version__
 from ..settings import Settings
-from .handlers import DispatchState, handlers
+from .base import DispatchState
 
 URL_ENV = "DISPATCH_URL"
 TOKEN_ENV = "DISPATCH_TOKEN"
@@ -48,8 +48,10 @@ class DispatchApp(ExtensionApp):
     bus = Unicode("sqlite", config=True,
                   help="The event bus plug-in (entry point dispatch_kernel.buses): sqlite, the embedded "
                        "default, or nats (JetStream, shared by several servers).")
-    bus_options = Dict(config=True,
-                       help='Options of the event bus, e.g. {"url": "nats://127.0.0.1:4222"} for nats.')
+    plugin_options = Dict(config=True,
+                          help="Options of each plug-in, by its name, e.g. "
+                               '{"nats": {"url": "nats://127.0.0.1:4222"}, "oci": {"registry": "127.0.0.1:5000"}, '
+                               '"container": {"docker_host": "unix:///run/podman/podman.sock"}}.')
     run_threads = Int(64, config=True, help="Threads that carry runs started without waiting.")
     request_threads = Int(64, config=True,
                           help="Threads that carry the core's blocking calls for requests "
@@ -72,8 +74,10 @@ class DispatchApp(ExtensionApp):
     def initialize_settings(self) -> None:
         from ..core import Dispatch
 
+        # isolated: the server stores and forwards what clients send, and never loads it.
         options = {"store": self.store, "driver": self.driver, "images": self.images, "org": self.org,
-                   "run_threads": self.run_threads, "bus": self.bus, "bus_options": dict(self.bus_options)}
+                   "run_threads": self.run_threads, "bus": self.bus,
+                   "plugin_options": dict(self.plugin_options), "isolated": True}
         settings = Settings(home=Path(self.home), **options) if self.home else Settings(**options)
         core = Dispatch(settings)
         # The API's handlers log through a child of the server's logger whose level is the
@@ -92,10 +96,9 @@ class DispatchApp(ExtensionApp):
                       self.serverapp.base_url, settings.home)
 
     def initialize_handlers(self) -> None:
-        from .events_handlers import events_handlers
+        from .routes import routes
 
-        self.handlers.extend(events_handlers())  # before handlers()'s catch-all
-        self.handlers.extend(handlers())
+        self.handlers.extend(routes())
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         if self.export_env:

@@ -1,0 +1,217 @@
+"""What every REST API v1 handler shares: the state of the extension, errors as JSON, the core
+called off the event loop, bodies checked against the OpenAPI document.
+
+No logic lives in a handler that another face would need: a handler parses, authorizes, calls
+one manager method of the core (never on the event loop: the core blocks) and serializes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, Callable, ClassVar, Iterator
+from urllib.parse import quote
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
+from ..core import Dispatch
+from ..model import DeployError, DispatchError, InvalidRequestError, strict_dumps
+from . import openapi
+from ._bridge import LoopBridge
+from ._streams import RunHub
+
+API = "dispatch/v1"
+
+
+class ApiError(web.HTTPError):
+    """An error answered as {"code", "message", ...extra}."""
+
+    def __init__(self, code: int, message: str, **extra: Any) -> None:
+        super().__init__(code)
+        self.message = message
+        self.extra = extra
+
+
+class DispatchState:
+    """What every handler shares: the core, the threads that call it, the limits."""
+
+    def __init__(self, core: Dispatch, *, org: str, max_body_size: int, threads: int,
+                 log: logging.Logger | None = None) -> None:
+        self.core = core
+        self.org = org
+        self.max_body_size = max_body_size
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="dispatch-request")
+        self.hub = RunHub(core.runs, org)
+        self.bridge = LoopBridge()
+        self.log = log
+
+
+
+class DispatchHandler(APIHandler):
+    """The base of every API v1 handler: errors as {"code", "message"}, the core in a thread.
+
+    A handler serves the OpenAPI path in `path` (under dispatch/v1/): routes.py makes the URL
+    patterns from it, and a test checks that handlers and the document name the same paths
+    and methods.
+    """
+
+    auth_resource = "dispatch:api"
+    path: ClassVar[str] = ""
+
+    @property
+    def state(self) -> DispatchState:
+        """What every handler of this server shares."""
+        return self.settings["dispatch_kernel"]
+
+    @property
+    def log(self) -> logging.Logger:  # type: ignore[override]
+        """The server's log, through the extension's child logger when there is one (app.py)."""
+        return self.state.log or super().log
+
+    @property
+    def core(self) -> Dispatch:
+        """The server's Dispatch core."""
+        return self.state.core
+
+    @property
+    def org(self) -> str:
+        """The organization the request works in."""
+        # One organization per server until identity (accounts, policies) maps users to theirs.
+        return self.state.org
+
+    async def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`method(*args, **kwargs)` on a request thread; the core's errors become API errors."""
+        loop = asyncio.get_running_loop()
+        with self.api_errors():
+            return await loop.run_in_executor(self.state.executor, partial(method, *args, **kwargs))
+
+    async def outcome(self, method: Callable[..., Future], *args: Any, **kwargs: Any) -> Any:
+        """The result of the Future that `method(*args, **kwargs)` returns at once (no request
+        thread waits for it); the core's errors become API errors."""
+        with self.api_errors():
+            return await self.state.bridge.wait(method(*args, **kwargs))
+
+    @contextmanager
+    def api_errors(self) -> Iterator[None]:
+        """The core's errors as API errors: 422 for a failed deploy, else the error's own code."""
+        try:
+            yield
+        except DeployError as exc:
+            extra = {"function": exc.function.public_dict()} if exc.function is not None else {}
+            raise ApiError(422, str(exc), **extra) from None
+        except DispatchError as exc:
+            if exc.code >= 500:
+                raise
+            raise ApiError(exc.code, str(exc)) from None
+
+    def body(self, schema: str) -> Any:
+        """The JSON body, checked against the OpenAPI schema `schema`: 413 over the limit, 400
+        when it is not JSON or not of that shape."""
+        data = self.request.body
+        limit = self.state.max_body_size
+        if len(data) > limit:
+            raise ApiError(413, f"the request body is {len(data):,} bytes, over the limit of {limit:,} "
+                                "(c.DispatchApp.max_body_size)")
+        if not data:
+            raise ApiError(400, "the request needs a JSON body")
+        try:
+            value = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+        try:
+            openapi.validate(schema, value)
+        except InvalidRequestError as exc:
+            raise ApiError(400, str(exc)) from None
+        return value
+
+    def query(self, name: str, kind: type = str, *, low: float | None = None,
+              high: float | None = None) -> Any:
+        """A query parameter converted to `kind` and range-checked (400 otherwise); None if absent."""
+        text = self.get_query_argument(name, None)
+        if text is None:
+            return None
+        try:
+            value = kind(text)
+        except ValueError:
+            raise ApiError(400, f"query parameter {name} must be a{'n integer' if kind is int else ' number'}, "
+                                f"not {text[:40]!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ApiError(400, f"query parameter {name} must be a finite number")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ApiError(400, f"query parameter {name} must be between {low:g} and {high:g}")
+        return value
+
+    def reply(self, value: Any, status: int = 200) -> None:
+        """Answer `value` as strict JSON (any parser reads it) with `status`."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(strict_dumps(value))
+
+    def created(self, name: str, value: Any) -> None:
+        """Answer 201 with `value`, and where the new entity `name` lives."""
+        self.set_header("Location", self.request.path.rstrip("/") + "/" + quote(name, safe=""))
+        self.reply(value, 201)
+
+    def no_content(self) -> None:
+        """Answer 204 (a delete)."""
+        self.set_status(204)
+        self.finish()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        extra: dict[str, Any] = {}
+        if isinstance(exc, ApiError):
+            message = exc.message
+            extra = exc.extra
+        elif isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        elif isinstance(exc, DispatchError):
+            message = str(exc)
+        elif exc is not None and status_code >= 500:
+            message = f"internal error: {type(exc).__name__}: {exc}"
+        else:
+            message = self._reason
+        if status_code == 403 and not self.current_user:
+            message = ("not authenticated: send the server's token (Authorization: token ...), "
+                       f"or log in and send the X-XSRFToken header ({message})")
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"code": status_code, "message": message, **extra}))
+
+    def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
+        if isinstance(value, ApiError):
+            return  # an answer, not a failure: the access log already shows the status
+        super().log_exception(typ, value, tb)
+
+
+class NotFoundHandler(DispatchHandler):
+    """Any other path under dispatch/v1/: a JSON 404, not the server's HTML page."""
+
+    path = "(.*)"  # not a path of the document: routes.py puts it last, as a catch-all
+
+    @web.authenticated
+    async def get(self, path: str) -> None:
+        raise ApiError(404, f"no endpoint {API}/{path}; see {API}/openapi.json")
+
+    post = put = patch = delete = get
+
+
+class OpenApiHandler(DispatchHandler):
+    """This API's OpenAPI document, with its server URL under the server's base URL."""
+
+    auth_resource = "dispatch:openapi"
+    path = "openapi.json"
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(openapi.document(self.base_url))
+
+
+__all__ = ["API", "ApiError", "DispatchHandler", "DispatchState", "NotFoundHandler", "OpenApiHandler"]
