@@ -21,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-from dispatch_kernel.core import Dispatch
+import dispatch_kernel as dk
 from dispatch_kernel.model import RunStatus
 from dispatch_kernel.settings import Settings
 
@@ -40,13 +40,13 @@ def handle(ctx, payload):
 
 
 class _Finished:
-    """Collects finished runs of this process as the core reports them (Dispatch.watch)."""
+    """Collects finished runs of this process as the core reports them (watch_runs)."""
 
-    def __init__(self, core: Dispatch) -> None:
+    def __init__(self, core: dk.LocalClient) -> None:
         self.runs: dict[str, object] = {}
         self.count = 0
         self.changed = threading.Condition()
-        self.stop = core.watch(self._seen)
+        self.stop = core.watch_runs(self._seen)
 
     def _seen(self, run) -> None:
         if RunStatus(run.status).finished:
@@ -91,17 +91,17 @@ def _drop_stream(stream: str) -> None:
     asyncio.run(drop())
 
 
-def _core(bus: str) -> tuple[Dispatch, Path, str | None]:
+def _core(bus: str) -> tuple[dk.LocalClient, Path, str | None]:
     home = Path(tempfile.mkdtemp(prefix="dk-bench-events-"))
     stream = None
     options: dict = {}
     if bus == "nats":
         stream = f"BENCH_{uuid.uuid4().hex[:10].upper()}"
         options = {"url": NATS_URL, "stream": stream}
-    return Dispatch(Settings(home=home, bus=bus, bus_options=options)), home, stream
+    return dk.connect(settings=Settings(home=home, bus=bus, plugin_options={bus: options})), home, stream
 
 
-def _close(core: Dispatch, home: Path, stream: str | None) -> None:
+def _close(core: dk.LocalClient, home: Path, stream: str | None) -> None:
     core.close()
     shutil.rmtree(home, ignore_errors=True)
     if stream:
@@ -113,7 +113,7 @@ def _latencies(bus: str, iterations: int, warmup: int) -> tuple[list[float], lis
     core, home, stream = _core(bus)
     try:
         core.deploy(handle, name="target", min_workers=1, max_workers=1)
-        core.subscribe("target", "bench.ping")
+        core.subscribe("target", event_type="bench.ping")
         time.sleep(0.5)  # consumers (NATS) are up
         finished = _Finished(core)
         emitted, spawned = [], []
@@ -130,7 +130,7 @@ def _latencies(bus: str, iterations: int, warmup: int) -> tuple[list[float], lis
         for i in range(warmup + iterations):
             before = finished.count
             start = time.time()
-            run = core.spawn("target", (i,))
+            run = core.spawn("target", i)
             if not finished.wait_for(before + 1, 30):
                 raise RuntimeError("spawn: no run within 30 s")
             if i >= warmup:
@@ -183,7 +183,7 @@ def _sustained(bus: str, total: int) -> tuple[float, float, int]:
     core, home, stream = _core(bus)
     try:
         core.deploy(inc, name="sink", min_workers=2, max_workers=2)
-        core.subscribe("sink", "bench.load")
+        core.subscribe("sink", event_type="bench.load")
         time.sleep(0.5)
         finished = _Finished(core)
         start = time.perf_counter()
@@ -195,7 +195,7 @@ def _sustained(bus: str, total: int) -> tuple[float, float, int]:
         finished.stop()
         finished = _Finished(core)
         start = time.perf_counter()
-        _in_threads(lambda i: core.spawn("sink", (i,)), total)
+        _in_threads(lambda i: core.spawn("sink", i), total)
         if not finished.wait_for(total, 120):
             raise RuntimeError("spawn baseline did not finish")
         spawn_rate = total / (time.perf_counter() - start)

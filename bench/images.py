@@ -39,7 +39,7 @@ class _Stack:
 
 @contextmanager
 def _stack() -> Iterator[_Stack]:
-    from dispatch_kernel.images.oci import debian_python_base
+    from dispatch_kernel.images.debian import debian_python_base
     from dispatch_kernel.images.registry import RegistryClient
     from dispatch_kernel.images.services import LocalRegistry, PodmanService
 
@@ -73,8 +73,9 @@ def _code(fn, salt: int = 0) -> bytes:
 def _settings(stack: _Stack, home: Path, **more):
     from dispatch_kernel.settings import Settings
 
-    return Settings(home=home, registry=stack.registry.address, base_image=stack.base,
-                    docker_host=stack.podman.url, container_options=stack.podman.engine_options(), **more)
+    return Settings(home=home, plugin_options={
+        "oci": {"registry": stack.registry.address, "base_image": stack.base},
+        "container": {"docker_host": stack.podman.url, "engine_options": stack.podman.engine_options()}}, **more)
 
 
 def image_build(quick: bool = False) -> list[Result]:

@@ -31,6 +31,18 @@ ENGINE_OPTIONS = {
 }
 
 
+def image_options(registry_address: str, python_base: str) -> dict[str, dict]:
+    """plugin_options for the OCI builder: push to the test registry, build on the test base."""
+    return {"oci": {"registry": registry_address, "base_image": python_base}}
+
+
+def container_options(registry_address: str, python_base: str, docker_host: str,
+                      engine_options: dict | None = None) -> dict[str, dict]:
+    """plugin_options for the container driver and the OCI builder of the test services."""
+    return {**image_options(registry_address, python_base),
+            "container": {"docker_host": docker_host, "engine_options": dict(engine_options or ENGINE_OPTIONS)}}
+
+
 def missing(what: str) -> None:
     """Fail under CI, skip elsewhere."""
     if CI:
@@ -68,7 +80,8 @@ def podman_service(registry: LocalRegistry, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(scope="session")
 def python_base(registry: LocalRegistry) -> str:
     """The Debian Python base image in the test registry (debootstrap once, then cached)."""
-    from dispatch_kernel.images.oci import debian_python_base, default_cache
+    from dispatch_kernel.images.debian import debian_python_base
+    from dispatch_kernel.images.layers import default_cache
     from dispatch_kernel.images.registry import RegistryClient
 
     if shutil.which("debootstrap") is None and not (default_cache() / "rootfs" / "bookworm-python3").exists():

@@ -29,7 +29,7 @@ HOST = textwrap.dedent(
     while client.get_run(running.id).status != "RUNNING":
         time.sleep(0.01)
     time.sleep(0.3)
-    zygote = client.dispatch.driver("local").pool(client.get_function("nap")).zygote.process.pid
+    zygote = client.dispatch.drivers.get("local").pool(client.get_function("nap")).zygote.process.pid
     print(json.dumps({"done": done.id, "running": running.id, "queued": queued.id,
                       "worker": done.output, "zygote": zygote}), flush=True)
     time.sleep(120)

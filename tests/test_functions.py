@@ -304,16 +304,16 @@ def test_submitted_runs_resolve_to_their_records_and_errors(client):
     core = client.dispatch
     client.deploy(add)
     client.deploy(handle, name="greet", schema_in=NAME_SCHEMA, secrets=[])  # no secret: fails at run
-    run = core.submit("add", [1, 2]).result(30)
+    run = core.runs.submit("add", [1, 2], org="default").result(30)
     assert (run.status, run.output) == (dk.RunStatus.SUCCEEDED, 3)
     assert client.get_run(run.id).output == 3
-    assert core.submit("add", python=((2,), {"y": 5})).result(30).output == 7
+    assert core.runs.submit("add", python=((2,), {"y": 5}), org="default").result(30).output == 7
     with pytest.raises(dk.NotFoundError):
-        core.submit("nothing-here", [1]).result(30)
-    refused = core.submit("greet", {"name": 3}).result(30)
+        core.runs.submit("nothing-here", [1], org="default").result(30)
+    refused = core.runs.submit("greet", {"name": 3}, org="default").result(30)
     assert refused.status == dk.RunStatus.FAILED and refused.error.type == "InputError"
     with pytest.raises(dk.InvalidRequestError):  # handle(ctx, payload) takes one payload
-        core.submit("greet", python=((1, 2), {})).result(30)
+        core.runs.submit("greet", python=((1, 2), {}), org="default").result(30)
 
 
 def test_submitted_runs_that_queue_share_a_batch_and_are_answered_as_each_ends(client):
@@ -325,10 +325,10 @@ def test_submitted_runs_that_queue_share_a_batch_and_are_answered_as_each_ends(c
 
     client.deploy(nap, max_workers=1)
     core = client.dispatch
-    first = core.submit("nap", [0.5])  # takes the function's only lane
+    first = core.runs.submit("nap", [0.5], org="default")  # takes the function's only lane
     time.sleep(0.1)
-    quick = [core.submit("nap", [0]) for _ in range(3)]
-    slow = core.submit("nap", [3])
+    quick = [core.runs.submit("nap", [0], org="default") for _ in range(3)]
+    slow = core.runs.submit("nap", [3], org="default")
     for future in quick:  # queued behind `first`, then one batch with `slow` last
         assert future.result(30).output == 0
     assert not slow.done(), "the quick runs of a batch are answered before its last one ends"
@@ -345,7 +345,7 @@ def test_many_submitted_runs_from_many_threads_each_get_their_own_answer(client)
 
     def submit(start: int) -> None:
         for i in range(start, start + 250):
-            futures[i] = core.submit("add", [i, 1])
+            futures[i] = core.runs.submit("add", [i, 1], org="default")
 
     threads = [threading.Thread(target=submit, args=(n * 250,)) for n in range(4)]
     for thread in threads:

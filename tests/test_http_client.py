@@ -13,7 +13,7 @@ import time
 import pytest
 
 import dispatch_kernel as dk
-from dispatch_kernel.http_client import HttpClient
+from dispatch_kernel import HttpClient
 from dispatch_kernel.model import ForbiddenError
 from tests.server.live import ThreadedServer
 from tests.test_functions import (  # noqa: F401  (collected again, over both clients)

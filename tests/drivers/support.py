@@ -17,5 +17,5 @@ def crash(kind):
 
 def driver_pool(client, name):
     dispatch = client.dispatch
-    function = dispatch.get_function(name)
-    return dispatch.driver(function.driver).pool(function)
+    function = dispatch.functions.get(name, dispatch.org(None))
+    return dispatch.drivers.get(function.driver).pool(function)

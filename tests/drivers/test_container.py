@@ -10,7 +10,7 @@ import dispatch_kernel as dk
 
 from .support import crash, driver_pool
 from dispatch_kernel.settings import Settings
-from tests.containers_support import ENGINE_OPTIONS
+from tests.containers_support import ENGINE_OPTIONS, container_options
 
 # The first test of a session may debootstrap the Python base image (minutes, once per cache).
 pytestmark = pytest.mark.timeout(600)
@@ -18,8 +18,8 @@ pytestmark = pytest.mark.timeout(600)
 
 @pytest.fixture
 def client(home, registry, podman_service, python_base):
-    settings = Settings(home=home, driver="container", registry=registry.address, base_image=python_base,
-                        docker_host=podman_service.url, container_options=dict(ENGINE_OPTIONS))
+    settings = Settings(home=home, driver="container",
+                        plugin_options=container_options(registry.address, python_base, podman_service.url))
     with dk.connect(settings=settings) as the_client:
         yield the_client
 
@@ -47,7 +47,7 @@ def whoami():
 
 def test_a_function_runs_in_a_container_with_its_logs(client):
     fn = client.deploy(add, max_workers=2)
-    assert fn.refresh().image.startswith(client.dispatch.settings.registry + "/dispatch/functions/")
+    assert fn.refresh().image.startswith(client.dispatch.images.oci().address + "/dispatch/functions/")
     run = fn.spawn(2, 3).wait(60)
     assert run.status == "SUCCEEDED" and run.output == 5
     assert run.logs["stdout"] == "adding 2 3\n"
@@ -129,8 +129,8 @@ def test_the_engine_enforces_the_memory_limit_and_only_that_run_fails(client, po
 def test_the_engine_kills_a_container_over_its_memory_limit(home, registry, podman_service, python_base):
     # Without the runtime's own address-space cap, only the engine's cgroup limit stands.
     options = {**ENGINE_OPTIONS, "environment": {"DISPATCH_MEMORY": ""}}
-    settings = Settings(home=home, driver="container", registry=registry.address, base_image=python_base,
-                        docker_host=podman_service.url, container_options=options)
+    settings = Settings(home=home, driver="container",
+                        plugin_options=container_options(registry.address, python_base, podman_service.url, options))
 
     def leak():
         hoard = []
@@ -183,7 +183,7 @@ def test_a_redeploy_replaces_the_containers(client):
 
     fn = client.deploy(version, name="version")
     assert fn() == 1
-    registry = client.dispatch.driver("container").builder.registry
+    registry = client.dispatch.images.oci().registry
     mark = len(registry.pushed)
 
     def version():  # noqa: F811
@@ -197,8 +197,8 @@ def test_a_redeploy_replaces_the_containers(client):
 
 
 def test_closing_the_client_removes_every_container(home, registry, podman_service, python_base):
-    settings = Settings(home=home, driver="container", registry=registry.address, base_image=python_base,
-                        docker_host=podman_service.url, container_options=dict(ENGINE_OPTIONS))
+    settings = Settings(home=home, driver="container",
+                        plugin_options=container_options(registry.address, python_base, podman_service.url))
     client = dk.connect(settings=settings)
     client.deploy(whoami, name="closing", min_workers=2, max_workers=2)
     names = podman_service.podman("ps", "--format", "{{.Names}}").stdout.split()
@@ -240,11 +240,11 @@ def test_base_image_then_image_then_a_function_built_on_it(client, python_base):
     fn = client.deploy(uses_the_image, image="ds", driver="container")
     assert fn() == ("&lt;i&gt;", "2.1.5")
     function = fn.refresh()
-    assert function.image_name == "ds" and function.image.startswith(client.dispatch.settings.registry)
+    assert function.image_name == "ds" and function.image.startswith(client.dispatch.images.oci().address)
     # the function's image is the image's layers plus the runtime and the code, nothing else
     from dispatch_kernel.images.registry import Reference, RegistryClient
 
-    registry = RegistryClient(client.dispatch.settings.registry)
+    registry = RegistryClient(client.dispatch.images.oci().address)
     image_ref, function_ref = Reference.parse(image.image_url), Reference.parse(function.image)
     image_layers = registry.get_manifest(image_ref.repository, image_ref.ref)[0]["layers"]
     function_layers = registry.get_manifest(function_ref.repository, function_ref.ref)[0]["layers"]
@@ -261,7 +261,7 @@ def test_images_are_checked(client):
         client.create_image("x", base="nope")
     with pytest.raises(dk.NotFoundError):
         client.deploy(add, image="nope", driver="container")
-    broken = client.create_base_image("gone", f"{client.dispatch.settings.registry}/dispatch/none:1")
+    broken = client.create_base_image("gone", f"{client.dispatch.images.oci().address}/dispatch/none:1")
     assert broken.status == "ERROR" and broken.reason
     with pytest.raises(dk.ConflictError):
         client.create_image("x", base="gone")
@@ -285,8 +285,8 @@ def test_a_failed_image_build_is_an_error_that_can_be_retried(client, python_bas
 
 def test_a_bridge_network_publishes_the_port_on_127_0_0_1(home, registry, podman_service, python_base):
     options = {**ENGINE_OPTIONS, "network_mode": "bridge"}
-    settings = Settings(home=home, driver="container", registry=registry.address, base_image=python_base,
-                        docker_host=podman_service.url, container_options=options)
+    settings = Settings(home=home, driver="container",
+                        plugin_options=container_options(registry.address, python_base, podman_service.url, options))
     with dk.connect(settings=settings) as client:
         fn = client.deploy(add, name="bridged")
         assert fn(20, 22) == 42

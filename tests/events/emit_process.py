@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import sys
 
-from dispatch_kernel.core import Dispatch
+import dispatch_kernel as dk
 from dispatch_kernel.settings import Settings
 
 
 def main() -> None:
     home, count = sys.argv[1], int(sys.argv[2])
-    with Dispatch(Settings(home=home)) as core:
+    with dk.connect(settings=Settings(home=home)) as core:
         for n in range(count):
             event = core.emit("job.done", {"n": n})
             print(event["id"], flush=True)

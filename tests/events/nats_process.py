@@ -9,17 +9,17 @@ from __future__ import annotations
 import sys
 import time
 
-from dispatch_kernel.core import Dispatch
+import dispatch_kernel as dk
 from dispatch_kernel.settings import Settings
 
 
 def main() -> None:
     home, stream, url = sys.argv[1:4]
-    settings = Settings(home=home, bus="nats", bus_options={"url": url, "stream": stream, "ack_wait": 2.0})
-    with Dispatch(settings) as core:
+    settings = Settings(home=home, bus="nats", plugin_options={"nats": {"url": url, "stream": stream, "ack_wait": 2.0}})
+    with dk.connect(settings=settings) as core:
         deadline = time.monotonic() + 30
         subscriptions = core.list_subscriptions()
-        while len([n for n in core.events.supervisor.names() if n.startswith("nats:")]) < len(subscriptions):
+        while len([n for n in core.dispatch.events.supervisor.names() if n.startswith("nats:")]) < len(subscriptions):
             if time.monotonic() > deadline:
                 sys.exit("the consumers did not start")
             time.sleep(0.05)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatch_kernel.core import Dispatch
+import dispatch_kernel as dk
 from dispatch_kernel.model import RunStatus
 from dispatch_kernel.settings import Settings
 
@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _settings(home, url, stream):
-    return Settings(home=home, bus="nats", bus_options={"url": url, "stream": stream, "ack_wait": 2.0,
-                                                         "retry_base": 0.05, "retry_max": 0.2})
+    return Settings(home=home, bus="nats", plugin_options={"nats": {"url": url, "stream": stream, "ack_wait": 2.0,
+                                                         "retry_base": 0.05, "retry_max": 0.2}})
 
 
 @pytest.fixture
@@ -50,9 +50,9 @@ def stream(nats_url):
 
 
 def test_emit_through_nats_runs_the_subscriber(home, nats_url, stream):
-    with Dispatch(_settings(home, nats_url, stream)) as core:
+    with dk.connect(settings=_settings(home, nats_url, stream)) as core:
         core.deploy(handle, name="on_order")
-        core.subscribe("on_order", "order.*")
+        core.subscribe("on_order", event_type="order.*")
         time.sleep(0.3)
         event = core.emit("order.created", {"id": 7}, source="shop")
         core.emit("order.created", {"id": 7}, source="shop", id=event["id"])  # a repeat: dropped
@@ -63,8 +63,8 @@ def test_emit_through_nats_runs_the_subscriber(home, nats_url, stream):
 
 
 def test_failed_deliveries_go_to_the_dead_letters(home, nats_url, stream):
-    with Dispatch(_settings(home, nats_url, stream)) as core:
-        core.subscribe("missing", "job.done", max_attempts=2)
+    with dk.connect(settings=_settings(home, nats_url, stream)) as core:
+        core.subscribe("missing", event_type="job.done", max_attempts=2)
         time.sleep(0.3)
         core.emit("job.done", {"n": 1}, id="e1")
         deadline = time.monotonic() + 15
@@ -78,11 +78,11 @@ def test_failed_deliveries_go_to_the_dead_letters(home, nats_url, stream):
 def test_two_processes_share_the_stream_and_a_killed_one_loses_nothing(home, nats_url, stream):
     total = 1000
     settings = _settings(home, nats_url, stream)
-    with Dispatch(settings) as core:
+    with dk.connect(settings=settings) as core:
         core.deploy(handle, name="fa", max_workers=4)
         core.deploy(handle, name="fb", max_workers=4)
-        core.subscribe("fa", "order.*")
-        core.subscribe("fb", "order.created")
+        core.subscribe("fa", event_type="order.*")
+        core.subscribe("fb", event_type="order.created")
         other = subprocess.Popen([sys.executable, "-m", "tests.events.nats_process", str(home), stream, nats_url],
                                  cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                  env=dict(os.environ, PYTHONPATH=str(ROOT)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dispatch_kernel.core import Dispatch
+import dispatch_kernel as dk
 from dispatch_kernel.events.subscriptions import type_matches
 from dispatch_kernel.model import InvalidRequestError, RunStatus
 from dispatch_kernel.settings import Settings
@@ -14,7 +14,7 @@ from .helpers import handle, wait_runs
 
 @pytest.fixture
 def core(home):
-    with Dispatch(Settings(home=home, bus_options={"retry_base": 0.05, "retry_max": 0.2})) as dispatch:
+    with dk.connect(settings=Settings(home=home, plugin_options={"sqlite": {"retry_base": 0.05, "retry_max": 0.2}})) as dispatch:
         yield dispatch
 
 
@@ -30,7 +30,7 @@ def test_type_patterns():
 
 def test_emit_runs_the_subscribed_function_with_the_event(core):
     core.deploy(handle, name="on_order")
-    sub = core.subscribe("on_order", "order.*")
+    sub = core.subscribe("on_order", event_type="order.*")
     assert sub.event_type == "order.*" and sub.status == "READY"
     event = core.emit("order.created", {"id": 7}, source="shop")
     assert event["specversion"] == "1.0" and event["source"] == "shop"
@@ -48,8 +48,8 @@ def test_emit_runs_the_subscribed_function_with_the_event(core):
 def test_attribute_filters_and_several_subscriptions(core):
     core.deploy(handle, name="fa")
     core.deploy(handle, name="fb")
-    core.subscribe("fa", "vm.*", filters={"source": "vc1"})
-    core.subscribe("fb", "vm.powered.off", filters={"region": "eu"})
+    core.subscribe("fa", event_type="vm.*", filters={"source": "vc1"})
+    core.subscribe("fb", event_type="vm.powered.off", filters={"region": "eu"})
     core.emit("vm.powered.off", {"vm": 1}, source="vc1", extensions={"region": "us"})
     core.emit("vm.powered.off", {"vm": 2}, source="vc2", extensions={"region": "eu"})
     [a] = wait_runs(core, "fa", 1, settle=0.3)
@@ -59,8 +59,8 @@ def test_attribute_filters_and_several_subscriptions(core):
 
 def test_a_repeated_event_id_is_delivered_once_per_subscription(core):
     core.deploy(handle, name="once")
-    core.subscribe("once", "ping")
-    core.subscribe("once", "*", name="all")
+    core.subscribe("once", event_type="ping")
+    core.subscribe("once", event_type="*", name="all")
     for _ in range(3):
         core.emit("ping", {"n": 1}, id="same-id")
     runs = wait_runs(core, "once", 2, settle=0.3)
@@ -71,7 +71,7 @@ def test_a_repeated_event_id_is_delivered_once_per_subscription(core):
 def test_bad_events_and_subscriptions_are_refused(core):
     core.deploy(handle, name="f")
     with pytest.raises(InvalidRequestError):
-        core.subscribe("f", "vm.*.off")
+        core.subscribe("f", event_type="vm.*.off")
     with pytest.raises(InvalidRequestError):
         core.emit("", {"x": 1})
     with pytest.raises(InvalidRequestError):
@@ -82,7 +82,7 @@ def test_bad_events_and_subscriptions_are_refused(core):
 
 
 def test_failed_deliveries_retry_with_backoff_then_dead_letter(core):
-    core.subscribe("missing", "job.done", max_attempts=3)
+    core.subscribe("missing", event_type="job.done", max_attempts=3)
     core.emit("job.done", {"n": 1}, id="e1")
     deadline = __import__("time").monotonic() + 10
     while not core.dead_letters() and __import__("time").monotonic() < deadline:
@@ -95,7 +95,7 @@ def test_failed_deliveries_retry_with_backoff_then_dead_letter(core):
 
 
 def test_a_delivery_retried_until_the_function_exists(core):
-    core.subscribe("late", "job.done", max_attempts=20)
+    core.subscribe("late", event_type="job.done", max_attempts=20)
     core.emit("job.done", {"n": 1})
     import time
 
@@ -107,30 +107,30 @@ def test_a_delivery_retried_until_the_function_exists(core):
 
 
 def test_no_event_is_lost_across_a_restart(home):
-    settings = Settings(home=home, bus_options={"retry_base": 0.05})
-    with Dispatch(settings) as first:
-        first.subscribe("later", "job.*")  # the function does not exist yet: deliveries wait
+    settings = Settings(home=home, plugin_options={"sqlite": {"retry_base": 0.05}})
+    with dk.connect(settings=settings) as first:
+        first.subscribe("later", event_type="job.*")  # the function does not exist yet: deliveries wait
         for n in range(20):
             first.emit("job.done", {"n": n})
-    with Dispatch(settings) as second:
+    with dk.connect(settings=settings) as second:
         second.deploy(handle, name="later")
         runs = wait_runs(second, "later", 20, settle=0.5)
         assert sorted(r.input["n"] for r in runs) == list(range(20))
-        assert second.events.bus.pending() == 0
+        assert second.dispatch.events.bus.pending() == 0
 
 
 def test_old_finished_deliveries_are_pruned_but_dead_letters_stay(core):
     import time
 
     core.deploy(handle, name="f")
-    core.subscribe("f", "a")
-    core.subscribe("missing", "a", name="doomed", max_attempts=1)
+    core.subscribe("f", event_type="a")
+    core.subscribe("missing", event_type="a", name="doomed", max_attempts=1)
     core.emit("a", 1, id="old")
     wait_runs(core, "f", 1)
     deadline = time.monotonic() + 10
     while not core.dead_letters() and time.monotonic() < deadline:
         time.sleep(0.05)
-    bus = core.events.bus
+    bus = core.dispatch.events.bus
     bus.prune(now=time.time() + bus.dedupe_window + 1)
     with bus._lock:
         states = [row[0] for row in bus._db.execute("SELECT state FROM deliveries")]
@@ -147,9 +147,9 @@ def test_a_killed_process_loses_no_event_and_none_runs_twice(home):
 
     root = Path(__file__).resolve().parents[2]
     settings = Settings(home=home)
-    with Dispatch(settings) as first:
+    with dk.connect(settings=settings) as first:
         first.deploy(handle, name="worker")
-        first.subscribe("worker", "job.*")
+        first.subscribe("worker", event_type="job.*")
     emitter = subprocess.Popen([sys.executable, "-m", "tests.events.emit_process", str(home), "100000"],
                                cwd=root, stdout=subprocess.PIPE, text=True,
                                env=dict(os.environ, PYTHONPATH=str(root)))
@@ -165,11 +165,11 @@ def test_a_killed_process_loses_no_event_and_none_runs_twice(home):
     finally:
         if emitter.poll() is None:
             emitter.kill()
-    with Dispatch(settings) as second:
+    with dk.connect(settings=settings) as second:
         runs = wait_runs(second, "worker", len(emitted), timeout=60, settle=1.0)
         ids = [r.event["id"] for r in runs]
         assert len(ids) == len(set(ids))  # none twice
         assert set(emitted) <= set(ids)  # none lost
         for run in runs:  # runs the killed process had queued are settled, the rest ran here
             assert run.status == RunStatus.SUCCEEDED or "interrupted" in run.error.message
-        assert second.events.bus.pending() == 0
+        assert second.dispatch.events.bus.pending() == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dispatch_kernel.core import Dispatch
+import dispatch_kernel as dk
 from dispatch_kernel.model import DispatchError
 from dispatch_kernel.settings import Settings
 
@@ -15,7 +15,7 @@ def test_the_client_surface(client):
     client.deploy(handle, name="on_order")
     sub = client.subscribe("on_order", event_type="order.*")
     event = client.emit("order.created", {"id": 7}, source="shop")
-    [run] = wait_runs(client.dispatch, "on_order", 1)
+    [run] = wait_runs(client, "on_order", 1)
     assert run.event["id"] == event["id"] and run.output["payload"] == {"id": 7}
     nightly = client.create_event_source("nightly", type="schedule",
                                          config={"cron": "0 2 * * *", "timezone": "Europe/Berlin"})
@@ -30,12 +30,12 @@ def test_the_client_surface(client):
 
 
 def test_an_unreachable_bus_does_not_break_the_core(home):
-    settings = Settings(home=home, bus="nats", bus_options={"url": "nats://127.0.0.1:1", "connect_timeout": 1})
-    with Dispatch(settings) as core:
+    settings = Settings(home=home, bus="nats", plugin_options={"nats": {"url": "nats://127.0.0.1:1", "connect_timeout": 1}})
+    with dk.connect(settings=settings) as core:
         core.deploy(handle, name="f")
-        assert core.call("f", ({"x": 1},))["payload"] == {"x": 1}
+        assert core.call("f", {"x": 1})["payload"] == {"x": 1}
         with pytest.raises(Exception):
             core.emit("a", 1)
-    with Dispatch(Settings(home=home, bus="nonesuch")) as core:
+    with dk.connect(settings=Settings(home=home, bus="nonesuch")) as core:
         with pytest.raises(DispatchError):
             core.emit("a", 1)

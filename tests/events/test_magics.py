@@ -13,7 +13,7 @@ def test_subscribe_emit_and_sources(ip):
     assert result.success and "order.* -> on_order" in out.stdout
     result, out = run(ip, '%dispatch emit order.created {"id": 7, "note": "two words"} --source shop')
     assert result.success and "emitted order.created" in out.stdout
-    [run_record] = wait_runs(client.dispatch, "on_order", 1)
+    [run_record] = wait_runs(client, "on_order", 1)
     assert run_record.input == {"id": 7, "note": "two words"} and run_record.event["source"] == "shop"
     client.create_event_source("nightly", type="schedule", config={"cron": "0 2 * * *"})
     result, out = run(ip, "%dispatch sources")

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from dispatch_kernel.core import Dispatch
+import dispatch_kernel as dk
 from dispatch_kernel.events.sources.base import SourceContext
 from dispatch_kernel.events.sources.schedule import ScheduleSource
 from dispatch_kernel.model import EventSource, InvalidRequestError, RunStatus
@@ -17,10 +17,10 @@ from .helpers import handle, wait_runs
 
 
 def test_a_one_second_period_fires_within_tolerance(home):
-    with Dispatch(Settings(home=home)) as core:
+    with dk.connect(settings=Settings(home=home)) as core:
         core.deploy(handle, name="tick")
-        core.subscribe("tick", "schedule.tick")
-        source = core.create_event_source("every-second", "schedule", config={"period": "1s"})
+        core.subscribe("tick", event_type="schedule.tick")
+        source = core.create_event_source("every-second", type="schedule", config={"period": "1s"})
         assert source.type == "schedule"
         runs = wait_runs(core, "tick", 3, timeout=10)
         ticks = sorted(r.input["scheduled"] for r in runs)
@@ -39,14 +39,14 @@ def test_a_one_second_period_fires_within_tolerance(home):
 
 def test_after_downtime_it_fires_once_for_the_missed_ticks(home):
     settings = Settings(home=home)
-    with Dispatch(settings) as core:
+    with dk.connect(settings=settings) as core:
         core.deploy(handle, name="tick")
-        core.subscribe("tick", "schedule.tick")
-        core.create_event_source("fast", "schedule", config={"period": 0.5})
+        core.subscribe("tick", event_type="schedule.tick")
+        core.create_event_source("fast", type="schedule", config={"period": 0.5})
         wait_runs(core, "tick", 1, timeout=10)
     closed = time.time()
     time.sleep(2.6)  # about five ticks missed while no process runs the source
-    with Dispatch(settings) as core:
+    with dk.connect(settings=settings) as core:
         deadline = time.monotonic() + 10
         while True:
             runs = core.list_runs(function="tick")
@@ -86,11 +86,11 @@ def test_cron_ticks_follow_the_time_zone_across_daylight_saving():
 
 
 def test_bad_schedules_are_refused(home):
-    with Dispatch(Settings(home=home)) as core:
+    with dk.connect(settings=Settings(home=home)) as core:
         for config in ({}, {"cron": "not cron"}, {"period": "-1s"}, {"cron": "* * * * *", "period": 1},
                        {"period": "1s", "timezone": "Mars/Olympus"}):
             with pytest.raises(InvalidRequestError):
-                core.create_event_source("bad", "schedule", config=config)
+                core.create_event_source("bad", type="schedule", config=config)
         with pytest.raises(InvalidRequestError):
-            core.create_event_source("bad", "nonesuch")
+            core.create_event_source("bad", type="nonesuch")
         assert core.list_event_sources() == []

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from dispatch_kernel.core import Dispatch
+import dispatch_kernel as dk
 from dispatch_kernel.events.sources.vcenter import event_type
 from dispatch_kernel.model import InvalidRequestError, RunStatus
 from dispatch_kernel.settings import Settings
@@ -30,10 +30,10 @@ def _power_off(vm) -> None:
     WaitForTask(vm.PowerOffVM_Task())
 
 
-def _wait_following(core: Dispatch, name: str, timeout: float = 20) -> None:
+def _wait_following(core: dk.LocalClient, name: str, timeout: float = 20) -> None:
     source = core.get_event_source(name)
     deadline = time.monotonic() + timeout
-    while not core.events.state.get(source.id).get("instance"):
+    while not core.dispatch.events.state.get(source.id).get("instance"):
         assert time.monotonic() < deadline, f"source {name} never connected: {core.get_event_source(name)}"
         time.sleep(0.05)
 
@@ -50,11 +50,11 @@ def test_power_off_runs_the_subscriber_and_a_restart_resumes_without_gap_or_dupl
     settings = Settings(home=home)
     si = vcsim.connect()
     vms = _vms(si)
-    with Dispatch(settings) as core:
+    with dk.connect(settings=settings) as core:
         core.deploy(handle, name="on_vm")
-        core.subscribe("on_vm", "vm.powered.off")
+        core.subscribe("on_vm", event_type="vm.powered.off")
         core.create_secret("vc-login", {"username": vcsim.user, "password": vcsim.password})
-        core.create_event_source("vc", "vcenter", config={"url": vcsim.plain_url, "poll": 0.1},
+        core.create_event_source("vc", type="vcenter", config={"url": vcsim.plain_url, "poll": 0.1},
                                  secrets=["vc-login"])
         _wait_following(core, "vc")
         _power_off(vms[0])
@@ -70,7 +70,7 @@ def test_power_off_runs_the_subscriber_and_a_restart_resumes_without_gap_or_dupl
         assert "password" not in str(core.get_event_source("vc").to_dict())
 
     _power_off(vms[1])  # while no process follows the vCenter
-    with Dispatch(settings) as core:
+    with dk.connect(settings=settings) as core:
         _power_off(vms[2])
         runs = wait_runs(core, "on_vm", 3, timeout=20, settle=1.0)
         names = sorted(r.input["vm"]["name"] for r in runs)
@@ -82,11 +82,11 @@ def test_power_off_runs_the_subscriber_and_a_restart_resumes_without_gap_or_dupl
 def test_the_source_reconnects_when_its_session_is_dropped(home, vcsim):
     si = vcsim.connect()
     vms = _vms(si)
-    with Dispatch(Settings(home=home)) as core:
+    with dk.connect(settings=Settings(home=home)) as core:
         core.deploy(handle, name="on_vm")
-        core.subscribe("on_vm", "vm.*")
+        core.subscribe("on_vm", event_type="vm.*")
         core.create_secret("vc-login", {"username": vcsim.user, "password": vcsim.password})
-        core.create_event_source("vc", "vcenter", config={"url": vcsim.plain_url, "poll": 0.1},
+        core.create_event_source("vc", type="vcenter", config={"url": vcsim.plain_url, "poll": 0.1},
                                  secrets=["vc-login"])
         _wait_following(core, "vc")
         manager = si.RetrieveContent().sessionManager
@@ -95,7 +95,7 @@ def test_the_source_reconnects_when_its_session_is_dropped(home, vcsim):
             if session.key != mine:
                 manager.TerminateSession([session.key])
         deadline = time.monotonic() + 15
-        while core.events.source_restarts("vc", "default") == 0:
+        while core.dispatch.events.source_restarts("vc", "default") == 0:
             assert time.monotonic() < deadline, "the source did not notice its session ended"
             time.sleep(0.05)
         _power_off(vms[3])
@@ -108,11 +108,11 @@ def test_the_source_reconnects_when_its_session_is_dropped(home, vcsim):
 
 
 def test_a_vcenter_source_needs_a_url_and_credentials(home):
-    with Dispatch(Settings(home=home)) as core:
+    with dk.connect(settings=Settings(home=home)) as core:
         with pytest.raises(InvalidRequestError):
-            core.create_event_source("vc", "vcenter", config={})
+            core.create_event_source("vc", type="vcenter", config={})
         with pytest.raises(InvalidRequestError):
-            core.create_event_source("vc", "vcenter", config={"url": "https://vc.example/sdk"})
+            core.create_event_source("vc", type="vcenter", config={"url": "https://vc.example/sdk"})
         with pytest.raises(InvalidRequestError):  # credentials belong in an (encrypted) secret
-            core.create_event_source("vc", "vcenter", config={"url": "https://u:p@vc.example/sdk"})
+            core.create_event_source("vc", type="vcenter", config={"url": "https://u:p@vc.example/sdk"})
         assert core.list_event_sources() == []

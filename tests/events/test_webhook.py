@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dispatch_kernel.core import Dispatch
+import dispatch_kernel as dk
 from dispatch_kernel.events.sources.webhook import UnauthenticatedError
 from dispatch_kernel.model import InvalidRequestError
 from dispatch_kernel.settings import Settings
@@ -16,15 +16,15 @@ from .helpers import handle, wait_runs
 
 @pytest.fixture
 def core(home):
-    with Dispatch(Settings(home=home)) as dispatch:
+    with dk.connect(settings=Settings(home=home)) as dispatch:
         dispatch.deploy(handle, name="on_hook")
-        dispatch.subscribe("on_hook", "*")
+        dispatch.subscribe("on_hook", event_type="*")
         yield dispatch
 
 
 @pytest.fixture
 def hook(core):
-    source = core.create_event_source("hook", "webhook", config={"event_type": "git.push"})
+    source = core.create_event_source("hook", type="webhook", config={"event_type": "git.push"})
     token = source.config["token"]
     assert "token" not in core.get_event_source("hook").config  # shown once, stored hashed
     return token
@@ -32,14 +32,14 @@ def hook(core):
 
 def test_plain_json_structured_and_binary_posts_become_events(core, hook):
     auth = {"Authorization": f"Bearer {hook}"}
-    plain = core.receive("hook", {**auth, "Content-Type": "application/json"}, b'{"ref": "main"}')
+    plain = core.dispatch.events.receive("hook", {**auth, "Content-Type": "application/json"}, b'{"ref": "main"}', org="default")
     assert plain["type"] == "git.push" and plain["data"] == {"ref": "main"}
     structured = json.dumps({"specversion": "1.0", "id": "s1", "source": "ci", "type": "build.done",
                              "data": {"ok": True}}).encode()
-    core.receive("hook", {**auth, "Content-Type": "application/cloudevents+json"}, structured)
-    core.receive("hook", {"X-Dispatch-Token": hook, "Content-Type": "application/json",
+    core.dispatch.events.receive("hook", {**auth, "Content-Type": "application/cloudevents+json"}, structured, org="default")
+    core.dispatch.events.receive("hook", {"X-Dispatch-Token": hook, "Content-Type": "application/json",
                           "ce-specversion": "1.0", "ce-id": "b1", "ce-source": "ci",
-                          "ce-type": "deploy.done", "ce-region": "eu"}, b'{"env": "prod"}')
+                          "ce-type": "deploy.done", "ce-region": "eu"}, b'{"env": "prod"}', org="default")
     runs = wait_runs(core, "on_hook", 3, settle=0.3)
     by_type = {r.event["type"]: r for r in runs}
     assert set(by_type) == {"git.push", "build.done", "deploy.done"}
@@ -51,7 +51,7 @@ def test_plain_json_structured_and_binary_posts_become_events(core, hook):
 def test_an_unauthenticated_post_is_refused_and_creates_nothing(core, hook):
     for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"X-Dispatch-Token": ""}):
         with pytest.raises(UnauthenticatedError) as info:
-            core.receive("hook", {**headers, "Content-Type": "application/json"}, b'{"x": 1}')
+            core.dispatch.events.receive("hook", {**headers, "Content-Type": "application/json"}, b'{"x": 1}', org="default")
         assert info.value.code == 401
     assert wait_runs(core, "on_hook", 0, settle=0.3) == []
 
@@ -66,6 +66,6 @@ def test_a_malformed_body_is_a_400_and_creates_nothing(core, hook):
     ]
     for headers, body in bad:
         with pytest.raises(InvalidRequestError) as info:
-            core.receive("hook", {**auth, **headers}, body)
+            core.dispatch.events.receive("hook", {**auth, **headers}, body, org="default")
         assert info.value.code == 400
     assert wait_runs(core, "on_hook", 0, settle=0.3) == []

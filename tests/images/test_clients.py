@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import dispatch_kernel as dk
-from dispatch_kernel.http_client import HttpClient
+from dispatch_kernel import HttpClient
 from tests.server.live import connected
 
 # The first build of a session may debootstrap the Python base image (minutes, once per cache).

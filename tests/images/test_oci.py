@@ -14,7 +14,7 @@ from dispatch_kernel.images.registry import Reference, RegistryClient
 from dispatch_kernel.packaging import package
 from dispatch_kernel.runtime.server import function_file
 from dispatch_kernel.settings import Settings
-from tests.containers_support import free_port
+from tests.containers_support import free_port, image_options
 
 # The first test of a session may debootstrap the Python base image (minutes, once per cache).
 pytestmark = pytest.mark.timeout(600)
@@ -44,8 +44,8 @@ def code_of(fn, memory=None) -> bytes:
 
 @pytest.fixture
 def builder(tmp_path, registry, python_base):
-    the_builder = OciBuilder(Settings(home=tmp_path / "home", registry=registry.address,
-                                      base_image=python_base))
+    the_builder = OciBuilder(Settings(home=tmp_path / "home",
+                                      plugin_options=image_options(registry.address, python_base)))
     yield the_builder
     the_builder.registry.close()
 

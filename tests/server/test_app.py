@@ -39,13 +39,13 @@ async def test_the_server_tells_its_kernels_where_it_is_and_forgets_on_stop(jp_s
     app = next(iter(_extension(jp_serverapp)))
     await app.stop_extension()
     assert "DISPATCH_URL" not in os.environ and "DISPATCH_TOKEN" not in os.environ
-    assert app.state.core._closed
+    assert app.state.core.closed
 
 
 async def test_stopping_the_server_stops_the_workers(api, jp_serverapp):
     await api("POST", "functions", {"source": {"code": ADD_SOURCE}, "scaling": {"min_workers": 1}})
     app = next(iter(_extension(jp_serverapp)))
-    zygotes = list(app.state.core.driver()._zygotes.values())
+    zygotes = list(app.state.core.drivers.get("local")._zygotes.values())
     assert zygotes and all(z.alive for z in zygotes)
     await app.stop_extension()
     assert not any(z.alive for z in zygotes)
@@ -99,12 +99,12 @@ def test_jupyter_dispatch_serves_and_its_kernels_find_it(tmp_path):
     assert "Shutting down" in server.log()
 
 
-@pytest.mark.parametrize("dispatch_config", [{"bus": "sqlite", "bus_options": {"retry_base": 0.5}}])
+@pytest.mark.parametrize("dispatch_config", [{"bus": "sqlite", "plugin_options": {"sqlite": {"retry_base": 0.5}}}])
 async def test_the_event_bus_is_a_traitlet(api, jp_serverapp):
     app = next(iter(_extension(jp_serverapp)))
-    assert app.bus == "sqlite" and app.bus_options == {"retry_base": 0.5}
+    assert app.bus == "sqlite" and app.plugin_options == {"sqlite": {"retry_base": 0.5}}
     settings = app.state.core.settings
-    assert settings.bus == "sqlite" and settings.bus_options == {"retry_base": 0.5}
+    assert settings.bus == "sqlite" and settings.options("sqlite") == {"retry_base": 0.5}
     reply = await api("POST", "events", {"type": "order.created", "data": {"id": 1}})
     assert reply.status == 202 and reply.json["type"] == "order.created"
 
