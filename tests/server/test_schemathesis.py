@@ -1,5 +1,6 @@
 """Schemathesis against a live server: generated requests, valid and invalid, find no 5xx and
-no response that breaks the OpenAPI document (bounded: a few dozen examples per operation)."""
+no response that breaks the OpenAPI document (bounded: a few dozen examples per operation, each
+operation and mode a test of its own, all on one server)."""
 
 import pytest
 import schemathesis
@@ -21,13 +22,15 @@ CHECKS = [
 ]
 
 
-@pytest.fixture
-def server(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
     # Generated requirements must never send a build to a package registry.
-    monkeypatch.setenv("UV_OFFLINE", "1")
-    the_server = ThreadedServer(tmp_path / "home", tmp_path / "work")
-    yield the_server
-    the_server.stop()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("UV_OFFLINE", "1")
+        root = tmp_path_factory.mktemp("schemathesis")
+        the_server = ThreadedServer(root / "home", root / "work")
+        yield the_server
+        the_server.stop()
 
 
 def operations():
@@ -40,22 +43,23 @@ def operations():
     return found
 
 
-def test_generated_requests_find_no_server_error_and_no_spec_violation(server):
+OPERATIONS = [(op, mode) for op in operations() for mode in schemathesis.GenerationMode]
+
+
+@pytest.mark.parametrize(("operation", "mode"), OPERATIONS,
+                         ids=[f"{op.method.upper()} {op.path} {mode.value}" for op, mode in OPERATIONS])
+def test_generated_requests_find_no_server_error_and_no_spec_violation(server, operation, mode):
     base = f"http://127.0.0.1:{server.port}{BASE_URL.rstrip('/')}/dispatch/v1"
     auth = {"Authorization": f"token {server.token}"}
-    failures = []
-    for operation, mode in [(op, mode) for op in operations() for mode in schemathesis.GenerationMode]:
-        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck))
-        @given(case=operation.as_strategy(mode))
-        def exercise(case):
-            response = case.call(base_url=base, headers=auth, timeout=30)
-            case.validate_response(response, checks=CHECKS)
 
-        try:
-            exercise()
-        except Unsatisfiable:
-            assert mode is schemathesis.GenerationMode.NEGATIVE  # nothing in it can be made invalid
-        except Exception as exc:  # collect every operation's failure, then report them together
-            failures.append(f"{operation.method.upper()} {operation.path} ({mode.value}): {exc}")
-    assert not failures, "\n\n".join(failures)
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(mode))
+    def exercise(case):
+        response = case.call(base_url=base, headers=auth, timeout=30)
+        case.validate_response(response, checks=CHECKS)
+
+    try:
+        exercise()
+    except Unsatisfiable:
+        assert mode is schemathesis.GenerationMode.NEGATIVE  # nothing in it can be made invalid
