@@ -16,6 +16,9 @@ from .model import DispatchError, Function, InvalidRequestError, NotFoundError, 
 from .store.base import EntityStore
 
 KEY_ENV = "DISPATCH_SECRET_KEY"
+# What a process that runs functions must not inherit: the server's own credentials. (A
+# worker still runs as the server's user; the container driver isolates it further.)
+CREDENTIAL_ENV = ("DISPATCH_TOKEN", KEY_ENV, "JUPYTER_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_API_TOKEN")
 
 
 def load_key(key_file: Path) -> bytes:
@@ -109,6 +112,12 @@ class SecretManager:
                 raise DispatchError(f"secret {name!r} used by {function.name!r} no longer exists") from None
             values[name] = self.box.open(secret).values
         return values
+
+
+def without_credentials(env: dict[str, str]) -> dict[str, str]:
+    """`env` without the server's credentials (CREDENTIAL_ENV), for a process that runs
+    functions: the secret key and the tokens stay with the server."""
+    return {name: value for name, value in env.items() if name not in CREDENTIAL_ENV}
 
 
 def redact(text: str, values: list[str]) -> str:

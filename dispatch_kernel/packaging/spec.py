@@ -13,7 +13,7 @@ from typing import Any
 
 from ..model import Function, InvalidRequestError
 from .source import FunctionSource, merge_requirements
-from .text import handler_names, package_text
+from .text import package_text
 
 # The options of Dispatch.deploy that a description may carry, beside name, source and scaling.
 _OPTIONS = ("secrets", "timeout", "memory", "cpu", "driver", "tags", "image")
@@ -46,10 +46,11 @@ def deploy_arguments(spec: dict[str, Any], current: Function | None = None,
         source = package_text(code, handler, requirements, str(filename))
     elif isinstance(source_spec, str):
         source = _merge_requirements(decode_package(source_spec), requirements)
-    elif source_spec is None and current is not None:
+    elif source_spec is None and current is not None:  # an update that keeps the code
         source = _merge_requirements(FunctionSource.decode(current.source), requirements)
     else:
-        raise InvalidRequestError("source is required: {\"code\", \"handler\"} or a package (base64)")
+        raise InvalidRequestError('source is required: {"code", "handler"} or a package '
+                                  "(as FunctionSource.encode() writes it)")
     if name is None:
         name = source.handler.rsplit(".", 1)[-1]
     if not isinstance(name, str):
@@ -98,4 +99,4 @@ def _string_list(value: Any, what: str) -> list[str]:
     return [v.strip() for v in value if v.strip()]
 
 
-__all__ = ["decode_package", "deploy_arguments", "handler_names", "package_text"]
+__all__ = ["decode_package", "deploy_arguments", "package_text"]

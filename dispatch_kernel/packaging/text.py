@@ -13,20 +13,17 @@ from __future__ import annotations
 import ast
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 from ..model import InvalidRequestError
+from ..secrets import without_credentials
 from .source import FunctionSource, _is_third_party, merge_requirements, requirements_for
 
 PROBE_TIMEOUT = 60.0  # seconds the probe may spend on the text's top level (slow imports)
-
-
-def handler_names(code: str, filename: str = "<source>") -> list[str]:
-    """The top-level functions that `code` defines (to choose a handler from), in order."""
-    return [node.name for node in _parse(code, filename).body
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
 
 
 def package_text(code: str, handler: str | None = None, requirements: list[str] | None = None,
@@ -116,23 +113,30 @@ def _convention(args: ast.arguments) -> str:
 
 
 def _probe(code: str, filename: str, handler: str) -> None:
-    """Load the text in a fresh interpreter; InvalidRequestError when its top level fails."""
-    request = json.dumps({"code": code, "filename": filename, "handler": handler})
+    """Load the text in a throwaway interpreter, as a worker would: without the server's
+    credentials in its environment, in a session of its own that is killed, with anything it
+    started, once it has answered. InvalidRequestError when the text's top level fails."""
     with tempfile.TemporaryDirectory(prefix="dispatch-probe-") as where:
+        request, answer_path, log_path = (Path(where) / name for name in ("request.json", "answer.json", "log"))
+        request.write_text(json.dumps({"code": code, "filename": filename, "handler": handler}))
+        # Files, not pipes: a process the text starts would hold a pipe open after the probe ends.
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "dispatch_kernel.runtime.probe", str(request), str(answer_path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=where, start_new_session=True,
+                env={**without_credentials(dict(os.environ)), "PYTHONUNBUFFERED": "1"})
+            try:
+                process.wait(PROBE_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                raise InvalidRequestError(
+                    f"{filename}: loading the code took longer than {PROBE_TIMEOUT:g}s") from None
+            finally:
+                _end_session(process)
         try:
-            process = subprocess.run(
-                [sys.executable, "-m", "dispatch_kernel.runtime.probe"], input=request,
-                capture_output=True, text=True, timeout=PROBE_TIMEOUT, cwd=where,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        except subprocess.TimeoutExpired:
-            raise InvalidRequestError(
-                f"{filename}: loading the code took longer than {PROBE_TIMEOUT:g}s") from None
-    lines = process.stdout.strip().splitlines()
-    try:
-        answer = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        tail = process.stderr.strip().splitlines()[-3:]
-        raise InvalidRequestError(f"{filename}: loading the code failed: {' '.join(tail) or 'no answer'}") from None
+            answer = json.loads(answer_path.read_text())
+        except (OSError, ValueError):
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            raise InvalidRequestError(f"{filename}: loading the code failed: {' '.join(tail) or 'no answer'}") from None
     if answer.get("ok"):
         return
     message = answer.get("message", "")
@@ -146,4 +150,13 @@ def _probe(code: str, filename: str, handler: str) -> None:
     raise InvalidRequestError(f"{filename}: running the code failed: {message}")
 
 
-__all__ = ["handler_names", "package_text"]
+def _end_session(process: subprocess.Popen) -> None:
+    """Kill the probe's session: whatever its text left running ends with it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+__all__ = ["package_text"]

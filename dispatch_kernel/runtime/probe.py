@@ -1,9 +1,10 @@
-"""Load source text once in a throwaway process: `python -m dispatch_kernel.runtime.probe`.
+"""Load source text once in a throwaway process: `python -m dispatch_kernel.runtime.probe
+REQUEST ANSWER`.
 
 A server that receives source text (REST, the CLI, a YAML file) must not run it, yet a deploy
 should refuse text whose top level fails (an import that is not there, an exception) with a
-clear error, as it did when the text ran in the server. The text is given as JSON on stdin
-({"code", "filename", "handler"}); the answer is one JSON line on stdout: {"ok": true}, or
+clear error, as it did when the text ran in the server. The text is given as a JSON file
+({"code", "filename", "handler"}); the answer is written as JSON to ANSWER: {"ok": true}, or
 {"error": KIND, "message": TEXT} where KIND is "import", "run" (the top level raised) or
 "handler" (no callable of that name). The process then exits, and
 whatever the text did at its top level ends with it.
@@ -17,10 +18,10 @@ import sys
 from .worker import HandlerError, _describe, load_code
 
 
-def main() -> int:
-    """Read the request, load the code, print the answer."""
-    request = json.loads(sys.stdin.read())
-    real_stdout, sys.stdout = sys.stdout, sys.stderr  # what the code prints is not the answer
+def main(request_path: str, answer_path: str) -> int:
+    """Read the request, load the code, write the answer."""
+    with open(request_path, encoding="utf-8") as handle:
+        request = json.load(handle)
     try:
         load_code(request["code"], request["filename"], request["handler"])
     except HandlerError as exc:
@@ -31,10 +32,10 @@ def main() -> int:
         answer = {"error": "run", "message": _describe(exc)}
     else:
         answer = {"ok": True}
-    real_stdout.write(json.dumps(answer) + "\n")
-    real_stdout.flush()
+    with open(answer_path, "w", encoding="utf-8") as handle:
+        json.dump(answer, handle)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1], sys.argv[2]))

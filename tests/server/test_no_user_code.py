@@ -73,7 +73,16 @@ def test_a_pickled_package_of_the_old_form_is_refused_unread(server, tmp_path):
     assert not marker.exists()
 
 
-def _post(server, path, body):
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie nobody has reaped yet has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _post(server: LiveServer, path: str, body: object) -> tuple[int, dict]:
     request = urllib.request.Request(
         server.url + "dispatch/v1/" + path, method="POST", data=json.dumps(body).encode(),
         headers={"Authorization": f"token {server.token}", "Content-Type": "application/json"})
@@ -135,3 +144,34 @@ def test_a_worker_answer_cannot_make_the_host_call_anything():
 class _System:
     def __reduce__(self):
         return os.system, ("true",)
+
+
+def test_the_code_a_client_sends_never_sees_the_servers_credentials(tmp_path):
+    """The probe that loads source text and the workers that run it get the server's
+    environment without its token and secret key; what the probe's text started ends with it."""
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    live = LiveServer(tmp_path / "home", tmp_path / "server", env={"DISPATCH_SECRET_KEY": key})
+    try:
+        leftover = tmp_path / "leftover.pid"
+        code = textwrap.dedent(f"""
+            import os, subprocess
+            child = subprocess.Popen(["sleep", "60"])
+            with open({str(leftover)!r}, "a") as out:  # the probe first, then the worker
+                out.write(f"{{child.pid}}\\n")
+            seen = [os.environ.get(name) for name in ("DISPATCH_TOKEN", "DISPATCH_SECRET_KEY")]
+            if any(seen):
+                raise RuntimeError(f"saw {{seen}}")
+
+            def handle(ctx, payload):
+                return [os.environ.get(name) for name in ("DISPATCH_TOKEN", "DISPATCH_SECRET_KEY")]
+        """)
+        status, created = _post(live, "functions", {"name": "nosy", "source": {"code": code}})
+        assert status == 201, created
+        with dk.connect(live.url, token=live.token) as client:
+            assert client.invoke("nosy", {}).output == [None, None]  # the worker sees neither
+        probes_child = int(leftover.read_text().split()[0])
+        assert not _running(probes_child)  # the probe's session was killed once it had answered
+    finally:
+        live.stop()
