@@ -26,6 +26,7 @@ from ..model import DeployError, Function
 from ..packaging import FunctionSource
 from ..runtime.channel import Channel, ChannelClosed
 from ..runtime.protocol import Job, Outcome, load_answer
+from ..secrets import without_credentials
 from ..settings import Settings
 from .base import OutcomeSink, Runs
 from .pooled import PooledDriver, WorkerPool, failed_outcome, settle_batch
@@ -50,7 +51,7 @@ class Zygote:
     def __init__(self, environment: Environment, log_path: Path) -> None:
         self.environment = environment
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = dict(os.environ)
+        env = without_credentials(dict(os.environ))  # functions never see the server's keys
         # Workers must see the caller's unbuffered output and no debugger hooks of ours.
         env["PYTHONUNBUFFERED"] = "1"
         if environment.id != HOST_ENVIRONMENT:
@@ -98,7 +99,17 @@ class Zygote:
                     self._cond.notify_all()
                 self._hello.set()
                 return
-            message = load_answer(data)  # the fork server imports what functions need: trust nothing
+            try:  # the fork server imports what functions need: trust nothing it sends
+                message = load_answer(data)
+            except Exception:
+                log.error("the fork server of %s sent something other than its messages; closing it",
+                          self.environment.id)
+                with self._cond:
+                    self._alive = False
+                    self._cond.notify_all()
+                self._hello.set()
+                self._ctrl.close()
+                return
             with self._cond:
                 if message[0] == "exited":
                     self._exits[message[1]] = message[2]
@@ -332,6 +343,11 @@ class LocalDriver(PooledDriver):
                 cause = describe_exit(pool.zygote.exit_status(worker.pid))
                 worker.kill()
                 done.append(failed_outcome(jobs[len(done)], progress, f"{cause} during the run"))
+                return done, False
+            except pickle.UnpicklingError as exc:  # not an answer: the worker is not to be trusted
+                worker.kill()
+                done.append(failed_outcome(jobs[len(done)], progress,
+                                           f"the worker process sent something other than outcomes: {exc}"))
                 return done, False
             batch = message[1]
             fit = settle_batch(worker, batch)

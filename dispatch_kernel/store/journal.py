@@ -14,6 +14,7 @@ the store, before anything else reads it.
 from __future__ import annotations
 
 import fcntl
+import io
 import logging
 import os
 import pickle
@@ -154,6 +155,14 @@ class RunJournal:
         return replayed
 
 
+class _Rows(pickle.Unpickler):
+    """Reads journal entries, which are made of strings, numbers, bytes and None only: a file
+    planted in the journal directory cannot make the store's process call anything."""
+
+    def find_class(self, module: str, name: str):  # type: ignore[override]
+        raise pickle.UnpicklingError(f"a journal entry may not hold {module}.{name}")
+
+
 def _read_segment(path: Path) -> list[Entry]:
     data = path.read_bytes()
     entries, offset = [], 0
@@ -162,6 +171,10 @@ def _read_segment(path: Path) -> list[Entry]:
         end = offset + 4 + size
         if end > len(data):
             break  # a record cut short by the crash: it was never acknowledged
-        entries.append(pickle.loads(data[offset + 4:end]))
+        try:
+            entries.append(_Rows(io.BytesIO(data[offset + 4:end])).load())
+        except Exception as exc:  # not a journal entry of ours: what follows cannot be trusted
+            log.error("%s: a record that is not a journal entry (%s); the rest of it is skipped", path, exc)
+            break
         offset = end
     return entries

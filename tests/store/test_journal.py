@@ -365,3 +365,31 @@ def test_a_journal_opened_during_another_process_recovery_is_still_recovered(tmp
     applied = Recorder()
     RunJournal.recover(journals, applied)
     assert applied.entries == [("add", [("late", 1)])]
+
+
+class _Planted:
+    """What a stranger could leave in the journal directory: unpickling it runs a command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_planted_journal_is_read_without_running_anything(tmp_path, directory, caplog):
+    import pickle
+
+    marker = tmp_path / "ran"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "planted.lock").touch()  # no process holds it: it looks like a dead process's
+    good = pickle.dumps(entry(1), protocol=5)
+    bad = pickle.dumps(("add", [(_Planted(marker),)]), protocol=5)
+    with open(directory / "planted.00000000.log", "wb") as out:
+        for data in (good, bad):
+            out.write(struct.pack("!I", len(data)) + data)
+    replayed: list = []
+    assert RunJournal.recover(directory, replayed.extend) == 1
+    assert replayed == [entry(1)]  # what came before the planted record, and nothing after it
+    assert not marker.exists()
+    assert "not a journal entry" in caplog.text
