@@ -91,16 +91,21 @@ class Dispatch:
         if self._closed:
             return
         self._closed = True
-        try:
-            if self._events is not None:
-                self._events.close()  # stop deliveries first; undelivered events stay on the bus
-            self.runs.stop()
-            self.drivers.close()
-            self.runs.close()
-            self.images.close()
-        finally:
-            self.store.close()
-            self.lease.release()
+        # Each part closes whatever the one before it did: a failure is raised at the end,
+        # after every worker has stopped and the store is released.
+        steps = [self.runs.stop, self.drivers.close, self.runs.close, self.images.close, self.store.close,
+                 self.lease.release]
+        if self._events is not None:
+            steps.insert(0, self._events.close)  # deliveries first; undelivered events stay on the bus
+        failure: BaseException | None = None
+        for step in steps:
+            try:
+                step()
+            except BaseException as exc:  # the next steps still run
+                log.exception("closing the core: %s failed", step.__qualname__)
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def __enter__(self) -> Dispatch:
         return self

@@ -94,6 +94,7 @@ class Loaded(Generic[Plugin]):
         self._make = make
         self._instances: dict[str, Plugin] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     def get(self, name: str) -> Plugin:
         """The instance called `name`, loaded and made the first time it is asked for."""
@@ -101,18 +102,17 @@ class Loaded(Generic[Plugin]):
         if instance is not None:
             return instance
         with self._lock:
+            if self._closed:
+                raise DispatchError(f"the {self.kind} plug-ins are closed")
             instance = self._instances.get(name)
             if instance is None:
                 instance = self._instances[name] = self._make(load(self.kind, name))
             return instance
 
-    def made(self) -> list[Plugin]:
-        """The instances made so far."""
-        return list(self._instances.values())
-
     def close(self) -> None:
-        """Close every instance made (each plug-in's own close())."""
+        """Close every instance made (each plug-in's own close()); none is made after this."""
         with self._lock:
+            self._closed = True
             instances, self._instances = list(self._instances.values()), {}
         for instance in instances:
             try:

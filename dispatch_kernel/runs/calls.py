@@ -21,7 +21,7 @@ class Call:
     """A run together with the arguments it is made from, and who waits for it."""
 
     __slots__ = ("run", "args", "kwargs", "input", "python", "event", "http", "run_id", "admitted",
-                 "waiter", "exception")
+                 "waiter", "exception", "alone")
 
     def __init__(self, *, input: Any = None, python: tuple[tuple, dict[str, Any]] | None = None,
                  event: dict[str, Any] | None = None, http: dict[str, Any] | None = None,
@@ -37,6 +37,9 @@ class Call:
         self.admitted = False  # recorded in the store (QUEUED, or FAILED for a refused input)
         self.waiter = waiter
         self.exception: BaseException | None = None  # why it could not be run at all
+        # A run that goes to a worker in a batch of its own: it can be stopped on its own and is
+        # RUNNING only once it runs (spawn, and a waited call). Others may share a batch.
+        self.alone = False
 
     def build(self, function: Function) -> Call:
         """Make the run and the call's arguments for `function`; InvalidRequestError when a

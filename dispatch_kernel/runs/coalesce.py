@@ -31,14 +31,18 @@ class Coalescer(Generic[Item]):
     (items slow enough that running them side by side pays), or taken whole by the first lane
     free: for quick items one trip with all of them costs far less than several (a REST
     benchmark of trivial runs: 460 µs of server time per run taken whole, 630 shared out).
+    `alone(item)` marks items that travel in a batch of their own (a run somebody may want to
+    stop on its own, or to see RUNNING only once it runs).
     """
 
     def __init__(self, run_batch: Callable[[list[Item]], None], start: Callable[[Callable[[], None]], object],
                  lanes: Callable[[], int], *, max_batch: int = 64,
                  on_idle: Callable[[Coalescer[Item]], None] | None = None,
-                 share: Callable[[], bool] | None = None) -> None:
+                 share: Callable[[], bool] | None = None,
+                 alone: Callable[[Item], bool] | None = None) -> None:
         self._run_batch = run_batch
         self._share = share
+        self._alone = alone
         self._start = start
         self._lanes = lanes
         self.max_batch = max(1, max_batch)
@@ -78,18 +82,11 @@ class Coalescer(Generic[Item]):
                     raise
                 return  # a running lane took them meanwhile: they run; nothing to report
 
-    def run_here(self, item: Item) -> bool:
-        """Run `item` as a batch of its own on this thread when a lane is free (the thread is
-        that lane for the length of it), and return True; else queue it for the next lane
-        free, and return False. A caller that waits anyway saves the hop to another thread."""
-        if self.try_run_here(item):
-            return True
-        self.add(item)
-        return False
-
     def try_run_here(self, item: Item) -> bool:
-        """run_here(), but when every lane is busy return False without queuing `item` (the
-        caller may then get ready to wait, and add() it)."""
+        """Run `item` as a batch of its own on this thread when a lane is free (the thread is
+        that lane for the length of it), and return True; else return False without queuing
+        it (the caller may then get ready to wait, and add() it). A caller that waits anyway
+        saves the hop to another thread."""
         with self._lock:
             # Every function has a lane: with none busy, no need to ask how many it has.
             if self._busy and self._busy >= max(1, self._lanes()):
@@ -100,22 +97,22 @@ class Coalescer(Generic[Item]):
             self._run_batch([item])
         except Exception:  # run_batch settles its items; a lane never lets one batch stop it
             log.exception("a batch of 1 coalesced item(s) failed")
-        finally:
+        finally:  # KeyboardInterrupt included: the lane is given back, or handed over
             with self._lock:
                 self._running -= 1
                 handover = bool(self._queue)
                 if not handover:
                     self._busy -= 1
                     idle = not self._busy
-        if handover:  # what queued meanwhile goes on on a thread of its own
-            try:
-                self._start(self._lane)
-            except BaseException:  # only when the owner is closing: it drains the queue
-                with self._lock:
-                    self._busy -= 1
-                log.warning("no thread could take over %d queued item(s)", len(self._queue))
-        elif idle and self._on_idle is not None:
-            self._on_idle(self)
+            if handover:  # what queued meanwhile goes on on a thread of its own
+                try:
+                    self._start(self._lane)
+                except BaseException:  # only when the owner is closing: it drains the queue
+                    with self._lock:
+                        self._busy -= 1
+                    log.warning("no thread could take over %d queued item(s)", len(self._queue))
+            elif idle and self._on_idle is not None:
+                self._on_idle(self)
         return True
 
     def drain(self) -> list[Item]:
@@ -123,6 +120,18 @@ class Coalescer(Generic[Item]):
         with self._lock:
             items, self._queue = self._queue, []
         return items
+
+    def _together(self, size: int) -> int:
+        """How many items from the head of the queue may leave together (at most `size`): an
+        item that travels alone leaves by itself, and ends a batch of others."""
+        alone = self._alone
+        assert alone is not None
+        if alone(self._queue[0]):
+            return 1
+        for index, item in enumerate(self._queue[1:size], start=1):
+            if alone(item):
+                return index
+        return size
 
     @property
     def idle(self) -> bool:
@@ -141,6 +150,8 @@ class Coalescer(Generic[Item]):
                     # A share per lane not running a batch (this one, and those started but
                     # not yet running), so a burst of slow items is spread over the workers.
                     size = min(size, -(-len(self._queue) // max(1, self._busy - self._running)))
+                if self._alone is not None:
+                    size = self._together(size)
                 batch = self._queue[:size]
                 del self._queue[:size]
                 self._running += 1
@@ -148,9 +159,13 @@ class Coalescer(Generic[Item]):
                 self._run_batch(batch)
             except Exception:  # run_batch settles its items; never let one batch stop the lane
                 log.exception("a batch of %d coalesced item(s) failed", len(batch))
-            finally:
+            except BaseException:  # the thread is going (SystemExit): give its lane back first
                 with self._lock:
                     self._running -= 1
+                    self._busy -= 1
+                raise
+            with self._lock:
+                self._running -= 1
         if idle and self._on_idle is not None:
             self._on_idle(self)
 

@@ -20,6 +20,8 @@ from ..drivers.base import NEVER_STARTED
 from ..model import ErrorType, Run, RunFailure, RunStatus
 from .settle import Settled
 
+_FINISHED = frozenset(status for status in RunStatus if status.finished)
+
 log = logging.getLogger(__name__)
 
 Watcher = Callable[[Run], None]
@@ -101,10 +103,9 @@ class LiveRuns:
                 return None, False
             status = RunStatus(run.status)
             if status == RunStatus.QUEUED:
-                now = time.time()
                 run.status = RunStatus.CANCELLED
                 run.error = RunFailure(ErrorType.SYSTEM.value, NEVER_STARTED)
-                run.started = run.finished = now
+                run.finished = time.time()  # it never started
             elif status == RunStatus.RUNNING:
                 self.stopping.add(run_id)
             return status, True
@@ -128,6 +129,8 @@ class LiveRuns:
         """Give runs their final state, each at once (readers see all of it or none)."""
         with self._lock:
             for run, final in settled:
+                if run.status in _FINISHED:  # a finished run never changes (close() may have failed it)
+                    continue
                 run.status, run.output, run.error = final.status, final.output, final.error
                 if final.logs is not None:
                     run.logs = final.logs
@@ -137,12 +140,14 @@ class LiveRuns:
                     run.started = final.finished
                 run.finished, run.cold_start = final.finished, final.cold_start
 
-    def remove(self, runs: Iterable[Run]) -> None:
-        """Forget recorded runs and wake whoever waits for them."""
+    def remove(self, runs: Iterable[Run], keep: bool = False) -> None:
+        """Forget finished runs (with `keep`, runs that could not be recorded stay readable
+        here) and wake whoever waits for them."""
         with self._lock:
             events = []
             for run in runs:
-                self._runs.pop(run.id, None)
+                if not keep:
+                    self._runs.pop(run.id, None)
                 event = self._finished.pop(run.id, None) if self._finished else None
                 if event is not None:
                     events.append(event)

@@ -84,7 +84,10 @@ class RunManager:
         else QUEUED."""
         deployed = self.functions.resolve(org, name)
         call = python_call(deployed.function, tuple(args), dict(kwargs or {}))
-        return self._wait_here(deployed, call) if wait else self._start(deployed, [call])[0]
+        if wait:
+            return self._wait_here(deployed, call)
+        call.alone = True
+        return self._start(deployed, [call])[0]
 
     def spawn(self, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None, *, org: str) -> Run:
         """Start a run with Python arguments without waiting; returns the QUEUED run."""
@@ -97,7 +100,10 @@ class RunManager:
         run record, finished when `wait`, else QUEUED."""
         deployed = self.functions.resolve(org, name)
         call = json_call(deployed.function, input, event=event, http=http, run_id=run_id)
-        return self._wait_here(deployed, call) if wait else self._start(deployed, [call])[0]
+        if wait:
+            return self._wait_here(deployed, call)
+        call.alone = True
+        return self._start(deployed, [call])[0]
 
     def submit(self, name: str, input: Any = None, *, org: str,
                python: tuple[tuple, dict[str, Any]] | None = None) -> Future:
@@ -126,6 +132,7 @@ class RunManager:
         function = deployed.function
         dispatch_style = function.convention == "dispatch"
         coalescer = self._coalescer((org, name))
+        # Resolved once, like every entry point but submit: its chunks are admitted here.
 
         def outputs() -> Iterator[Any]:
             window: deque[_Chunk] = deque()
@@ -141,7 +148,11 @@ class RunManager:
                                                else (item,), {}, waiter=chunk.one_done) for item in taken]
                     if self._closed:
                         raise DispatchError("the core is closed")
-                    coalescer.add_many(chunk.calls)
+                    # Recorded QUEUED here, as the caller goes on: listed at once, and the
+                    # store write overlaps the runs of the chunks before it.
+                    ready = self._admit(deployed, chunk.calls)
+                    if ready:
+                        coalescer.add_many(ready)
                     window.append(chunk)
                     size = min(size * 2, MAX_BATCH)
                 if not window:
@@ -309,7 +320,7 @@ class RunManager:
                     # more than the rest of the call's bookkeeping.
                     coalescer = self._coalescers[key] = Coalescer(
                         partial(self._run_batch, key), self._executor.submit, partial(self._lanes, key),
-                        max_batch=MAX_BATCH, share=partial(self._worth_sharing, key))
+                        max_batch=MAX_BATCH, share=partial(self._worth_sharing, key), alone=_alone)
         return coalescer
 
     def _wait_here(self, deployed: Deployed, call: Call) -> Run:
@@ -324,6 +335,7 @@ class RunManager:
             latch = threading.Lock()  # a one-shot latch: released when the call is done
             latch.acquire()
             call.waiter = lambda _call: latch.release()
+            call.alone = True
             coalescer.add(call)
             latch.acquire()
         if call.exception is not None:
@@ -487,6 +499,10 @@ class RunManager:
                                                          bool(stopping) and live.was_stopped(call.run.id),
                                                          validate_out))
                                   for call, outcome in zip(group, outcomes)])
+            except Exception as exc:  # an outcome this core cannot read: the run still ends
+                log.exception("settling runs of %s failed", function.name)
+                self.live.settle((call.run, failed(f"its outcome could not be read: {exc}")) for call in group)
+            try:
                 self._finish(group)
             except Exception:  # never into the driver: it would end a worker that has more to do
                 log.exception("recording runs of %s failed", function.name)
@@ -500,16 +516,24 @@ class RunManager:
             self._finish(rest)
         else:
             if settled < len(calls):  # a driver that reports everything at the end
-                on_done(outcomes[settled:])
+                on_done(outcomes[settled:len(calls)])
+            if settled < len(calls):  # a driver that gave fewer outcomes than jobs
+                rest = calls[settled:]
+                settled = len(calls)
+                self.live.settle((call.run, failed("the driver returned no outcome for it")) for call in rest)
+                self._finish(rest)
         return runs
 
     def _finish(self, calls: list[Call]) -> None:
         """Record finished runs, then tell their watchers and waiters."""
         runs = [call.run for call in calls]
+        recorded = False
         try:
             self.store.finish_runs(runs)
+            recorded = True
         finally:
-            self.live.remove(runs)
+            # Unrecorded, a run stays readable here (get_run, wait_run) rather than seem RUNNING.
+            self.live.remove(runs, keep=not recorded)
             try:
                 if self.live.watched:
                     self.live.announce(runs)
@@ -551,8 +575,10 @@ class RunManager:
         self.live.settle((run, failed("the run was interrupted: its host shut down")) for run in leftovers)
         try:
             if leftovers:
-                self.store.finish_runs(leftovers)
-                self.live.remove(leftovers)
+                try:
+                    self.store.finish_runs(leftovers)
+                finally:
+                    self.live.remove(leftovers)  # their waiters are told either way
         finally:
             for call in drained:  # their lanes will never start
                 if not call.admitted:
@@ -574,6 +600,11 @@ class _Chunk:
     def one_done(self, _call: Call) -> None:
         if next(self._done) == self.size:
             self.finished.set()
+
+
+def _alone(call: Call) -> bool:
+    """Whether a call goes to a worker in a batch of its own (Call.alone)."""
+    return call.alone
 
 
 def _resolve(future: Future, call: Call) -> None:

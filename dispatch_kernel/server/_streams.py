@@ -24,7 +24,7 @@ class RunHub:
     """Fans run changes of the core out to the open event streams of this server.
 
     The core calls watchers on whichever thread changed a run; the hub serializes the run there
-    (the record is mutable) and hands the text to the event loop. It watches the core only while
+    (a snapshot of it) and hands the text to the event loop. It watches the core only while
     a stream is open, so runs cost nothing extra otherwise.
     """
 

@@ -107,7 +107,7 @@ def test_a_burst_is_shared_by_every_lane_unless_its_items_are_quick(share, large
     assert max(sizes) in largest
 
 
-# ---------------------------------------------------------------------------- add_many, run_here
+# ---------------------------------------------------------------------------- add_many, try_run_here
 
 TIMEOUT = 30.0  # generous: other test runs share the machine
 
@@ -169,33 +169,57 @@ def test_add_many_starts_no_lane_while_every_lane_is_busy():
     assert batches == [[0, 1, 2]]  # the one lane took what queued behind it as one batch
 
 
-def test_run_here_runs_the_item_on_the_calling_thread_when_a_lane_is_free():
+def test_try_run_here_runs_the_item_on_the_calling_thread_when_a_lane_is_free():
     ran: list[tuple[list[int], int]] = []
     idle: list[int] = []
     lanes = Lanes()
     coalescer = Coalescer(lambda items: ran.append((items, threading.get_ident())), lanes, lambda: 1,
                           on_idle=lambda _: idle.append(threading.get_ident()))
-    assert coalescer.run_here(7) is True
+    assert coalescer.try_run_here(7) is True
     assert ran == [([7], threading.get_ident())]
     assert lanes.tasks == []  # no hop to another thread
     assert idle == [threading.get_ident()]  # this thread was the last lane
     assert coalescer.idle
 
 
-def test_run_here_queues_the_item_for_the_next_lane_when_none_is_free():
+def test_try_run_here_leaves_the_item_to_the_caller_when_no_lane_is_free():
     batches: list[list[int]] = []
     lanes = Lanes()
     coalescer = Coalescer(batches.append, lanes, lambda: 1)
     coalescer.add(0)  # the only lane is taken (started, not yet running)
-    assert coalescer.run_here(1) is False
-    assert batches == []  # not run here
-    assert len(lanes.tasks) == 1  # and no lane beyond the limit
+    assert coalescer.try_run_here(1) is False
+    assert batches == []  # not run here, and not queued either: the caller adds it
+    coalescer.add(1)
+    assert len(lanes.tasks) == 1  # no lane beyond the limit
     lanes.run_all()
     assert batches == [[0, 1]]
     assert coalescer.idle
 
 
-def test_items_queued_while_run_here_runs_go_on_on_another_thread():
+def test_an_interrupt_of_the_calling_thread_gives_the_lane_back():
+    def run_batch(items: list[int]) -> None:
+        if items == [1]:
+            raise KeyboardInterrupt  # the user pressed Interrupt while this thread ran it
+
+    lanes = Lanes()
+    coalescer = Coalescer(run_batch, lanes, lambda: 1)
+    with pytest.raises(KeyboardInterrupt):
+        coalescer.try_run_here(1)
+    assert coalescer.idle  # not wedged: the next call finds its lane
+    assert coalescer.try_run_here(2) is True
+
+
+def test_items_that_travel_alone_leave_one_by_one_and_end_a_batch_of_others():
+    batches: list[list[str]] = []
+    lanes = Lanes()
+    coalescer = Coalescer(batches.append, lanes, lambda: 1, share=lambda: False, alone=lambda item: item.startswith("!"))
+    for item in ["a", "b", "!c", "d", "!e", "!f", "g"]:
+        coalescer.add(item)
+    lanes.run_all()
+    assert batches == [["a", "b"], ["!c"], ["d"], ["!e"], ["!f"], ["g"]]
+
+
+def test_items_queued_while_try_run_here_runs_go_on_on_another_thread():
     ran: list[tuple[list[str], int]] = []
     idle_on: list[int] = []
     idle = threading.Event()
@@ -213,7 +237,7 @@ def test_items_queued_while_run_here_runs_go_on_on_another_thread():
 
     with ThreadPoolExecutor(2) as pool:
         coalescer = Coalescer(run_batch, pool.submit, lambda: 1, on_idle=on_idle)
-        assert coalescer.run_here("first") is True
+        assert coalescer.try_run_here("first") is True
         assert idle.wait(TIMEOUT)
     here = threading.get_ident()
     assert [items for items, _ in ran] == [["first"], ["second"]]
@@ -229,7 +253,7 @@ def test_a_failing_item_run_here_is_logged_and_the_lane_is_freed(caplog):
         raise ValueError("boom")
 
     coalescer = Coalescer(run_batch, Lanes(), lambda: 1, on_idle=idle.append)
-    assert coalescer.run_here(1) is True
+    assert coalescer.try_run_here(1) is True
     assert "a batch of 1 coalesced item(s) failed" in caplog.text
     assert idle == [coalescer] and coalescer.idle
-    assert coalescer.run_here(2) is True  # the lane is free again
+    assert coalescer.try_run_here(2) is True  # the lane is free again

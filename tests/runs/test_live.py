@@ -56,7 +56,7 @@ def test_claim_marks_runs_running_and_skips_one_cancelled_while_queued():
     assert live.cancel_queued(cancelled.id, cancelled.org) == (RunStatus.QUEUED, True)
     assert cancelled.status == RunStatus.CANCELLED
     assert cancelled.error == RunFailure("SystemError", NEVER_STARTED)
-    assert cancelled.started == cancelled.finished is not None
+    assert cancelled.started is None and cancelled.finished is not None  # it never started
     assert live.claim([kept, cancelled]) == [kept]
     assert kept.status == RunStatus.RUNNING
     assert cancelled.status == RunStatus.CANCELLED  # it never starts
