@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any
+from typing import Any, Iterator
 
 # Re-exported: run records are encoded as the workers encode outputs.
 from .runtime.encoding import describe_python_value as describe_python_value
@@ -189,33 +189,36 @@ def now() -> float:
     return time.time()
 
 
-_entropy = bytearray()
-_entropy_lock = threading.Lock()
+_SUFFIXES_PER_DRAW = 800  # 5 random bytes each: one os.urandom call per 800 ids
+_suffixes: Iterator[str] = iter(())
+_suffixes_lock = threading.Lock()
 
 
-def _forget_entropy() -> None:  # in a forked child: never repeat the parent's bytes
-    global _entropy_lock
-    _entropy_lock = threading.Lock()  # another thread may have held it at the fork
-    _entropy.clear()
+def _forget_suffixes() -> None:  # in a forked child: never repeat the parent's suffixes
+    global _suffixes, _suffixes_lock
+    _suffixes, _suffixes_lock = iter(()), threading.Lock()  # another thread may have held it
 
 
-os.register_at_fork(after_in_child=_forget_entropy)
+os.register_at_fork(after_in_child=_forget_suffixes)
 
 
-def _random_bytes(count: int) -> bytes:
-    """Bytes from os.urandom, drawn 4 KiB at a time: one system call (which lets go of the
-    GIL, and must wait to take it back in a busy server) per several hundred ids."""
-    with _entropy_lock:
-        if len(_entropy) < count:
-            _entropy.extend(os.urandom(4096))
-        chunk = bytes(_entropy[:count])
-        del _entropy[:count]
-    return chunk
+def _draw_suffixes() -> str:
+    """Refill the random suffixes from os.urandom (one system call, which lets go of the GIL
+    and must wait to take it back in a busy server, per several hundred ids); one of them."""
+    global _suffixes
+    with _suffixes_lock:
+        suffix = next(_suffixes, None)  # another thread may have refilled them meanwhile
+        if suffix is None:
+            text = os.urandom(5 * _SUFFIXES_PER_DRAW).hex()
+            _suffixes = iter([text[i:i + 10] for i in range(0, len(text), 10)])
+            suffix = next(_suffixes)
+    return suffix
 
 
 def new_id() -> str:
     """A unique id that sorts by creation time (nanosecond clock, then 40 random bits)."""
-    return f"{time.time_ns():016x}{_random_bytes(5).hex()}"
+    # next() on a list iterator is one C call, atomic under the GIL: no lock per id.
+    return f"{time.time_ns():016x}{next(_suffixes, None) or _draw_suffixes()}"
 
 
 @dataclass
