@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Callable
+
+try:
+    from _json import make_encoder as _make_c_encoder
+except ImportError:  # pragma: no cover - CPython always has it
+    _make_c_encoder = None
 
 
 def describe_python_value(value: Any) -> dict[str, str]:
@@ -20,20 +25,41 @@ def describe_python_value(value: Any) -> dict[str, str]:
     return {"$python": f"{type(value).__module__}.{type(value).__qualname__}", "repr": text}
 
 
-# One encoder for every call: json.dumps with options builds a new one each time, and run
-# records are encoded several times per run.
-_ENCODER = json.JSONEncoder(default=describe_python_value, separators=(",", ":"))
+def _encoder(allow_nan: bool) -> Callable[[Any], str]:
+    """A function that writes compact JSON, describing values JSON cannot carry.
+
+    JSONEncoder.encode builds a C encoder anew on every call, with a dict of the containers it
+    is inside so as to refuse one that holds itself; run records are encoded several times per
+    run, so the C encoder is built once here, without that dict. A container that holds itself
+    then meets Python's recursion limit instead, and dumps() describes it like any other value
+    JSON cannot carry.
+    """
+    options = {"default": describe_python_value, "separators": (",", ":"), "allow_nan": allow_nan}
+    if _make_c_encoder is None:  # an interpreter without the C accelerator
+        encoder = json.JSONEncoder(**options, check_circular=False)
+        return encoder.encode
+    c_encoder = _make_c_encoder(None, describe_python_value, json.encoder.encode_basestring_ascii, None,
+                                ":", ",", False, False, allow_nan)
+
+    def encode(value: Any) -> str:
+        return "".join(c_encoder(value, 0))
+
+    return encode
+
+
+_encode = _encoder(allow_nan=True)
+_strict_encode = _encoder(allow_nan=False)
+# What a value JSON cannot carry whole raises: a key it cannot write (TypeError), NaN when
+# strict (ValueError), a container that holds itself (RecursionError).
+_UNCARRIED = (TypeError, ValueError, RecursionError)
 
 
 def dumps(value: Any) -> str:
     """JSON text of `value`, describing (not failing on) parts that JSON cannot carry."""
     try:
-        return _ENCODER.encode(value)
-    except (TypeError, ValueError):  # rare: a container that holds itself, a key JSON cannot carry
-        return _ENCODER.encode(_carried(value, set(), strict=False))
-
-
-_STRICT_ENCODER = json.JSONEncoder(default=describe_python_value, separators=(",", ":"), allow_nan=False)
+        return _encode(value)
+    except _UNCARRIED:  # rare: a container that holds itself, a key JSON cannot carry
+        return _encode(_carried(value, set(), strict=False))
 
 
 def strict_dumps(value: Any) -> str:
@@ -42,9 +68,9 @@ def strict_dumps(value: Any) -> str:
     cannot carry, and so is a container that holds itself or a dict with keys JSON cannot
     carry."""
     try:
-        return _STRICT_ENCODER.encode(value)
-    except (TypeError, ValueError):  # rare: look for what it was the slow way
-        return _STRICT_ENCODER.encode(_carried(value, set(), strict=True))
+        return _strict_encode(value)
+    except _UNCARRIED:  # rare: look for what it was the slow way
+        return _strict_encode(_carried(value, set(), strict=True))
 
 
 _KEY_TYPES = (str, int, float, bool, type(None))  # what json writes as an object's key
