@@ -57,8 +57,8 @@ class Call:
                     raise InvalidRequestError(
                         f"{function.name} is a handle(ctx, payload) function: call it with one payload")
                 shown = self.args[0]
-            else:
-                shown = recorded_input(self.args, self.kwargs)
+            else:  # positional arguments only, the usual call, without a call of recorded_input
+                shown = recorded_input(self.args, self.kwargs) if self.kwargs else list(self.args)
         run = Run(function=function.name, org=function.org, function_revision=function.revision,
                   input=shown, event=self.event, http=self.http)
         if self.run_id is not None:

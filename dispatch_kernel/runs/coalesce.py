@@ -82,38 +82,37 @@ class Coalescer(Generic[Item]):
                     raise
                 return  # a running lane took them meanwhile: they run; nothing to report
 
-    def try_run_here(self, item: Item) -> bool:
-        """Run `item` as a batch of its own on this thread when a lane is free (the thread is
-        that lane for the length of it), and return True; else return False without queuing
-        it (the caller may then get ready to wait, and add() it). A caller that waits anyway
-        saves the hop to another thread."""
+    def take_lane(self) -> bool:
+        """Take a free lane for the calling thread, which then runs one item of its own and
+        gives the lane back with leave_lane(); False when every lane is busy (the caller may
+        then get ready to wait, and add() its item). A caller that waits anyway saves the hop
+        to another thread."""
         with self._lock:
             # Every function has a lane: with none busy, no need to ask how many it has.
             if self._busy and self._busy >= max(1, self._lanes()):
                 return False
             self._busy += 1
             self._running += 1
-        try:
-            self._run_batch([item])
-        except Exception:  # run_batch settles its items; a lane never lets one batch stop it
-            log.exception("a batch of 1 coalesced item(s) failed")
-        finally:  # KeyboardInterrupt included: the lane is given back, or handed over
-            with self._lock:
-                self._running -= 1
-                handover = bool(self._queue)
-                if not handover:
-                    self._busy -= 1
-                    idle = not self._busy
-            if handover:  # what queued meanwhile goes on on a thread of its own
-                try:
-                    self._start(self._lane)
-                except BaseException:  # only when the owner is closing: it drains the queue
-                    with self._lock:
-                        self._busy -= 1
-                    log.warning("no thread could take over %d queued item(s)", len(self._queue))
-            elif idle and self._on_idle is not None:
-                self._on_idle(self)
         return True
+
+    def leave_lane(self) -> None:
+        """Give back a lane taken with take_lane(): what queued meanwhile goes on on a thread
+        of its own."""
+        with self._lock:
+            self._running -= 1
+            handover = bool(self._queue)
+            if not handover:
+                self._busy -= 1
+                idle = not self._busy
+        if handover:
+            try:
+                self._start(self._lane)
+            except BaseException:  # only when the owner is closing: it drains the queue
+                with self._lock:
+                    self._busy -= 1
+                log.warning("no thread could take over %d queued item(s)", len(self._queue))
+        elif idle and self._on_idle is not None:
+            self._on_idle(self)
 
     def drain(self) -> list[Item]:
         """Take every queued item (for an owner that is closing: no lane will take them)."""

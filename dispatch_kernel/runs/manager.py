@@ -331,7 +331,12 @@ class RunManager:
         function = deployed.function
         key = (function.org, function.name)
         coalescer = self._coalescers.get(key) or self._coalescer(key)
-        if not coalescer.try_run_here(call):
+        if coalescer.take_lane():
+            try:
+                self._run_here(key, deployed, call)
+            finally:  # KeyboardInterrupt included: the lane is given back, or handed over
+                coalescer.leave_lane()
+        else:
             latch = threading.Lock()  # a one-shot latch: released when the call is done
             latch.acquire()
             call.waiter = lambda _call: latch.release()
@@ -341,6 +346,21 @@ class RunManager:
         if call.exception is not None:
             raise call.exception
         return call.run
+
+    def _run_here(self, key: Key, deployed: Deployed, call: Call) -> None:
+        """Run one call on the calling thread, which holds a lane of its function: the warm
+        path, so it skips what a batch from the queue needs (resolving, building)."""
+        try:
+            if self._admit(deployed, [call], claim=True):
+                runs = self._dispatch(deployed, [call])
+                if key not in self._run_seconds:  # see _run_batch
+                    self._learn_run_seconds(key, runs)
+        except BaseException as exc:
+            self._abandon([call], exc)
+            if not isinstance(exc, Exception):
+                raise  # an interrupt reaches the caller; the run is failed, its lane given back
+            if not isinstance(exc, DispatchError):
+                log.exception("a run of %s failed", deployed.function.name)
 
     def _start(self, deployed: Deployed, calls: list[Call]) -> list[Run]:
         """Admit now and run in the background; the runs as admitted (QUEUED, or FAILED for a
@@ -363,11 +383,6 @@ class RunManager:
         return seconds is None or seconds >= SHARE_RUNS_ABOVE
 
     def _learn_run_seconds(self, key: Key, runs: list[Run]) -> None:
-        if len(runs) == 1 and runs[0].started is not None and runs[0].finished is not None:
-            took = runs[0].finished - runs[0].started  # the warm path: one run at a time
-            before = self._run_seconds.get(key)
-            self._run_seconds[key] = took if before is None else 0.8 * before + 0.2 * took
-            return
         total, count = 0.0, 0
         for run in runs:
             if run.started is not None and run.finished is not None:
@@ -405,7 +420,11 @@ class RunManager:
             if fresh:
                 ready += self._admit(deployed, fresh, claim=True)
             if ready:
-                self._learn_run_seconds(key, self._dispatch(deployed, ready))
+                runs = self._dispatch(deployed, ready)
+                # The estimate is read only when runs queue, so it is learned from batches; a
+                # run at a time (the warm path) teaches only a function's first.
+                if len(runs) > 1 or key not in self._run_seconds:
+                    self._learn_run_seconds(key, runs)
         except BaseException as exc:
             self._abandon(calls, exc)
             if not isinstance(exc, DispatchError):
@@ -414,16 +433,16 @@ class RunManager:
     def _abandon(self, calls: list[Call], exc: BaseException) -> None:
         """Calls a batch could not run: recorded ones fail as runs, the others with `exc`."""
         recorded = [call for call in calls if call.admitted and not RunStatus(call.run.status).finished]
-        self.live.settle((call.run, failed(f"the driver could not run it: {exc}")) for call in recorded)
+        reason = str(exc) or type(exc).__name__  # a KeyboardInterrupt says nothing itself
+        self.live.settle((call.run, failed(f"the driver could not run it: {reason}")) for call in recorded)
         try:
             if recorded:
                 self._finish(recorded)
         finally:
-            for call in calls:
-                if call.waiter is not None:
-                    if not call.admitted:
-                        call.exception = exc
-                    call.done()
+            for call in calls:  # the caller of a waited run reads `exception` without a waiter
+                if not call.admitted:
+                    call.exception = exc
+                call.done()
 
     def _admit(self, deployed: Deployed, calls: list[Call], claim: bool = False) -> list[Call]:
         """Check inputs and record the runs: QUEUED, or FAILED with an InputError (whose
@@ -456,12 +475,12 @@ class RunManager:
         queued = [call.run for call in calls if call.run.status != RunStatus.RUNNING]
         if queued:  # admitted earlier (spawn, events): RUNNING now, unless cancelled meanwhile
             self.live.claim(queued)
-        running = [call for call in calls if call.run.status == RunStatus.RUNNING]
-        if len(running) < len(calls):  # cancelled while QUEUED (and recorded so): answer them now
-            for call in calls:
-                if call.run.status == RunStatus.CANCELLED:
-                    call.done()
-            calls = running
+            running = [call for call in calls if call.run.status == RunStatus.RUNNING]
+            if len(running) < len(calls):  # cancelled while QUEUED (and recorded so): answer them now
+                for call in calls:
+                    if call.run.status == RunStatus.CANCELLED:
+                        call.done()
+                calls = running
         if not calls:
             return []
         function = deployed.function

@@ -107,7 +107,7 @@ def test_a_burst_is_shared_by_every_lane_unless_its_items_are_quick(share, large
     assert max(sizes) in largest
 
 
-# ---------------------------------------------------------------------------- add_many, try_run_here
+# ---------------------------------------------------------------------------- add_many, take_lane
 
 TIMEOUT = 30.0  # generous: other test runs share the machine
 
@@ -169,26 +169,26 @@ def test_add_many_starts_no_lane_while_every_lane_is_busy():
     assert batches == [[0, 1, 2]]  # the one lane took what queued behind it as one batch
 
 
-def test_try_run_here_runs_the_item_on_the_calling_thread_when_a_lane_is_free():
-    ran: list[tuple[list[int], int]] = []
+def test_take_lane_gives_the_calling_thread_a_free_lane():
     idle: list[int] = []
     lanes = Lanes()
-    coalescer = Coalescer(lambda items: ran.append((items, threading.get_ident())), lanes, lambda: 1,
+    coalescer = Coalescer(lambda items: None, lanes, lambda: 1,
                           on_idle=lambda _: idle.append(threading.get_ident()))
-    assert coalescer.try_run_here(7) is True
-    assert ran == [([7], threading.get_ident())]
+    assert coalescer.take_lane() is True
+    assert not coalescer.idle  # the caller runs its item as that lane
+    coalescer.leave_lane()
     assert lanes.tasks == []  # no hop to another thread
     assert idle == [threading.get_ident()]  # this thread was the last lane
     assert coalescer.idle
 
 
-def test_try_run_here_leaves_the_item_to_the_caller_when_no_lane_is_free():
+def test_take_lane_leaves_the_item_to_the_caller_when_no_lane_is_free():
     batches: list[list[int]] = []
     lanes = Lanes()
     coalescer = Coalescer(batches.append, lanes, lambda: 1)
     coalescer.add(0)  # the only lane is taken (started, not yet running)
-    assert coalescer.try_run_here(1) is False
-    assert batches == []  # not run here, and not queued either: the caller adds it
+    assert coalescer.take_lane() is False
+    assert batches == []  # nothing run here, and nothing queued either: the caller adds it
     coalescer.add(1)
     assert len(lanes.tasks) == 1  # no lane beyond the limit
     lanes.run_all()
@@ -196,17 +196,19 @@ def test_try_run_here_leaves_the_item_to_the_caller_when_no_lane_is_free():
     assert coalescer.idle
 
 
-def test_an_interrupt_of_the_calling_thread_gives_the_lane_back():
-    def run_batch(items: list[int]) -> None:
-        if items == [1]:
-            raise KeyboardInterrupt  # the user pressed Interrupt while this thread ran it
-
+def test_a_lane_the_caller_holds_is_busy_until_it_is_given_back():
+    batches: list[list[int]] = []
     lanes = Lanes()
-    coalescer = Coalescer(run_batch, lanes, lambda: 1)
-    with pytest.raises(KeyboardInterrupt):
-        coalescer.try_run_here(1)
-    assert coalescer.idle  # not wedged: the next call finds its lane
-    assert coalescer.try_run_here(2) is True
+    coalescer = Coalescer(batches.append, lanes, lambda: 1)
+    assert coalescer.take_lane() is True
+    assert coalescer.take_lane() is False  # one lane, and the caller has it
+    coalescer.add(1)
+    assert lanes.tasks == []  # waits for the caller's lane
+    coalescer.leave_lane()
+    assert len(lanes.tasks) == 1  # handed over to a thread of its own
+    lanes.run_all()
+    assert batches == [[1]]
+    assert coalescer.idle
 
 
 def test_items_that_travel_alone_leave_one_by_one_and_end_a_batch_of_others():
@@ -219,41 +221,25 @@ def test_items_that_travel_alone_leave_one_by_one_and_end_a_batch_of_others():
     assert batches == [["a", "b"], ["!c"], ["d"], ["!e"], ["!f"], ["g"]]
 
 
-def test_items_queued_while_try_run_here_runs_go_on_on_another_thread():
+def test_items_queued_while_the_caller_holds_the_lane_go_on_on_another_thread():
     ran: list[tuple[list[str], int]] = []
     idle_on: list[int] = []
     idle = threading.Event()
-
-    def run_batch(items: list[str]) -> None:
-        ran.append((items, threading.get_ident()))
-        if items == ["first"]:  # another caller arrives while this thread is the lane
-            other = threading.Thread(target=coalescer.add, args=("second",))
-            other.start()
-            other.join(TIMEOUT)
 
     def on_idle(_) -> None:
         idle_on.append(threading.get_ident())
         idle.set()
 
     with ThreadPoolExecutor(2) as pool:
-        coalescer = Coalescer(run_batch, pool.submit, lambda: 1, on_idle=on_idle)
-        assert coalescer.try_run_here("first") is True
+        coalescer = Coalescer(lambda items: ran.append((items, threading.get_ident())), pool.submit,
+                              lambda: 1, on_idle=on_idle)
+        assert coalescer.take_lane() is True
+        other = threading.Thread(target=coalescer.add, args=("second",))  # arrives meanwhile
+        other.start()
+        other.join(TIMEOUT)
+        coalescer.leave_lane()
         assert idle.wait(TIMEOUT)
-    here = threading.get_ident()
-    assert [items for items, _ in ran] == [["first"], ["second"]]
-    assert ran[0][1] == here and ran[1][1] != here  # the caller did not stay to run "second"
-    assert idle_on == [ran[1][1]]  # once, by the lane that ended last
+    assert [items for items, _ in ran] == [["second"]]
+    assert ran[0][1] != threading.get_ident()  # the caller did not stay to run "second"
+    assert idle_on == [ran[0][1]]  # once, by the lane that ended last
     assert coalescer.idle
-
-
-def test_a_failing_item_run_here_is_logged_and_the_lane_is_freed(caplog):
-    idle: list[Coalescer] = []
-
-    def run_batch(items: list[int]) -> None:
-        raise ValueError("boom")
-
-    coalescer = Coalescer(run_batch, Lanes(), lambda: 1, on_idle=idle.append)
-    assert coalescer.try_run_here(1) is True
-    assert "a batch of 1 coalesced item(s) failed" in caplog.text
-    assert idle == [coalescer] and coalescer.idle
-    assert coalescer.try_run_here(2) is True  # the lane is free again

@@ -97,3 +97,41 @@ def test_closing_the_core_tells_every_waiter(home):
     except dk.DispatchError:  # it never started: the core closed first
         return
     assert run.status == dk.RunStatus.FAILED  # or it started and was failed as the core closed
+
+
+def test_an_interrupt_while_a_caller_runs_fails_the_run_and_frees_its_lane(client, monkeypatch):
+    fn = client.deploy(nap, max_workers=1)
+    assert fn(0) == 0
+    driver = client.dispatch.drivers.get("local")
+    real = driver.execute
+
+    def interrupted(function, jobs, on_done=None):
+        monkeypatch.setattr(driver, "execute", real)  # once
+        raise KeyboardInterrupt  # the user pressed Interrupt while the run was on its way
+
+    monkeypatch.setattr(driver, "execute", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fn(0)
+    assert fn(0) == 0  # the lane was given back: not wedged behind the interrupted run
+    interrupted_run = fn.runs()[1]
+    assert interrupted_run.status == dk.RunStatus.FAILED
+    assert interrupted_run.error.message == "the driver could not run it: KeyboardInterrupt"
+    assert client.dispatch.runs.live.all() == []
+
+
+def test_a_store_that_refuses_a_run_fails_that_call_alone(client, monkeypatch, caplog):
+    fn = client.deploy(nap, max_workers=1)
+    assert fn(0) == 0
+    store = client.dispatch.store
+    real = store.add_runs
+
+    def refuse(runs, host):
+        monkeypatch.setattr(store, "add_runs", real)  # once
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(store, "add_runs", refuse)
+    with pytest.raises(OSError, match="no space left"):
+        fn(0)
+    assert "a run of nap failed" in caplog.text
+    assert fn(0) == 0  # the next call finds its lane free
+    assert client.dispatch.runs.live.all() == []
