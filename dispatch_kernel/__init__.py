@@ -18,6 +18,7 @@ from ._handles import FunctionHandle, RunHandle
 from ._http import HttpClient
 from ._local import LocalClient
 from .model import (
+    Api,
     BaseImage,
     ConflictError,
     DeployError,
@@ -42,6 +43,7 @@ from .model import (
     Subscription,
 )
 from .runtime.context import Context
+from .runtime.response import Response
 from .version import __version__ as __version__
 
 
@@ -60,6 +62,7 @@ def unload_ipython_extension(ip) -> None:
         magics.close()
 
 __all__ = [
+    "Api",
     "BaseImage",
     "Client",
     "ConflictError",
@@ -79,6 +82,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "Run",
+    "Response",
     "RunError",
     "RunFailure",
     "RunFunctionError",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
-from .model import BaseImage, EventSource, Function, Image, Run, Secret, Subscription
+from .model import Api, BaseImage, EventSource, Function, Image, Run, Secret, Subscription
 
 if TYPE_CHECKING:
     from ._handles import FunctionHandle, RunHandle
@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class Client(Protocol):
-    """What every face can do: deploy and manage functions, run them, manage secrets, and
-    emit events, subscribe functions to them and manage event sources."""
+    """What every face can do: deploy and manage functions, run them, manage secrets, emit
+    events, subscribe functions to them and manage event sources, and route HTTP to them (APIs)."""
 
     def deploy(self, fn: Callable[..., Any], name: str | None = None, **options: Any) -> FunctionHandle:
         """Package and deploy `fn`; options as Dispatch.deploy (timeout, secrets, schema_in,
@@ -149,6 +149,31 @@ class Client(Protocol):
 
     def delete_event_source(self, name: str) -> None:
         """Stop an event source and remove it."""
+
+    def create_api(self, name: str, function: str, *, methods: list[str] | None = None,
+                   paths: list[str] | None = None, hosts: list[str] | None = None,
+                   protocols: list[str] | None = None, cors: bool | dict[str, Any] = False,
+                   auth: str = "public", enabled: bool = True, tags: dict[str, str] | None = None) -> Api:
+        """Route HTTP `methods` (default GET) on `paths` (templates such as `/hello/{name}`) to
+        `function`; without `hosts` they live under `/{org}/` of a gateway. ConflictError when an
+        enabled API routes one of them already."""
+
+    def get_api(self, name: str) -> Api:
+        """One API."""
+
+    def list_apis(self, function: str | None = None) -> list[Api]:
+        """Every API (of one function, if given), by name."""
+
+    def update_api(self, name: str, *, revision: int | None = None, **changes: Any) -> Api:
+        """Change some fields of an API (function, methods, paths, hosts, protocols, cors, auth,
+        enabled, tags); with `revision`, only if it is still that one (ConflictError)."""
+
+    def delete_api(self, name: str) -> None:
+        """Remove an API: its routes answer 404."""
+
+    def api_urls(self, api: Api) -> list[str]:
+        """Where the API's routes answer: URLs on the server of a REST client; for the embedded
+        client, paths below the root of whichever gateway serves them (`dispatch gateway`)."""
 
     def describe(self) -> str:
         """Where this client's functions live, in words."""

@@ -42,7 +42,7 @@ from .model import (
     Secret,
     Subscription,
 )
-from .model import BaseImage, Image
+from .model import Api, BaseImage, Image
 
 log = logging.getLogger(__name__)
 
@@ -466,6 +466,41 @@ class HttpClient:
 
     def delete_image(self, name: str) -> None:
         self._request("DELETE", f"images/{_segment(name)}")
+
+    # ------------------------------------------------------------------ APIs
+
+    def create_api(self, name: str, function: str, *, methods: list[str] | None = None,
+                   paths: list[str] | None = None, hosts: list[str] | None = None,
+                   protocols: list[str] | None = None, cors: bool | dict[str, Any] = False,
+                   auth: str = "public", enabled: bool = True, tags: dict[str, str] | None = None) -> Api:
+        """Route HTTP `methods` on `paths` to `function`."""
+        body: dict[str, Any] = {"name": name, "function": function, "paths": list(paths or []), "cors": cors,
+                                "auth": auth, "enabled": enabled}
+        for key, value in (("methods", methods), ("hosts", hosts), ("protocols", protocols), ("tags", tags)):
+            if value is not None:
+                body[key] = list(value) if key != "tags" else value
+        return Api.from_dict(self._request("POST", "apis", body)[1])
+
+    def get_api(self, name: str) -> Api:
+        return Api.from_dict(self._request("GET", f"apis/{_segment(name)}")[1])
+
+    def list_apis(self, function: str | None = None) -> list[Api]:
+        return [Api.from_dict(item) for item in self._request("GET", "apis", query={"function": function})[1]["items"]]
+
+    def update_api(self, name: str, *, revision: int | None = None, **changes: Any) -> Api:
+        """Change some fields of an API (with `revision`: only if it is still that one)."""
+        body = {key: value for key, value in changes.items() if value is not None}
+        body["revision"] = revision if revision is not None else self.get_api(name).revision
+        return Api.from_dict(self._request("PUT", f"apis/{_segment(name)}", body)[1])
+
+    def delete_api(self, name: str) -> None:
+        self._request("DELETE", f"apis/{_segment(name)}")
+
+    def api_urls(self, api: Api) -> list[str]:
+        """The URLs of the API's routes on this server."""
+        from .gateway.routes import api_urls
+
+        return api_urls(api, self.url + "dispatch/http/")
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._handles import FunctionHandle, RunHandle
-from .model import BaseImage, EventSource, Function, Image, Run, Secret, Subscription
+from .model import Api, BaseImage, EventSource, Function, Image, Run, Secret, Subscription
 
 if TYPE_CHECKING:
     from .core import Dispatch
@@ -185,6 +185,38 @@ class LocalClient:
     def delete_event_source(self, name: str) -> None:
         """Stop an event source and remove it."""
         self.dispatch.events.delete_event_source(name, self.org)
+
+    # APIs (dispatch_kernel.gateway): HTTP routes to functions
+
+    def create_api(self, name: str, function: str, *, methods: list[str] | None = None,
+                   paths: list[str] | None = None, hosts: list[str] | None = None,
+                   protocols: list[str] | None = None, cors: bool | dict[str, Any] = False,
+                   auth: str = "public", enabled: bool = True, tags: dict[str, str] | None = None) -> Api:
+        """Route HTTP `methods` on `paths` to `function`."""
+        return self.dispatch.apis.create(name, function, org=self.org, methods=methods, paths=paths, hosts=hosts,
+                                         protocols=protocols, cors=cors, auth=auth, enabled=enabled, tags=tags)
+
+    def get_api(self, name: str) -> Api:
+        """One API."""
+        return self.dispatch.apis.get(name, self.org)
+
+    def list_apis(self, function: str | None = None) -> list[Api]:
+        """Every API (of one function, if given), by name."""
+        return self.dispatch.apis.list(self.org, function)
+
+    def update_api(self, name: str, *, revision: int | None = None, **changes: Any) -> Api:
+        """Change some fields of an API (with `revision`: only if it is still that one)."""
+        return self.dispatch.apis.update(name, org=self.org, revision=revision, **changes)
+
+    def delete_api(self, name: str) -> None:
+        """Remove an API: its routes answer 404."""
+        self.dispatch.apis.delete(name, self.org)
+
+    def api_urls(self, api: Api) -> list[str]:
+        """Paths below the root of the gateway that serves them (`dispatch gateway`)."""
+        from .gateway.routes import api_urls
+
+        return api_urls(api, None)
 
     # lifecycle
 

@@ -7,6 +7,7 @@ wires them together and owns their lifetimes; the work is the managers'.
     core.secrets     SecretManager     create, get, list, delete
     core.images      ImageManager      base images, images, what drivers run
     core.events      EventManager      emit, subscriptions, event sources (started on first use)
+    core.apis        ApiManager        APIs (HTTP routes to functions) and their route tables
     core.drivers     the driver plug-ins, made on first use by name
     core.store       the EntityStore plug-in
 
@@ -21,6 +22,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from . import plugins
+from .apis import ApiManager
 from .drivers.base import FaaSDriver
 from .functions import FunctionManager
 from .hosts import HostLease
@@ -50,6 +52,7 @@ class Dispatch:
             self.drivers: plugins.Loaded[FaaSDriver] = plugins.Loaded("driver", lambda cls: cls(settings))
             self.functions = FunctionManager(settings, self.store, self.images, self.drivers, self.secrets)
             self.runs = RunManager(settings, self.store, self.functions, self.secrets, self.lease.id)
+            self.apis = ApiManager(self.store)
         except BaseException:
             self.store.close()
             raise
@@ -57,7 +60,7 @@ class Dispatch:
         self._events: EventManager | None = None
         self._events_lock = threading.Lock()
         self._closed = False
-        if (settings.home / "events.db").exists() or settings.bus != "sqlite":
+        if settings.events and ((settings.home / "events.db").exists() or settings.bus != "sqlite"):
             try:
                 self.events  # deliveries left by a previous process go on without waiting for an emit
             except Exception:  # reported, not fatal: functions work without events

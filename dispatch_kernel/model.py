@@ -338,6 +338,26 @@ class EventSource(Entity):
 
 
 @dataclass
+class Api(Entity):
+    """HTTP routes to a function (Dispatch's API): requests whose method, host and path match
+    run the function. `paths` are Dispatch's `uris`, templates with `{param}` placeholders;
+    without `hosts` they live under `/{org}/` of a gateway. `cors` is False, True (any origin)
+    or {"origins", "headers", "max_age"}; `auth` is "public" or "token" (a bearer credential
+    the server accepts)."""
+
+    function: str = ""
+    methods: list[str] = field(default_factory=lambda: ["GET"])
+    protocols: list[str] = field(default_factory=lambda: ["http", "https"])
+    hosts: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    cors: bool | dict[str, Any] = False
+    auth: str = "public"
+    enabled: bool = True
+
+    kind = "api"
+
+
+@dataclass
 class BaseImage(Entity):
     """A language runtime image in a registry that images are built on (Dispatch's BaseImage)."""
 

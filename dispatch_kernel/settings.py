@@ -43,6 +43,9 @@ class Settings:
     # A core that serves other people (the Jupyter server extension) loads nothing they send:
     # workers send outputs as JSON instead of pickles, so no user code is ever unpickled here.
     isolated: bool = False
+    # Start the event manager by itself when the home has events; a standalone API gateway
+    # (which serves routes and nothing else) does not.
+    events: bool = True
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser().resolve()

@@ -59,7 +59,8 @@ def repository_name(*parts: str) -> str:
 def _runtime_files() -> dict[str, bytes]:
     """The image's copy of dispatch_kernel: the runtime package under a stub top-level package
     (the real __init__ imports the client, which needs more than the standard library)."""
-    files = {f"{RUNTIME}/dispatch_kernel/__init__.py": b'"""dispatch-kernel runtime (image copy)."""\n'}
+    files = {f"{RUNTIME}/dispatch_kernel/__init__.py": b'"""dispatch-kernel runtime (image copy)."""\n'
+                                                     b"from .runtime.response import Response\n"}
     for file in sorted((_PACKAGE_DIR / "runtime").glob("*.py")):
         files[f"{RUNTIME}/dispatch_kernel/runtime/{file.name}"] = file.read_bytes()
     return files

@@ -106,11 +106,13 @@ class RunManager:
         return self._start(deployed, [call])[0]
 
     def submit(self, name: str, input: Any = None, *, org: str,
-               python: tuple[tuple, dict[str, Any]] | None = None) -> Future:
+               python: tuple[tuple, dict[str, Any]] | None = None,
+               http: dict[str, Any] | None = None) -> Future:
         """Start a run and return at once a Future of its finished record, resolved on a core
         thread: nothing here blocks, so an event loop may call it.
 
-        The input is JSON as for invoke(), or `python=(args, kwargs)` for a Python call. The
+        The input is JSON as for invoke(), or `python=(args, kwargs)` for a Python call; `http`
+        is the request of an API route (the run's `http`, the function's ctx.http). The
         function is resolved, and the run recorded, when its batch starts. The Future fails
         with the DispatchError of an unknown or unready function; a run that fails is a FAILED
         run, as with invoke().
@@ -118,7 +120,8 @@ class RunManager:
         if self._closed:
             raise DispatchError("the core is closed")
         future: Future = Future()
-        self._coalescer((org, name)).add(Call(input=input, python=python, waiter=partial(_resolve, future)))
+        self._coalescer((org, name)).add(Call(input=input, python=python, http=http,
+                                              waiter=partial(_resolve, future)))
         return future
 
     def map(self, name: str, items: Iterable[Any], *, org: str, return_exceptions: bool = False) -> Iterator[Any]:

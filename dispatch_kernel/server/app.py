@@ -1,8 +1,8 @@
 """DispatchApp: the Jupyter server extension that hosts one Dispatch core for the whole server.
 
 Enabled by the file the wheel installs in etc/jupyter/jupyter_server_config.d/, so `jupyter lab`
-and `jupyter server` serve REST API v1 under `{base_url}dispatch/v1/`; `jupyter dispatch` starts
-a server with it on its own. Its settings are traitlets (`c.DispatchApp.home = ...`).
+and `jupyter server` serve REST API v1 under `{base_url}dispatch/v1/` and the routes of APIs under
+`{base_url}dispatch/http/`; `jupyter dispatch` starts a server with it on its own. Its settings are traitlets (`c.DispatchApp.home = ...`).
 
 A kernel (or terminal) started by the server finds it without being told: the extension puts
 DISPATCH_URL and DISPATCH_TOKEN in the server's environment, which they inherit, and
@@ -17,12 +17,14 @@ import os
 from pathlib import Path
 
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
 from traitlets import Bool, Dict, Int, Unicode, default
 
 from ..version import __version__
 from ..settings import Settings
 from .base import DispatchState
 
+GATEWAY = "dispatch/http"  # where the routes of APIs live under the base URL
 URL_ENV = "DISPATCH_URL"
 TOKEN_ENV = "DISPATCH_TOKEN"
 
@@ -89,16 +91,34 @@ class DispatchApp(ExtensionApp):
         self.state = DispatchState(core, org=self.org, max_body_size=self.max_body_size,
                                    threads=self.request_threads, log=log)
         self.settings["dispatch_kernel"] = self.state
+        self.gateway = self._gateway(core)
         self._saved_env: dict[str, str | None] = {}
         if self.export_env:
             self._export_env()
-        self.log.info("dispatch: REST API v1 at %sdispatch/v1/ (home %s)",
-                      self.serverapp.base_url, settings.home)
+        self.log.info("dispatch: REST API v1 at %sdispatch/v1/, API routes at %s%s/ (home %s)",
+                      self.serverapp.base_url, self.serverapp.base_url, GATEWAY, settings.home)
+
+    def _gateway(self, core):
+        """The API gateway of this server: routes under {base_url}dispatch/http/, whose `auth:
+        token` APIs accept the server's own token as a bearer credential."""
+        from ..gateway.auth import bearer_tokens
+        from ..gateway.service import Gateway
+
+        identity = self.serverapp.identity_provider
+
+        def accepts(authorization: str | None) -> bool:  # the token is final only once the server runs
+            return bearer_tokens([identity.token])(authorization)
+
+        return Gateway(core, org=self.org, max_body_size=self.max_body_size, credentials=accepts,
+                       runs_url=url_path_join(self.serverapp.base_url, "dispatch/v1/runs/"))
 
     def initialize_handlers(self) -> None:
+        from ..gateway.handler import GatewayHandler
         from .routes import routes
 
         self.handlers.extend(routes())
+        prefix = url_path_join(self.serverapp.base_url, GATEWAY + "/")
+        self.handlers.append((GATEWAY + "/.*", GatewayHandler, {"gateway": self.gateway, "prefix": prefix}))
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         if self.export_env:
@@ -119,6 +139,7 @@ class DispatchApp(ExtensionApp):
         if state is None:
             return
         state.hub.close_all()
+        self.gateway.close()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, state.core.close)
         state.executor.shutdown(wait=False, cancel_futures=True)

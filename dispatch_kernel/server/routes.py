@@ -13,11 +13,11 @@ from typing import Any
 
 from tornado import web
 
-from . import events, functions, images, runs, secrets
+from . import apis, events, functions, images, runs, secrets
 from .base import API, DispatchHandler, NotFoundHandler, OpenApiHandler
 
 HANDLERS: list[type[DispatchHandler]] = [
-    *functions.HANDLERS, *runs.HANDLERS, *secrets.HANDLERS, *images.HANDLERS, *events.HANDLERS,
+    *functions.HANDLERS, *runs.HANDLERS, *secrets.HANDLERS, *images.HANDLERS, *events.HANDLERS, *apis.HANDLERS,
     OpenApiHandler,
 ]
 _METHODS = ("get", "post", "put", "patch", "delete")
