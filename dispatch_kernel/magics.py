@@ -27,7 +27,7 @@ from ._client import Client
 from . import _connect
 from ._handles import FunctionHandle
 from .inputs import json_or_file, key_values
-from .model import ConflictError, DispatchError, Function
+from .model import Api, ConflictError, DispatchError, Function, InvalidRequestError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,6 +57,8 @@ def _deploy_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-timeout", help="how long an idle worker lives, e.g. 5m")
     parser.add_argument("--driver", help="where it runs (default: local)")
     parser.add_argument("--image", help="an image made with create_image to build the function on")
+    parser.add_argument("--route", action="append", default=[], metavar='"GET,POST /path/{param}"',
+                        help="an HTTP route to it, served under dispatch/http/{org}/ (repeatable)")
     return parser
 
 
@@ -75,7 +77,21 @@ LINE_USAGE = """\
 %dispatch emit TYPE [JSON] [--source S]          publish a CloudEvent; subscribed functions run
 %dispatch subscribe FN --event-type T            run FN for each event of type T (exact or prefix.*)
 %dispatch sources                                event sources and subscriptions, with their status
+%dispatch apis [NAME]                            the APIs (HTTP routes to functions) and their URLs
 %dispatch help                                   this text"""
+
+
+ROUTE_TAG = "dispatch/route-of"  # on the APIs a %%dispatch cell's --route options made: its function
+
+
+def _route(text: str) -> tuple[list[str], str]:
+    """A --route option as (methods, path); a UsageError saying what is wrong."""
+    from .gateway.routes import parse_route
+
+    try:
+        return parse_route(text)
+    except InvalidRequestError as exc:
+        raise UsageError(f"--route {text!r}: {exc}") from None
 
 
 def _subparser(prog: str) -> argparse.ArgumentParser:
@@ -117,6 +133,22 @@ def _functions_bundle(functions: list[Function]) -> dict[str, str]:
     return {"text/plain": text, "text/html": f"<table><tr>{cells}</tr>{body}</table>"}
 
 
+def _apis_bundle(apis: list[tuple[Api, list[str]]]) -> dict[str, str]:
+    """A text and HTML table of APIs with the URLs of their routes."""
+    from html import escape
+
+    if not apis:
+        return {"text/plain": "no APIs", "text/html": "<p>no APIs</p>"}
+    head = ("name", "function", "methods", "urls", "auth", "cors", "enabled")
+    rows = [(api.name, api.function, ",".join(api.methods), " ".join(urls), api.auth,
+             "yes" if api.cors else "no", "yes" if api.enabled else "no") for api, urls in apis]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    text = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [head, *rows])
+    cells = "".join(f"<th>{escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return {"text/plain": text, "text/html": f"<table><tr>{cells}</tr>{body}</table>"}
+
+
 @magics_class
 class DispatchMagics(Magics):
     """`%%dispatch` and `%dispatch`, over one Client per kernel."""
@@ -148,12 +180,14 @@ class DispatchMagics(Magics):
                                 [--timeout 30s] [--memory 512M] [--requirements "pkg==1 other"]
                                 [--secret S ...] [--min-workers N] [--max-workers N]
                                 [--idle-timeout 5m] [--driver D] [--image I]
+                                [--route "GET,POST /hello/{name}" ...]
 
         The cell runs in the kernel as usual, then its handler is deployed: --handler, else
         `handle` if the cell defines it, else the cell's last top-level function. Afterwards
         NAME (default: the handler's name) is the deployed function: call it to run it,
         `.local()` to call the original here, `.spawn()`, `.map()`, `.runs()`, `.delete()`.
-        Running an unchanged cell again deploys nothing new.
+        Running an unchanged cell again deploys nothing new. Each --route is an API that
+        routes HTTP to it (named NAME, NAME-2, ...); the card shows their URLs.
 
         Line magic:
         %dispatch functions                              list deployed functions
@@ -165,6 +199,7 @@ class DispatchMagics(Magics):
         %dispatch secret NAME key=value ...              create (or replace) a secret
         %dispatch status                                 where functions run, what is running
         %dispatch connect [URL] [--token T]              use a Dispatch server
+        %dispatch apis [NAME]                            APIs (HTTP routes) and their URLs
         %dispatch help                                   this text
         """
         try:
@@ -213,6 +248,7 @@ class DispatchMagics(Magics):
         from .widgets import FunctionCard
 
         options = {k: v for k, v in options.items() if v is not None}
+        routes = [_route(text) for text in args.route]  # a bad route is refused before the deploy
         card = FunctionCard(name)
         # A display id lets the final card replace the "deploying" one in the saved output
         # too, so a notebook run headlessly (or read on GitHub) shows the result.
@@ -228,12 +264,37 @@ class DispatchMagics(Magics):
                 shown.update(card)
             raise
         added = set(options.get("requirements") or [])
-        card.update(deployed.function, detected_requirements=[r for r in deployed.function.requirements
-                                                              if r not in added],
-                    deploy_seconds=time.perf_counter() - started)
-        if shown is not None:
-            shown.update(card)
         self.shell.user_ns[name] = NotebookFunction(self.client, deployed.function, original)
+        urls: list[str] = []
+        try:  # a route another API claims is refused (409) after the deploy: the card says so
+            urls = [url for api in self._sync_routes(name, routes) for url in self.client.api_urls(api)]
+        finally:
+            card.update(deployed.function, detected_requirements=[r for r in deployed.function.requirements
+                                                                  if r not in added],
+                        deploy_seconds=time.perf_counter() - started, urls=urls)
+            if shown is not None:
+                shown.update(card)
+
+    def _sync_routes(self, name: str, routes: list[tuple[list[str], str]]) -> list[Api]:
+        """Make the APIs of the cell's --route options (NAME, NAME-2, ...: tagged as the cell's)
+        what the cell says, removing those it no longer has; the function's APIs after that."""
+        client = self.client
+        apis = client.list_apis(function=name)
+        owned = {api.name: api for api in client.list_apis() if api.tags.get(ROUTE_TAG) == name}
+        wanted = {name if i == 0 else f"{name}-{i + 1}": route for i, route in enumerate(routes)}
+        changed = False
+        for api_name, (methods, path) in wanted.items():
+            api = owned.get(api_name)
+            if api is None:
+                client.create_api(api_name, name, methods=methods, paths=[path], tags={ROUTE_TAG: name})
+                changed = True
+            elif (api.function, api.methods, api.paths, api.enabled) != (name, methods, [path], True):
+                client.update_api(api_name, function=name, methods=methods, paths=[path], enabled=True)
+                changed = True
+        for api_name in set(owned) - set(wanted):
+            client.delete_api(api_name)
+            changed = True
+        return client.list_apis(function=name) if changed else apis
 
     # ------------------------------------------------------------------ %dispatch
 
@@ -374,6 +435,14 @@ class DispatchMagics(Magics):
         sub = self.client.subscribe(args.function, event_type=args.event_type, name=args.name,
                                               filters=filters)
         print(f"subscription {sub.name}: {sub.event_type} -> {sub.function}")
+
+    def _cmd_apis(self, rest: list[str]) -> None:
+        parser = _subparser("apis")
+        parser.add_argument("function", nargs="?", help="only the APIs of this function")
+        args = parser.parse_args(rest)
+        client = self.client
+        display(_apis_bundle([(api, client.api_urls(api)) for api in client.list_apis(function=args.function)]),
+                raw=True)
 
     def _cmd_sources(self, rest: list[str]) -> None:
         _subparser("sources").parse_args(rest)

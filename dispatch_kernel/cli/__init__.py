@@ -17,6 +17,11 @@
     dispatch create eventsource NAME --type schedule|webhook|vcenter [--config JSON] [--secret S ...]
     dispatch get subscriptions | subscription NAME | eventsources | eventsource NAME
     dispatch delete subscription|eventsource NAME
+    dispatch create api NAME FUNCTION --method GET --path /hello/{name} [--host H] [--cors]
+                                      [--auth public|token] [--disable]
+    dispatch get apis | api NAME
+    dispatch delete api NAME
+    dispatch gateway --port P                     serve the routes of APIs (a standalone gateway)
 
 Without a login (or --url, or DISPATCH_URL) it works on the embedded default: a core in this
 process on DISPATCH_HOME. Output is a table, or `-o json` / `-o yaml`. An error is one line on
@@ -61,12 +66,13 @@ def parser() -> argparse.ArgumentParser:
 
     create = commands.add_parser("create", help="create a function or secret, or what a YAML file describes")
     create.add_argument("kind", nargs="?", choices=("function", "secret", "base-image", "image", "subscription",
-                                                   "eventsource"))
+                                                   "eventsource", "api"))
     create.add_argument("name", nargs="?")
     create.add_argument("path", nargs="?", metavar="FILE",
-                        help="the function's .py, the secret's .json, or the base image's registry reference")
+                        help="the function's .py, the secret's .json, the base image's registry reference, "
+                             "or the API's function")
     create.add_argument("-f", "--file", help="a YAML file of documents with kind: Function | Secret | "
-                                             "BaseImage | Image")
+                                             "BaseImage | Image | Subscription | EventSource | API")
     create.add_argument("--handler", help="the function in FILE to run (default: handle, else the only one)")
     create.add_argument("--schema-in", help="JSON Schema of the input (a file or JSON text)")
     create.add_argument("--schema-out", help="JSON Schema of the output (a file or JSON text)")
@@ -90,14 +96,21 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--max-attempts", type=int, help="subscription: deliveries before the dead letters")
     create.add_argument("--type", dest="source_type", help="eventsource: schedule, webhook or vcenter")
     create.add_argument("--config", help="eventsource: its configuration (a JSON file or JSON text)")
+    create.add_argument("--method", action="append", metavar="METHOD", help="api: an HTTP method (repeatable; GET)")
+    create.add_argument("--path", dest="api_paths", action="append", metavar="PATH",
+                        help="api: a path template such as /hello/{name} (repeatable)")
+    create.add_argument("--host", action="append", metavar="HOST", help="api: a host name it answers on (repeatable)")
+    create.add_argument("--cors", action="store_true", help="api: allow cross-origin calls from any origin")
+    create.add_argument("--auth", choices=("public", "token"), help="api: public, or a bearer token (public)")
+    create.add_argument("--disable", action="store_true", help="api: create it disabled (its routes answer 404)")
 
-    update = commands.add_parser("update", help="update the functions a YAML file describes")
+    update = commands.add_parser("update", help="update the functions and APIs a YAML file describes")
     update.add_argument("-f", "--file", required=True)
 
     get = commands.add_parser("get", help="list or show functions, runs and secrets")
     get.add_argument("what", choices=("functions", "function", "runs", "run", "secrets", "secret",
                                       "images", "image", "base-images", "base-image",
-                                      "subscriptions", "subscription", "eventsources", "eventsource"))
+                                      "subscriptions", "subscription", "eventsources", "eventsource", "apis", "api"))
     get.add_argument("name", nargs="?", help="a function (for runs: only its runs) or secret")
     get.add_argument("--last", action="store_true", help="runs: only the latest, in full")
     get.add_argument("--follow", action="store_true", help="runs: keep printing changes as they happen")
@@ -120,8 +133,11 @@ def parser() -> argparse.ArgumentParser:
     emitter.add_argument("--id", help="the event's id (default: a fresh one)")
 
     delete = commands.add_parser("delete", help="delete a function or secret")
-    delete.add_argument("kind", choices=("function", "secret", "image", "base-image", "subscription", "eventsource"))
+    delete.add_argument("kind", choices=("function", "secret", "image", "base-image", "subscription", "eventsource",
+                                         "api"))
     delete.add_argument("name")
+    commands.add_parser("gateway", help="serve the routes of APIs over HTTP (dispatch gateway --help)",
+                        add_help=False)  # its arguments are the standalone gateway's own (main())
     for sub in commands.choices.values():  # `-o json` reads naturally after the command too
         sub.add_argument("-o", "--output", choices=("table", "json", "yaml"), default=argparse.SUPPRESS)
     return top
@@ -133,6 +149,11 @@ COMMANDS = {"create": cmd_create, "update": cmd_update, "get": cmd_get, "exec": 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; 0 on success, 1 with one line on stderr on failure."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gateway"]:  # a server of its own, with its own options: the gateway's
+        from ..gateway.standalone import main as gateway
+
+        return gateway(argv[1:])
     args = parser().parse_args(argv)
     try:
         if args.command == "login":

@@ -13,7 +13,9 @@ from .._local import LocalClient
 from ..inputs import json_or_file, key_values
 from ..model import NotFoundError, Run, RunStatus
 from .documents import (
+    api_message,
     apply,
+    create_api,
     create_base_image,
     create_event_source,
     create_image,
@@ -78,12 +80,21 @@ def cmd_create(args: argparse.Namespace, client: Any) -> None:
                                                "secrets": args.secret})
         emit(args, source, lambda: event_source_message(source))
         return
+    if args.kind == "api" and args.name is not None:
+        if args.path is None or not args.api_paths:
+            raise CliError("usage: dispatch create api NAME FUNCTION --path /hello/{name} [--method GET ...] "
+                           "[--host H] [--cors] [--auth public|token] [--disable]")
+        api = create_api(client, {"name": args.name, "function": args.path, "methods": args.method,
+                                  "paths": args.api_paths, "hosts": args.host, "cors": bool(args.cors),
+                                  "auth": args.auth or "public", "enabled": not args.disable})
+        emit(args, api, lambda: api_message(client, api))
+        return
     if args.kind in ("subscription", "eventsource"):
         raise CliError("usage: dispatch create subscription FN --event-type T | eventsource NAME --type TYPE")
     if args.kind is None or args.name is None or args.path is None:
         raise CliError("usage: dispatch create function NAME FILE.py | secret NAME FILE.json | "
                        "base-image NAME REFERENCE | image NAME --base BASE | subscription FN --event-type T | "
-                       "eventsource NAME --type TYPE | -f SPEC.yaml")
+                       "eventsource NAME --type TYPE | api NAME FUNCTION --path P | -f SPEC.yaml")
     if args.kind == "base-image":
         base = create_base_image(client, {"name": args.name, "image_url": args.path,
                                            "language": args.language or "python3"})
@@ -121,7 +132,7 @@ def cmd_create(args: argparse.Namespace, client: Any) -> None:
 
 
 def cmd_update(args: argparse.Namespace, client: Any) -> None:
-    """`dispatch update -f FILE`: new revisions of the functions it describes."""
+    """`dispatch update -f FILE`: new revisions of the functions and APIs it describes."""
     apply(args, client, create=False)
 
 

@@ -1,6 +1,6 @@
 """Files the command reads: function source, JSON, and `-f` YAML documents (`kind: Function |
-Secret | BaseImage | Image | Subscription | EventSource`), each checked against the REST API's
-own schema for that kind before anything is created."""
+Secret | BaseImage | Image | Subscription | EventSource | API`), each checked against the REST
+API's own schema for that kind before anything is created."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..inputs import json_or_file
-from ..model import BaseImage, EventSource, Image, InvalidRequestError, NotFoundError, Subscription
+from ..model import Api, BaseImage, EventSource, Image, InvalidRequestError, NotFoundError, Subscription
 from .errors import CliError
 from .output import emit
 
@@ -73,14 +73,15 @@ def _documents(path: str) -> list[dict[str, Any]]:
     for doc in docs:
         if not isinstance(doc, dict) or str(doc.get("kind", "")).lower() not in DOCUMENT_ORDER:
             raise CliError(f"{path}: every document needs `kind: Function`, `Secret`, `BaseImage`, `Image`, "
-                           "`Subscription` or `EventSource`")
+                           "`Subscription`, `EventSource` or `API`")
         if not isinstance(doc.get("name"), str):
             raise CliError(f"{path}: every document needs a `name:`")
     # Secrets first: functions may use them; base images before the images built on them.
     return sorted(docs, key=lambda d: DOCUMENT_ORDER[str(d["kind"]).lower()])
 
 
-DOCUMENT_ORDER = {"secret": 0, "baseimage": 1, "image": 2, "function": 3, "eventsource": 4, "subscription": 5}
+DOCUMENT_ORDER = {"secret": 0, "baseimage": 1, "image": 2, "function": 3, "api": 4, "eventsource": 5,
+                  "subscription": 6}
 
 
 def _events_document(doc: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +111,29 @@ def event_source_message(source: EventSource) -> str:
     if token:  # shown this once: the server keeps only its hash
         message += f"\nwebhook token (shown once): {token}"
     return message
+
+
+def create_api(client: Any, spec: dict[str, Any]) -> Api:
+    """Create the API a REST body describes."""
+    options = {k: spec[k] for k in ("methods", "hosts", "protocols", "tags") if spec.get(k) is not None}
+    return client.create_api(spec["name"], spec["function"], paths=spec.get("paths"), cors=spec.get("cors", False),
+                             auth=spec.get("auth", "public"), enabled=spec.get("enabled", True), **options)
+
+
+def api_message(client: Any, api: Api, verb: str = "created") -> str:
+    """What creating or updating an API prints: its routes and where they answer."""
+    routes = f"{','.join(api.methods)} {' '.join(api.paths)} -> {api.function}"
+    return "\n".join([f"{verb} API {api.name} ({routes})", *(f"  {url}" for url in client.api_urls(api))])
+
+
+def _apply_api(client: Any, doc: dict[str, Any], create: bool) -> tuple[Api, str]:
+    spec = _checked("ApiCreate", {k: v for k, v in doc.items() if k != "kind"}, f"API {doc['name']}")
+    if create:
+        api = create_api(client, spec)
+    else:
+        client.get_api(spec["name"])  # NotFoundError: nothing to update
+        api = client.update_api(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
+    return api, api_message(client, api, "created" if create else "updated")
 
 
 def _image_document(doc: dict[str, Any]) -> dict[str, Any]:
@@ -180,6 +204,11 @@ def apply(args: argparse.Namespace, client: Any, create: bool) -> None:
     messages = []
     for doc in _documents(args.file):
         kind, name = str(doc["kind"]).lower(), doc["name"]
+        if kind == "api":  # the one kind besides functions that an update changes in place
+            made, message = _apply_api(client, doc, create)
+            done.append(made)
+            messages.append(message)
+            continue
         if kind in _MAKERS:
             make, plural = _MAKERS[kind]
             if not create:
@@ -205,5 +234,5 @@ def apply(args: argparse.Namespace, client: Any, create: bool) -> None:
     emit(args, done, lambda: "\n".join(messages))
 
 
-__all__ = ["DOCUMENT_ORDER", "apply", "build_log", "create_base_image", "create_event_source", "create_image",
+__all__ = ["DOCUMENT_ORDER", "api_message", "apply", "build_log", "create_api", "create_base_image", "create_event_source", "create_image",
            "create_subscription", "deploy_spec", "event_source_message", "read_file"]

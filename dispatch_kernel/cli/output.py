@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..model import BaseImage, EventSource, Function, Image, Run, RunStatus, Secret, Subscription
+from ..model import Api, BaseImage, EventSource, Function, Image, Run, RunStatus, Secret, Subscription
 
 
 def when(stamp: float | None) -> str:
@@ -50,6 +50,12 @@ def details(pairs: list[tuple[str, Any]]) -> str:
 
 def _listed(values: list[str]) -> str:
     return ", ".join(values) or "-"
+
+
+def _cors(cors: bool | dict[str, Any]) -> str:
+    if not cors:
+        return "no"
+    return "any origin" if cors is True else ",".join(cors.get("origins") or ["*"])
 
 
 RUN_COLUMNS = ["ID", "FUNCTION", "STATUS", "DURATION", "QUEUED", "ERROR"]
@@ -134,6 +140,15 @@ KINDS: dict[str, Kind] = {
         lambda e: [("name", e.name), ("type", e.type), ("status", e.status or "-"), ("reason", e.reason or "-"),
                    ("config", e.public_dict()["config"]), ("secrets", _listed(e.secrets)),
                    ("modified", when(e.modified))]),
+    "api": Kind(
+        lambda c: c.list_apis(), lambda c, n: c.get_api(n), lambda c, n: c.delete_api(n),
+        ["NAME", "FUNCTION", "METHODS", "PATHS", "AUTH", "CORS", "ENABLED"],
+        lambda a: [a.name, a.function, ",".join(a.methods), " ".join(a.paths), a.auth, _cors(a.cors),
+                   "yes" if a.enabled else "no"],
+        lambda a: [("name", a.name), ("function", a.function), ("methods", ", ".join(a.methods)),
+                   ("paths", _listed(a.paths)), ("hosts", _listed(a.hosts)), ("protocols", _listed(a.protocols)),
+                   ("auth", a.auth), ("cors", a.cors), ("enabled", "yes" if a.enabled else "no"),
+                   ("modified", when(a.modified))]),
     "secret": Kind(
         lambda c: c.list_secrets(), lambda c, n: c.get_secret(n), lambda c, n: c.delete_secret(n),
         ["NAME", "KEYS", "MODIFIED"],
@@ -141,7 +156,7 @@ KINDS: dict[str, Kind] = {
         lambda s: [("name", s.name), ("keys", ", ".join(s.keys))]),
 }
 PLURALS = {"functions": "function", "images": "image", "base-images": "base-image",
-           "subscriptions": "subscription", "eventsources": "eventsource", "secrets": "secret"}
+           "subscriptions": "subscription", "eventsources": "eventsource", "secrets": "secret", "apis": "api"}
 
 
 def data(value: Any) -> Any:
@@ -155,7 +170,7 @@ def data(value: Any) -> Any:
         if value.values:
             shown["values"] = value.values
         return shown
-    if isinstance(value, (BaseImage, Image, Subscription, Run)):
+    if isinstance(value, (Api, BaseImage, Image, Subscription, Run)):
         return value.to_dict()
     return value
 

@@ -32,7 +32,7 @@ class FunctionCard(DispatchWidget, widgets.VBox):
     """
 
     def __init__(self, function: Function | Any, detected_requirements: Iterable[str] | None = None,
-                 deploy_seconds: float | None = None, *, max_lines: int = 500,
+                 deploy_seconds: float | None = None, *, urls: Iterable[str] | None = None, max_lines: int = 500,
                  interval: float = 0.25, **kwargs: Any) -> None:
         self.header = widgets.HTML()
         self.details = widgets.HTML()
@@ -42,6 +42,7 @@ class FunctionCard(DispatchWidget, widgets.VBox):
         self.name = ""
         self.detected_requirements: list[str] = []
         self.deploy_seconds: float | None = None
+        self.urls: list[str] = []  # where the function's API routes answer
         self.lines: deque[str] = deque(maxlen=max_lines)
         self._lines_lock = threading.Lock()
         # The render thread and update() both flush: one at a time, so an older tail never
@@ -49,11 +50,12 @@ class FunctionCard(DispatchWidget, widgets.VBox):
         self._flush_lock = threading.Lock()
         self._unshown = 0
         self._throttle = Throttle(self.flush, interval, name="dispatch-function-card")
-        self.update(function, detected_requirements, deploy_seconds)
+        self.update(function, detected_requirements, deploy_seconds, urls=urls)
 
     def update(self, function: Function | Any, detected_requirements: Iterable[str] | None = None,
-               deploy_seconds: float | None = None) -> None:
-        """Show `function` (a newer record, or the one a deploy just returned)."""
+               deploy_seconds: float | None = None, *, urls: Iterable[str] | None = None) -> None:
+        """Show `function` (a newer record, or the one a deploy just returned), and the URLs of
+        its API routes when given (Client.api_urls)."""
         function = getattr(function, "function", function)  # a FunctionHandle holds its record
         if isinstance(function, Function):
             self.function, self.name = function, function.name
@@ -63,8 +65,11 @@ class FunctionCard(DispatchWidget, widgets.VBox):
             self.detected_requirements = list(detected_requirements)
         if deploy_seconds is not None:
             self.deploy_seconds = deploy_seconds
+        if urls is not None:
+            self.urls = list(urls)
         self.header.value = _header_html(self.function, self.name)
-        self.details.value = fmt.fields_html([(k, fmt.escape(v)) for k, v in self._fields()])
+        self.details.value = fmt.fields_html([(k, _urls_html(self.urls) if k == "urls" else fmt.escape(v))
+                                              for k, v in self._fields()])
         self.flush()
 
     def progress(self, line: str) -> None:
@@ -120,6 +125,8 @@ class FunctionCard(DispatchWidget, widgets.VBox):
         ]
         if function.reason:
             pairs.insert(0, ("reason", function.reason))
+        if self.urls:
+            pairs.append(("urls", " ".join(self.urls)))
         if self.deploy_seconds is not None:
             pairs.append(("deployed in", fmt.seconds(self.deploy_seconds)))
         return pairs
@@ -141,6 +148,12 @@ def _header_html(function: Function | None, name: str) -> str:
     # Before the first record the card cannot know CREATING from UPDATING: it says what it sees.
     status = function.status if function is not None else "DEPLOYING"
     return f"<div>{fmt.badge(status)} <b>{fmt.escape(name)}</b></div>"
+
+
+def _urls_html(urls: list[str]) -> str:
+    """The URLs of the function's routes, one a line; links where they are whole URLs."""
+    return "<br>".join(f'<a href="{fmt.escape(url)}" target="_blank">{fmt.escape(url)}</a>'
+                       if url.startswith(("http://", "https://")) else fmt.escape(url) for url in urls)
 
 
 def _bytes(size: Any) -> str:
