@@ -43,7 +43,7 @@ class GatewayHandler(web.RequestHandler):
         self.clear_header("Content-Type")
         for name, value in headers:
             self.add_header(name, value)
-        self.finish(body)
+        self.finish(body or None)  # tornado refuses even an empty body with 204 and 304
 
     def compute_etag(self) -> None:
         """No ETag: an answer is a run's, not a resource's (and hashing each costs time)."""
