@@ -48,8 +48,8 @@ class ApiManager:
                auth: str = "public", enabled: bool = True, tags: Mapping[str, str] | None = None) -> Api:
         """Route `methods` on `paths` (and `hosts`, if any) to `function`; ConflictError when an
         enabled API of the organization routes one of them already, or the name is taken."""
-        api = Api(name=check_name("API", name), org=org, function=function, status="READY")
-        _apply(api, {"methods": ["GET"] if methods is None else methods, "paths": [] if paths is None else paths, "hosts": hosts or [],
+        api = Api(name=check_name("API", name), org=org, status="READY")
+        _apply(api, {"function": function, "methods": ["GET"] if methods is None else methods, "paths": [] if paths is None else paths, "hosts": hosts or [],
                      "protocols": ["http", "https"] if protocols is None else protocols, "cors": cors,
                      "auth": auth, "enabled": enabled, "tags": tags or {}})
         with self._lock:
