@@ -113,7 +113,7 @@ class Deployment:
     token: str
 
 
-def _start_gateway(home: Path, workdir: Path, port: int, token: str, api_url: str) -> subprocess.Popen:
+def start_gateway(home: Path, workdir: Path, port: int, token: str, api_url: str) -> subprocess.Popen:
     log = open(workdir / "gateway.log", "wb")
     env = {k: v for k, v in os.environ.items() if k not in ("DISPATCH_URL", "DISPATCH_TOKEN")}
     process = subprocess.Popen(
@@ -168,7 +168,7 @@ def deployment(tmp_path_factory) -> Iterator[Deployment]:
                           cors={"origins": ["http://page.test:8000"], "headers": ["Content-Type"], "max_age": 60})
         client.create_api("hosted", "echo", paths=["/on-host"], hosts=["api.example.test"])
         gateway_port = free_port()
-        gateway = _start_gateway(home, root, gateway_port, server.token, server.url)
+        gateway = start_gateway(home, root, gateway_port, server.token, server.url)
         targets = {"extension": Target("extension", server.url + "dispatch/http/"),
                    "standalone": Target("standalone", f"http://127.0.0.1:{gateway_port}/")}
         yield Deployment(server, client, targets, server.token)
