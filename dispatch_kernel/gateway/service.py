@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..model import DispatchError, RunStatus
+from ..model import DispatchError, Run, RunStatus
 from ..server._bridge import LoopBridge
 from .auth import CredentialCheck
 from .cors import preflight_headers, response_headers
@@ -132,7 +132,7 @@ class Gateway:
             raise GatewayError(403, f"this API does not allow cross-origin requests from {origin or 'this page'}")
         return Reply(204, headers)
 
-    def _accepted(self, run: Any, request: Request) -> Reply:
+    def _accepted(self, run: Run, request: Request) -> Reply:
         """202 for a run started without waiting: its id and where REST API v1 shows it."""
         body: dict[str, Any] = {"id": run.id, "status": RunStatus(run.status).value}
         headers = [("Content-Type", JSON), (RUN_HEADER, run.id)]
