@@ -118,6 +118,8 @@ def test_unknown_routes_wrong_methods_and_disabled_apis(gateway: Target):
     assert gateway.request("GET", "other-org/hello/Ada").status == 404  # routes live in their org
     wrong = gateway.request("PATCH", "default/hello/Ada")
     assert wrong.status == 405 and wrong.headers["Allow"] == "GET, POST"
+    plain_options = gateway.request("OPTIONS", "default/hello/Ada")  # no preflight: just a method
+    assert plain_options.status == 405 and plain_options.headers["Allow"] == "GET, POST"
     assert gateway.request("GET", "default/off/Ada").status == 404
 
 
