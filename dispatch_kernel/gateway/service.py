@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..model import DispatchError, Run, RunStatus
+from ..model import ConflictError, DispatchError, NotFoundError, Run, RunStatus
 from ..server._bridge import LoopBridge
 from .auth import CredentialCheck
 from .cors import preflight_headers, response_headers
@@ -114,7 +114,11 @@ class Gateway:
                     self.core.runs.invoke, api.function, payload, wait=False, org=api.org, http=http))
                 reply = run_reply(run) if run.status == RunStatus.FAILED else self._accepted(run, request)
         except DispatchError as exc:  # the function is gone or not READY, or the core is closing
-            raise GatewayError(503, f"function {api.function!r} cannot run now: {exc}") from None
+            # Why, in words the public may read: a deploy's reason can name files and packages.
+            why = ("does not exist" if isinstance(exc, NotFoundError) else
+                   "is not READY" if isinstance(exc, ConflictError) else "cannot run now")
+            log.info("route %s of API %s: %s", found.template, api.name, exc)
+            raise GatewayError(503, f"function {api.function!r} {why}") from None
         reply.headers += response_headers(api, origin)
         return reply
 

@@ -143,7 +143,9 @@ def deployment(tmp_path_factory) -> Iterator[Deployment]:
     """The server and the standalone gateway on one home, with functions and APIs deployed."""
     root = tmp_path_factory.mktemp("gateway")
     home = root / "home"
-    server = LiveServer(home, root / "server", extra=[f"--DispatchApp.max_body_size={BODY_LIMIT}"])
+    # UV_OFFLINE: the deploy meant to fail fails here, without asking a registry.
+    server = LiveServer(home, root / "server", extra=[f"--DispatchApp.max_body_size={BODY_LIMIT}"],
+                        env={"UV_OFFLINE": "1"})
     gateway = None
     try:
         client = dk.connect(server.url, token=server.token)
@@ -153,6 +155,8 @@ def deployment(tmp_path_factory) -> Iterator[Deployment]:
                                   (echo, "typed", {"schema_in": {"type": "object", "required": ["n"],
                                                                  "properties": {"n": {"pattern": "^[0-9]+$"}}}})):
             client.deploy(fn, name=name, **options)
+        with pytest.raises(dk.DeployError):  # left in ERROR: its route answers 503
+            client.deploy(echo, name="broken", requirements=["dispatch-kernel-no-such-distribution==0.0.1"])
         client.create_api("hello", "hello", methods=["GET", "POST"], paths=["/hello/{name}"])
         client.create_api("echo", "echo", methods=["GET", "POST", "PUT", "DELETE"], paths=["/echo", "/echo/{id}"])
         client.create_api("shout", "shout", methods=["POST"], paths=["/shout"])
@@ -161,6 +165,7 @@ def deployment(tmp_path_factory) -> Iterator[Deployment]:
         client.create_api("typed", "typed", paths=["/typed/{n}"])
         client.create_api("shaped", "shaped", paths=["/shaped/{kind}"])
         client.create_api("ghost", "no-such-function", paths=["/ghost"])
+        client.create_api("broken", "broken", paths=["/broken"])
         client.create_api("off", "hello", paths=["/off/{name}"], enabled=False)
         client.create_api("private", "echo", paths=["/private"], auth="token")
         client.create_api("secure", "echo", paths=["/secure"], protocols=["https"])

@@ -124,8 +124,11 @@ def test_unknown_routes_wrong_methods_and_disabled_apis(gateway: Target):
 
 
 def test_a_function_that_cannot_run_is_503(gateway: Target):
-    answer = gateway.request("GET", "default/ghost")
-    assert answer.status == 503 and "no-such-function" in answer.json["message"]
+    missing = gateway.request("GET", "default/ghost")
+    assert missing.status == 503 and missing.json["message"] == "function 'no-such-function' does not exist"
+    broken = gateway.request("GET", "default/broken")
+    assert broken.status == 503 and broken.json["message"] == "function 'broken' is not READY"
+    assert b"no-such-distribution" not in broken.body  # the deploy's reason is not the public's to read
 
 
 def test_run_failures_map_to_statuses_without_showing_code(gateway: Target, deployment: Deployment):
