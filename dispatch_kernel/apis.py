@@ -37,8 +37,12 @@ class ApiManager:
     def __init__(self, store: EntityStore) -> None:
         self.store = store
         self._lock = threading.Lock()  # one change at a time: conflicts are checked against the rest
-        self._tables: OrderedDict[str, tuple[int, float, RouteTable]] = OrderedDict()
+        # org -> (store version, this manager's generation, when checked, the table)
+        self._tables: OrderedDict[str, tuple[int, int, float, RouteTable]] = OrderedDict()
         self._tables_lock = threading.Lock()
+        # Bumped by every change made here: the store's version only tells of other processes'
+        # writes, and a table built while a change was being made here must not outlive it.
+        self._generation = 0
 
     # ------------------------------------------------------------------ records
 
@@ -49,7 +53,8 @@ class ApiManager:
         """Route `methods` on `paths` (and `hosts`, if any) to `function`; ConflictError when an
         enabled API of the organization routes one of them already, or the name is taken."""
         api = Api(name=check_name("API", name), org=org, status="READY")
-        _apply(api, {"function": function, "methods": ["GET"] if methods is None else methods, "paths": [] if paths is None else paths, "hosts": hosts or [],
+        _apply(api, {"function": function, "methods": ["GET"] if methods is None else methods,
+                     "paths": [] if paths is None else paths, "hosts": hosts or [],
                      "protocols": ["http", "https"] if protocols is None else protocols, "cors": cors,
                      "auth": auth, "enabled": enabled, "tags": tags or {}})
         with self._lock:
@@ -97,15 +102,16 @@ class ApiManager:
         another process once the store says it was written (asked at most every STORE_POLL)."""
         cached = self._tables.get(org)
         clock = time.monotonic()
-        if cached is not None and clock - cached[1] < STORE_POLL:
-            return cached[2]
-        version = self.store.version()  # before reading: a write in between is seen next time
-        if cached is not None and cached[0] == version:
-            table = cached[2]
+        generation = self._generation
+        if cached is not None and cached[1] == generation and clock - cached[2] < STORE_POLL:
+            return cached[3]
+        version = self.store.version()  # both read before the APIs: a change after is seen next time
+        if cached is not None and cached[0] == version and cached[1] == generation:
+            table = cached[3]
         else:
             table = RouteTable(self.store.list(Api, org))
         with self._tables_lock:
-            self._tables[org] = (version, clock, table)
+            self._tables[org] = (version, generation, clock, table)
             self._tables.move_to_end(org)
             while len(self._tables) > TABLES_KEPT:
                 self._tables.popitem(last=False)
@@ -113,6 +119,7 @@ class ApiManager:
 
     def _forget(self, org: str) -> None:
         with self._tables_lock:
+            self._generation += 1
             self._tables.pop(org, None)
 
 
