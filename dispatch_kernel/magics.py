@@ -90,7 +90,7 @@ def _route(text: str) -> tuple[list[str], str]:
 
     try:
         return parse_route(text)
-    except InvalidRequestError as exc:
+    except DispatchError as exc:  # a bad method (InvalidRequestError) or template (a conflict)
         raise UsageError(f"--route {text!r}: {exc}") from None
 
 

@@ -51,12 +51,17 @@ class Template:
         return dict(zip(self.params, values))
 
 
+class InvalidTemplateError(ConflictError):
+    """A path that is not a valid template: refused with 409, as a route that clashes with
+    another is (the route it asks for can never be in the table)."""
+
+
 def parse_template(path: object) -> Template:
-    """The template `path`; InvalidRequestError saying what is wrong with it."""
+    """The template `path`; InvalidTemplateError saying what is wrong with it."""
     if not isinstance(path, str) or not path.startswith("/"):
-        raise InvalidRequestError(f"path {path!r} must be a string that starts with '/'")
+        raise InvalidTemplateError(f"path {path!r} must be a string that starts with '/'")
     if len(path) > MAX_TEMPLATE:
-        raise InvalidRequestError(f"path {path[:40]!r}... is longer than {MAX_TEMPLATE} characters")
+        raise InvalidTemplateError(f"path {path[:40]!r}... is longer than {MAX_TEMPLATE} characters")
     if path == "/":
         return Template(path, (), ())
     shape: list[str | None] = []
@@ -65,16 +70,16 @@ def parse_template(path: object) -> Template:
         whole = _PARAM.fullmatch(segment)
         if whole:
             if whole.group(1) in params:
-                raise InvalidRequestError(f"path {path!r} names the parameter {whole.group(1)!r} twice")
+                raise InvalidTemplateError(f"path {path!r} names the parameter {whole.group(1)!r} twice")
             params.append(whole.group(1))
             shape.append(None)
             continue
         if not segment:
-            raise InvalidRequestError(f"path {path!r} has an empty segment (no '//' and no trailing '/')")
+            raise InvalidTemplateError(f"path {path!r} has an empty segment (no '//' and no trailing '/')")
         if segment in (".", ".."):
-            raise InvalidRequestError(f"path {path!r} has a {segment!r} segment")
+            raise InvalidTemplateError(f"path {path!r} has a {segment!r} segment")
         if _FORBIDDEN.search(segment):
-            raise InvalidRequestError(
+            raise InvalidTemplateError(
                 f"path {path!r}: a segment is a literal or one whole {{param}} (letters, digits, '_'), "
                 f"and literals hold no spaces, control characters, '?', '#', '\\' or braces ({segment!r})")
         shape.append(segment)
@@ -234,5 +239,6 @@ def api_urls(api: Api, base: str | None) -> list[str]:
     return urls
 
 
-__all__ = ["MAX_PATH", "METHODS", "Match", "RouteTable", "Template", "api_urls", "check_conflicts",
-           "check_hosts", "check_methods", "check_origin", "check_protocols", "parse_route", "parse_template"]
+__all__ = ["MAX_PATH", "METHODS", "InvalidTemplateError", "Match", "RouteTable", "Template", "api_urls",
+           "check_conflicts", "check_hosts", "check_methods", "check_origin", "check_protocols", "parse_route",
+           "parse_template"]

@@ -66,13 +66,24 @@ def test_routes_that_another_enabled_api_claims_conflict(client):
     assert sorted(a.name for a in client.list_apis()) == ["first", "fourth", "hosted", "idle", "third"]
 
 
+@pytest.mark.parametrize("path, words", [
+    ("hello", "start"),
+    ("/a/{b", "segment"),
+    ("/a/x{b}", "segment"),
+    ("/a/{b}/{b}", "twice"),
+    ("/a//b", "empty"),
+    ("/a/..", "'..'"),
+])
+def test_a_path_that_is_not_a_valid_template_conflicts_and_nothing_is_stored(client, path, words):
+    with pytest.raises(dk.ConflictError, match=words):
+        client.create_api("bad", "hello", paths=[path])
+    client.create_api("good", "hello", paths=["/ok"])
+    with pytest.raises(dk.ConflictError, match=words):
+        client.update_api("good", paths=[path])
+    assert [(a.name, a.paths, a.revision) for a in client.list_apis()] == [("good", ["/ok"], 1)]
+
+
 @pytest.mark.parametrize(("fields", "words"), [
-    ({"paths": ["hello"]}, "start"),
-    ({"paths": ["/a/{b"]}, "segment"),
-    ({"paths": ["/a/x{b}"]}, "segment"),
-    ({"paths": ["/a/{b}/{b}"]}, "twice"),
-    ({"paths": ["/a//b"]}, "empty"),
-    ({"paths": ["/a/.."]}, "'..'"),
     ({"paths": []}, "at least one path"),
     ({"paths": ["/ok"], "methods": ["FETCH"]}, "method"),
     ({"paths": ["/ok"], "hosts": ["http://x.test"]}, "host"),
