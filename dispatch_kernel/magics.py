@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
+import re
 import shlex
 import time
 from typing import Any, Callable
@@ -26,7 +26,7 @@ from IPython.display import display
 from ._client import Client
 from . import _connect
 from ._handles import FunctionHandle
-from .inputs import json_or_file, key_values
+from .inputs import json_or_file, key_values, typed_json
 from .model import Api, ConflictError, DispatchError, Function, InvalidRequestError
 
 
@@ -67,7 +67,7 @@ DEPLOY = _deploy_parser()
 LINE_USAGE = """\
 %dispatch functions                              list deployed functions
 %dispatch runs [NAME] [--status S] [--limit N]   the runs table (live)
-%dispatch invoke NAME [JSON]                     run a function with a JSON input, wait, show the run
+%dispatch invoke NAME [JSON]                     run with a JSON input (bare, quoted or a file), show the run
 %dispatch logs RUN_ID                            a run's stdout and stderr
 %dispatch cancel RUN_ID                          stop a queued or running run
 %dispatch delete NAME                            delete a function
@@ -80,6 +80,12 @@ LINE_USAGE = """\
 %dispatch apis [NAME]                            the APIs (HTTP routes to functions) and their URLs
 %dispatch help                                   this text"""
 
+
+# `--source S` of `%dispatch emit`: last on the line (as the usage line has it) or right after
+# TYPE, never inside the JSON; S may be shell-quoted.
+_SOURCE = r"""--source(?:\s+|=)(?P<source>'[^']*'|"[^"]*"|[^\s'"]+)"""
+_SOURCE_LAST = re.compile(rf"\s{_SOURCE}\s*$")
+_SOURCE_AFTER_TYPE = re.compile(rf"^(?P<type>\S+)\s+{_SOURCE}(?=\s|$)")
 
 ROUTE_TAG = "dispatch/route-of"  # on the APIs a %%dispatch cell's --route options made: its function
 
@@ -300,9 +306,9 @@ class DispatchMagics(Magics):
 
     def _line(self, line: str) -> Any:
         if line.split(None, 1)[:1] == ["invoke"]:
-            return self._invoke(line.split(None, 2)[1:])  # the JSON is taken as typed
+            return self._invoke(line.split(None, 2)[1:])  # the JSON: bare or shell-quoted
         if line.split(None, 1)[:1] == ["emit"]:
-            return self._emit(line.split(None, 1)[1:])  # the JSON is taken as typed
+            return self._emit(line.split(None, 1)[1:])  # the JSON: bare or shell-quoted
         try:
             words = shlex.split(line)
         except ValueError as exc:
@@ -335,11 +341,7 @@ class DispatchMagics(Magics):
     def _invoke(self, words: list[str]) -> None:
         if not words:
             raise UsageError("usage: %dispatch invoke NAME [JSON]")
-        text = words[1] if len(words) > 1 else "null"
-        try:
-            payload = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"the input is not valid JSON: {exc}") from None
+        payload = typed_json(words[1], "the input") if len(words) > 1 else None
         from .widgets import RunInspector
 
         display(RunInspector(self.client.invoke(words[0], payload, wait=True)))
@@ -411,16 +413,17 @@ class DispatchMagics(Magics):
     def _emit(self, words: list[str]) -> None:
         text = words[0].strip() if words else ""
         source = "notebook"
-        if " --source " in f" {text} ":
-            text, _, rest = f" {text} ".rpartition(" --source ")
-            source, text = rest.strip(), text.strip()
+        last = _SOURCE_LAST.search(text)
+        after_type = None if last else _SOURCE_AFTER_TYPE.match(text)
+        if last is not None:
+            source, text = shlex.split(last.group("source"))[0], text[:last.start()].strip()
+        elif after_type is not None:
+            source = shlex.split(after_type.group("source"))[0]
+            text = f"{after_type.group('type')} {text[after_type.end():].strip()}".strip()
         event_type, _, data_text = text.partition(" ")
-        if not event_type:
+        if not event_type or event_type.startswith("-"):
             raise UsageError("usage: %dispatch emit TYPE [JSON] [--source S]")
-        try:
-            data = json.loads(data_text) if data_text.strip() else None
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"the data is not valid JSON: {exc}") from None
+        data = typed_json(data_text, "the data") if data_text.strip() else None
         event = self.client.emit(event_type, data, source=source)
         print(f"emitted {event['type']} (id {event['id']})")
 
