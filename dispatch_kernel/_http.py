@@ -363,6 +363,10 @@ class HttpClient:
         """Events given up after their subscription's max_attempts."""
         return self._request("GET", "dead-letters", query={"subscription": subscription})[1]["items"]
 
+    def replay_dead_letter(self, letter_id: str) -> Run:
+        """Deliver a dead letter's event again, as a new run recorded as its replay."""
+        return Run.from_dict(self._request("POST", f"dead-letters/{_segment(letter_id)}/replay")[1])
+
     def create_event_source(self, name: str, *, type: str, config: dict[str, Any] | None = None,
                             secrets: list[str] | None = None, **options: Any) -> EventSource:
         body = {"name": name, "type": type, **{k: v for k, v in options.items() if v is not None}}

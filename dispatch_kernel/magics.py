@@ -77,6 +77,8 @@ LINE_USAGE = """\
 %dispatch emit TYPE [JSON] [--source S]          publish a CloudEvent; subscribed functions run
 %dispatch subscribe FN --event-type T            run FN for each event of type T (exact or prefix.*)
 %dispatch sources                                event sources and subscriptions, with their status
+%dispatch deadletters [SUBSCRIPTION]             events given up after their subscription's max_attempts
+%dispatch replay LETTER_ID                       deliver a dead letter's event again (a new run)
 %dispatch apis [NAME]                            the APIs (HTTP routes to functions) and their URLs
 %dispatch help                                   this text"""
 
@@ -206,6 +208,8 @@ class DispatchMagics(Magics):
         %dispatch status                                 where functions run, what is running
         %dispatch connect [URL] [--token T]              use a Dispatch server
         %dispatch apis [NAME]                            APIs (HTTP routes) and their URLs
+        %dispatch deadletters [SUBSCRIPTION]             events given up after max_attempts
+        %dispatch replay LETTER_ID                       deliver a dead letter's event again
         %dispatch help                                   this text
         """
         try:
@@ -438,6 +442,24 @@ class DispatchMagics(Magics):
         sub = self.client.subscribe(args.function, event_type=args.event_type, name=args.name,
                                               filters=filters)
         print(f"subscription {sub.name}: {sub.event_type} -> {sub.function}")
+
+    def _cmd_deadletters(self, rest: list[str]) -> None:
+        parser = _subparser("deadletters")
+        parser.add_argument("subscription", nargs="?")
+        letters = self.client.dead_letters(parser.parse_args(rest).subscription)
+        if not letters:
+            print("no dead letters")
+        for letter in letters:
+            event = letter.get("event") or {}
+            print(f"{letter['id']}  {letter['subscription']}  {event.get('type')} (id {event.get('id')})  "
+                  f"{letter['attempts']} attempts: {letter.get('error') or '-'}")
+
+    def _cmd_replay(self, rest: list[str]) -> None:
+        parser = _subparser("replay")
+        parser.add_argument("letter_id")
+        letter_id = parser.parse_args(rest).letter_id
+        run = self.client.replay_dead_letter(letter_id)
+        print(f"dead letter {letter_id} replayed as run {run.id} of {run.function} ({run.status})")
 
     def _cmd_apis(self, rest: list[str]) -> None:
         parser = _subparser("apis")
