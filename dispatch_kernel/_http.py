@@ -40,6 +40,7 @@ from .model import (
     Run,
     RunStatus,
     Secret,
+    StorageError,
     Subscription,
 )
 from .model import Api, BaseImage, Image
@@ -51,6 +52,7 @@ _ERRORS: dict[int, type[DispatchError]] = {
     403: ForbiddenError,
     404: NotFoundError,
     409: ConflictError,
+    507: StorageError,
     413: PayloadTooLargeError,
 }
 _PAGE = 1000  # the most runs the server returns per request

@@ -20,6 +20,7 @@ from typing import Any
 
 from ...model import Subscription, dumps
 from ...settings import Settings
+from ...store.sqlite import room_for
 from .base import Deliver, Delivery, EventBus, Host, SubscriptionGone, backoff, run_id_for
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class SqliteBus(EventBus):
         published = time.time()
         body = dumps(event)
         fresh: list[_Item] = []
-        with self._lock:
+        with self._lock, room_for(f"the event {event['id']!r}", self.path):
             db = self._db
             db.execute("BEGIN")
             try:
@@ -117,7 +118,8 @@ class SqliteBus(EventBus):
                     db.execute("DELETE FROM events WHERE seq=?", (seq,))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                    db.execute("ROLLBACK")
                 raise
         if fresh:
             self._queue.extend(fresh)
@@ -199,7 +201,8 @@ class SqliteBus(EventBus):
                     [(a, e, i.subscription, i.event_id) for a, e, i in dead])
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                    db.execute("ROLLBACK")
                 raise
 
     def _reclaim(self) -> None:
@@ -245,7 +248,8 @@ class SqliteBus(EventBus):
                            "(SELECT seq FROM deliveries)", (cutoff,))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                    db.execute("ROLLBACK")
                 raise
 
     # ------------------------------------------------------------------ inspection
