@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,7 @@ def test_a_full_disk_refuses_clearly_and_keeps_every_acknowledged_run(disk):
     with dk.connect(home=home) as client:
         client.deploy(echo)
         client.create_secret("db", {"password": "s3cret"})
+        client.subscribe("echo", event_type="note.*", name="notes")
         payload = {"text": "x" * 2000}
         acknowledged += [client.invoke("echo", [payload]).id for _ in range(20)]
 
@@ -85,6 +87,8 @@ def test_a_full_disk_refuses_clearly_and_keeps_every_acknowledged_run(disk):
         assert "no space left on device" in refused[0] and "nothing of this request was recorded" in refused[0]
         with pytest.raises(StorageError, match="full"):
             client.create_secret("api", {"token": "t" * 4000})
+        with pytest.raises(StorageError, match="could not store the event"):
+            client.emit("note.taken", {"text": "z" * 8000}, id="lost-note")
         # reading still works, and runs acknowledged before are there, as their callers saw them
         for run_id in (acknowledged[0], acknowledged[-1]):
             assert client.get_run(run_id).status == RunStatus.SUCCEEDED
@@ -95,10 +99,18 @@ def test_a_full_disk_refuses_clearly_and_keeps_every_acknowledged_run(disk):
         acknowledged.append(client.invoke("echo", [payload]).id)
         assert client.get_run(acknowledged[-1]).output == payload
         client.create_secret("api", {"token": "t0ken"})
+        client.emit("note.taken", {"text": "kept"}, id="kept-note")
         assert not filler.exists()
 
     with dk.connect(home=home) as reopened:
-        runs = {run.id: run for run in reopened.list_runs(function="echo", limit=100_000)}
+        runs = {run.id: run for run in reopened.list_runs(function="echo", limit=100_000) if run.event is None}
+        deadline = time.monotonic() + 30  # the event refused never runs; the one kept runs once
+        while not (noted := [r for r in reopened.list_runs(function="echo", limit=100_000) if r.event]):
+            assert time.monotonic() < deadline, "the kept event did not run"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        noted = [r for r in reopened.list_runs(function="echo", limit=100_000) if r.event]
+        assert [r.event["id"] for r in noted] == ["kept-note"]
         assert set(acknowledged) <= set(runs)  # every acknowledged run, none lost
         assert len(runs) == len(acknowledged)  # and nothing refused crept in
         for run_id in acknowledged:  # as their callers were told: ends kept until there was room
