@@ -2,19 +2,24 @@
 delivered to two subscriptions (the SQLite store and bus). After a restart on the same home every
 run is settled (finished, or FAILED as interrupted, saying so), every acknowledged event has
 started exactly one run per subscription, and no secret, function or subscription is lost or
-changed. A real `jupyter dispatch` process, killed without warning."""
+changed. A real `jupyter dispatch` process, killed without warning; on the SQLite bus and on
+NATS JetStream (a stream of the test's own, on the NATS server at 127.0.0.1:4222)."""
 
 from __future__ import annotations
 
 import collections
+import json
 import signal
 import threading
 import time
+import uuid
 
 import psutil
+import pytest
 
 import dispatch_kernel as dk
 from dispatch_kernel.model import RunStatus
+from tests.events.conftest import nats_url  # noqa: F401  (the fixture)
 from tests.server.live import LiveServer
 
 EVENTS = 1000
@@ -82,9 +87,37 @@ def _check_settled(run):
         assert INTERRUPTED in run.error.message, run.error
 
 
-def test_a_server_killed_with_runs_and_events_in_flight_loses_nothing(tmp_path):
+@pytest.fixture(params=["sqlite", "nats"])
+def bus_options(request, tmp_path):
+    """The server options of each bus (a config file), and the NATS stream dropped afterwards."""
+    if request.param == "sqlite":
+        yield []
+        return
+    url = request.getfixturevalue("nats_url")
+    stream = f"CRASH_{uuid.uuid4().hex[:12].upper()}"
+    config = tmp_path / "nats_config.json"
+    config.write_text(json.dumps({"DispatchApp": {"bus": "nats", "plugin_options": {
+        "nats": {"url": url, "stream": stream, "ack_wait": 2.0, "retry_base": 0.05, "retry_max": 0.2}}}}))
+    yield [f"--config={config}"]
+    import asyncio
+
+    import nats
+
+    async def drop() -> None:
+        nc = await nats.connect(url)
+        for each in (stream, f"{stream}_DEAD"):
+            try:
+                await nc.jetstream().delete_stream(each)
+            except Exception:
+                pass
+        await nc.close()
+
+    asyncio.run(drop())
+
+
+def test_a_server_killed_with_runs_and_events_in_flight_loses_nothing(tmp_path, bus_options):
     home = tmp_path / "home"
-    server = LiveServer(home, tmp_path / "work-1")
+    server = LiveServer(home, tmp_path / "work-1", extra=bus_options)
     try:
         with dk.connect(server.url, token=server.token) as client:
             client.create_secret("db", {"password": "s3cret-1", "user": "lin"})
@@ -125,7 +158,7 @@ def test_a_server_killed_with_runs_and_events_in_flight_loses_nothing(tmp_path):
         server.stop()
 
     restart = time.time()
-    restarted = LiveServer(home, tmp_path / "work-2")
+    restarted = LiveServer(home, tmp_path / "work-2", extra=bus_options)
     try:
         with dk.connect(restarted.url, token=restarted.token) as client:
             after = {
