@@ -1,5 +1,7 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both create the environment
-# when it is missing, so nothing is installed by hand.
+# when it is missing, so nothing is installed by hand. `make demo` needs only python3; the
+# system packages (Chromium, Go, podman ...: hundreds of MB, and root) are installed by
+# `make test` and `make bench`, for the tests and benchmarks that drive them.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +9,8 @@ UV := $(VENV)/bin/uv
 
 .PHONY: env system-deps demo test bench clean
 
-env: system-deps $(VENV)/.installed
+# The Python environment only: what the demo needs.
+env: $(VENV)/.installed
 
 # Debian packages the tests drive: headless Chromium and its WebDriver (tests/browser/).
 # Fast when present; installs them otherwise (CI and developers run as root).
@@ -33,10 +36,10 @@ $(VENV)/.installed: pyproject.toml
 demo: env
 	$(PY) notebooks/run.py notebooks/quickstart.ipynb
 
-test: env
+test: system-deps env
 	$(PY) -m pytest tests
 
-bench: env
+bench: system-deps env
 	$(PY) -m bench
 
 clean:

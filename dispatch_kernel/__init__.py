@@ -40,6 +40,7 @@ from .model import (
     RunStatus,
     RunSystemError,
     Secret,
+    StorageError,
     Subscription,
 )
 from .runtime.context import Context
@@ -91,6 +92,7 @@ __all__ = [
     "RunStatus",
     "RunSystemError",
     "Secret",
+    "StorageError",
     "Subscription",
     "connect",
 ]

@@ -133,8 +133,13 @@ class Client(Protocol):
         """Remove a subscription."""
 
     def dead_letters(self, subscription: str | None = None) -> list[dict[str, Any]]:
-        """Events given up after their subscription's max_attempts, of one subscription or all:
-        {subscription, event, attempts, error}."""
+        """Events given up after their subscription's max_attempts, of one subscription or all,
+        oldest first: {id, subscription, event, attempts, error}."""
+
+    def replay_dead_letter(self, letter_id: str) -> Run:
+        """Deliver a dead letter's event again: a new run of its subscription's function, tagged
+        `dispatch/replay-of: LETTER_ID`; the letter leaves the dead letters once the run is
+        recorded (if it cannot start, the error is raised and the letter stays)."""
 
     def create_event_source(self, name: str, *, type: str, config: dict[str, Any] | None = None,
                             secrets: list[str] | None = None, **options: Any) -> EventSource:

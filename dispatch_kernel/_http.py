@@ -40,6 +40,7 @@ from .model import (
     Run,
     RunStatus,
     Secret,
+    StorageError,
     Subscription,
 )
 from .model import Api, BaseImage, Image
@@ -51,6 +52,7 @@ _ERRORS: dict[int, type[DispatchError]] = {
     403: ForbiddenError,
     404: NotFoundError,
     409: ConflictError,
+    507: StorageError,
     413: PayloadTooLargeError,
 }
 _PAGE = 1000  # the most runs the server returns per request
@@ -362,6 +364,10 @@ class HttpClient:
     def dead_letters(self, subscription: str | None = None) -> list[dict[str, Any]]:
         """Events given up after their subscription's max_attempts."""
         return self._request("GET", "dead-letters", query={"subscription": subscription})[1]["items"]
+
+    def replay_dead_letter(self, letter_id: str) -> Run:
+        """Deliver a dead letter's event again, as a new run recorded as its replay."""
+        return Run.from_dict(self._request("POST", f"dead-letters/{_segment(letter_id)}/replay")[1])
 
     def create_event_source(self, name: str, *, type: str, config: dict[str, Any] | None = None,
                             secrets: list[str] | None = None, **options: Any) -> EventSource:

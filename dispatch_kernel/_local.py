@@ -168,6 +168,10 @@ class LocalClient:
         """Events given up after their subscription's max_attempts."""
         return self.dispatch.events.dead_letters(subscription, org=self.org)
 
+    def replay_dead_letter(self, letter_id: str) -> Run:
+        """Deliver a dead letter's event again, as a new run recorded as its replay."""
+        return self.dispatch.events.replay_dead_letter(letter_id, org=self.org)
+
     def create_event_source(self, name: str, *, type: str, config: dict[str, Any] | None = None,
                             secrets: list[str] | None = None, **options: Any) -> EventSource:
         """Create and start an event source: schedule, webhook or vcenter."""

@@ -9,6 +9,7 @@ One reader of each for every face (`%%dispatch --schema-in`, `dispatch create --
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,28 @@ def json_or_file(text: str, what: str) -> Any:
         raise InvalidRequestError(f"{what} file {path} is not valid JSON: {exc}") from None
 
 
+def typed_json(text: str, what: str) -> Any:
+    """The JSON value of the rest of a magic's line, `text`, in either form people type it.
+
+    Bare (`{"name": "Lin"}`) is read as typed; shell-quoted (`'{"name": "Lin"}'`, the form
+    `%%dispatch --schema-in '...'` needs) is unquoted the way that option is, as one word, and
+    then read by json_or_file, so a file path works here too. Bare text is tried first because
+    shell splitting would strip the double quotes JSON needs.
+    """
+    stripped = text.strip()
+    try:
+        return json.loads(stripped)
+    except ValueError as exc:
+        bare_error = exc
+    try:
+        words = shlex.split(stripped)
+    except ValueError:  # an unbalanced quote: it was meant as JSON, report the JSON mistake
+        raise InvalidRequestError(f"{what} is not valid JSON: {bare_error}") from None
+    if len(words) != 1:
+        raise InvalidRequestError(f"{what} is not valid JSON: {bare_error}")
+    return json_or_file(words[0], what)
+
+
 def key_values(words: list[str], form: str) -> dict[str, str]:
     """`key=value` words as a dict; a word without `=` or without a key is an
     InvalidRequestError that shows the expected `form`."""
@@ -55,4 +78,4 @@ def key_values(words: list[str], form: str) -> dict[str, str]:
     return pairs
 
 
-__all__ = ["json_or_file", "key_values"]
+__all__ = ["json_or_file", "key_values", "typed_json"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
+import re
 import shlex
 import time
 from typing import Any, Callable
@@ -26,7 +26,7 @@ from IPython.display import display
 from ._client import Client
 from . import _connect
 from ._handles import FunctionHandle
-from .inputs import json_or_file, key_values
+from .inputs import json_or_file, key_values, typed_json
 from .model import Api, ConflictError, DispatchError, Function, InvalidRequestError
 
 
@@ -67,7 +67,7 @@ DEPLOY = _deploy_parser()
 LINE_USAGE = """\
 %dispatch functions                              list deployed functions
 %dispatch runs [NAME] [--status S] [--limit N]   the runs table (live)
-%dispatch invoke NAME [JSON]                     run a function with a JSON input, wait, show the run
+%dispatch invoke NAME [JSON]                     run with a JSON input (bare, quoted or a file), show the run
 %dispatch logs RUN_ID                            a run's stdout and stderr
 %dispatch cancel RUN_ID                          stop a queued or running run
 %dispatch delete NAME                            delete a function
@@ -77,9 +77,17 @@ LINE_USAGE = """\
 %dispatch emit TYPE [JSON] [--source S]          publish a CloudEvent; subscribed functions run
 %dispatch subscribe FN --event-type T            run FN for each event of type T (exact or prefix.*)
 %dispatch sources                                event sources and subscriptions, with their status
+%dispatch deadletters [SUBSCRIPTION]             events given up after their subscription's max_attempts
+%dispatch replay LETTER_ID                       deliver a dead letter's event again (a new run)
 %dispatch apis [NAME]                            the APIs (HTTP routes to functions) and their URLs
 %dispatch help                                   this text"""
 
+
+# `--source S` of `%dispatch emit`: last on the line (as the usage line has it) or right after
+# TYPE, never inside the JSON; S may be shell-quoted.
+_SOURCE = r"""--source(?:\s+|=)(?P<source>'[^']*'|"[^"]*"|[^\s'"]+)"""
+_SOURCE_LAST = re.compile(rf"\s{_SOURCE}\s*$")
+_SOURCE_AFTER_TYPE = re.compile(rf"^(?P<type>\S+)\s+{_SOURCE}(?=\s|$)")
 
 ROUTE_TAG = "dispatch/route-of"  # on the APIs a %%dispatch cell's --route options made: its function
 
@@ -200,6 +208,8 @@ class DispatchMagics(Magics):
         %dispatch status                                 where functions run, what is running
         %dispatch connect [URL] [--token T]              use a Dispatch server
         %dispatch apis [NAME]                            APIs (HTTP routes) and their URLs
+        %dispatch deadletters [SUBSCRIPTION]             events given up after max_attempts
+        %dispatch replay LETTER_ID                       deliver a dead letter's event again
         %dispatch help                                   this text
         """
         try:
@@ -300,9 +310,9 @@ class DispatchMagics(Magics):
 
     def _line(self, line: str) -> Any:
         if line.split(None, 1)[:1] == ["invoke"]:
-            return self._invoke(line.split(None, 2)[1:])  # the JSON is taken as typed
+            return self._invoke(line.split(None, 2)[1:])  # the JSON: bare or shell-quoted
         if line.split(None, 1)[:1] == ["emit"]:
-            return self._emit(line.split(None, 1)[1:])  # the JSON is taken as typed
+            return self._emit(line.split(None, 1)[1:])  # the JSON: bare or shell-quoted
         try:
             words = shlex.split(line)
         except ValueError as exc:
@@ -335,11 +345,7 @@ class DispatchMagics(Magics):
     def _invoke(self, words: list[str]) -> None:
         if not words:
             raise UsageError("usage: %dispatch invoke NAME [JSON]")
-        text = words[1] if len(words) > 1 else "null"
-        try:
-            payload = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"the input is not valid JSON: {exc}") from None
+        payload = typed_json(words[1], "the input") if len(words) > 1 else None
         from .widgets import RunInspector
 
         display(RunInspector(self.client.invoke(words[0], payload, wait=True)))
@@ -411,16 +417,17 @@ class DispatchMagics(Magics):
     def _emit(self, words: list[str]) -> None:
         text = words[0].strip() if words else ""
         source = "notebook"
-        if " --source " in f" {text} ":
-            text, _, rest = f" {text} ".rpartition(" --source ")
-            source, text = rest.strip(), text.strip()
+        last = _SOURCE_LAST.search(text)
+        after_type = None if last else _SOURCE_AFTER_TYPE.match(text)
+        if last is not None:
+            source, text = shlex.split(last.group("source"))[0], text[:last.start()].strip()
+        elif after_type is not None:
+            source = shlex.split(after_type.group("source"))[0]
+            text = f"{after_type.group('type')} {text[after_type.end():].strip()}".strip()
         event_type, _, data_text = text.partition(" ")
-        if not event_type:
+        if not event_type or event_type.startswith("-"):
             raise UsageError("usage: %dispatch emit TYPE [JSON] [--source S]")
-        try:
-            data = json.loads(data_text) if data_text.strip() else None
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"the data is not valid JSON: {exc}") from None
+        data = typed_json(data_text, "the data") if data_text.strip() else None
         event = self.client.emit(event_type, data, source=source)
         print(f"emitted {event['type']} (id {event['id']})")
 
@@ -435,6 +442,24 @@ class DispatchMagics(Magics):
         sub = self.client.subscribe(args.function, event_type=args.event_type, name=args.name,
                                               filters=filters)
         print(f"subscription {sub.name}: {sub.event_type} -> {sub.function}")
+
+    def _cmd_deadletters(self, rest: list[str]) -> None:
+        parser = _subparser("deadletters")
+        parser.add_argument("subscription", nargs="?")
+        letters = self.client.dead_letters(parser.parse_args(rest).subscription)
+        if not letters:
+            print("no dead letters")
+        for letter in letters:
+            event = letter.get("event") or {}
+            print(f"{letter['id']}  {letter['subscription']}  {event.get('type')} (id {event.get('id')})  "
+                  f"{letter['attempts']} attempts: {letter.get('error') or '-'}")
+
+    def _cmd_replay(self, rest: list[str]) -> None:
+        parser = _subparser("replay")
+        parser.add_argument("letter_id")
+        letter_id = parser.parse_args(rest).letter_id
+        run = self.client.replay_dead_letter(letter_id)
+        print(f"dead letter {letter_id} replayed as run {run.id} of {run.function} ({run.status})")
 
     def _cmd_apis(self, rest: list[str]) -> None:
         parser = _subparser("apis")

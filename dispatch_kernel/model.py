@@ -112,6 +112,13 @@ class PayloadTooLargeError(InvalidRequestError):
     code = 413
 
 
+class StorageError(DispatchError):
+    """The store could not record something: its disk is full (or over its quota). Nothing was
+    recorded by the failed call; what was acknowledged before stays. HTTP 507."""
+
+    code = 507
+
+
 class DeployError(DispatchError):
     """Deploying a function failed; the function is left in status ERROR with the reason."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dispatch_kernel.inputs import json_or_file
+from dispatch_kernel.inputs import json_or_file, typed_json
 from dispatch_kernel.model import InvalidRequestError
 
 
@@ -79,3 +79,22 @@ def test_key_value_pairs_are_read_and_a_word_without_a_key_is_refused():
     for word in ("novalue", "=1"):
         with pytest.raises(InvalidRequestError, match=f"expected --filter attribute=value, got '{word}'"):
             key_values([word], "--filter attribute=value")
+
+
+@pytest.mark.parametrize("text, value", [
+    ('{"name": "Lin"}', {"name": "Lin"}),
+    ("""'{"name": "Lin"}'""", {"name": "Lin"}),
+    ('"Lin"', "Lin"),
+    ("""'"Lin"'""", "Lin"),
+    ("[1, 2]", [1, 2]),
+    ("'[1, 2]'", [1, 2]),
+    ("3", 3),
+])
+def test_typed_json_reads_the_bare_and_the_shell_quoted_form(text, value):
+    assert typed_json(text, "the input") == value
+
+
+@pytest.mark.parametrize("text", ["{bad", "'{bad'", "'{\"a\": 1}' extra", "'unbalanced"])
+def test_typed_json_reports_a_mistake_as_json(text):
+    with pytest.raises(InvalidRequestError, match="the input is not valid JSON"):
+        typed_json(text, "the input")

@@ -153,9 +153,34 @@ def test_line_magics(ip):
     assert ip.user_ns["shout"]("x") == "X"  # the cell's own function again
 
 
+@pytest.mark.parametrize("typed", [
+    '{"name": "Lin"}',                 # bare, as JSON is written
+    """'{"name": "Lin"}'""",           # shell-quoted, as %%dispatch --schema-in '...' needs
+    """  '{"name": "Lin"}'  """,
+])
+def test_invoke_takes_the_input_bare_or_shell_quoted(ip, typed):
+    run(ip, "%%dispatch\ndef greet(name):\n    return 'hello ' + name\n")
+    result, captured = run(ip, f"%dispatch invoke greet {typed}")
+    assert result.success, captured.stderr
+    [record] = client_of(ip).list_runs(function="greet")
+    assert record.input == {"name": "Lin"} and record.output == "hello Lin"
+
+
+def test_invoke_reads_the_input_from_a_file_and_quoted_strings(ip, tmp_path):
+    run(ip, "%%dispatch\ndef handle(ctx, payload):\n    return payload\n")
+    (tmp_path / "in put.json").write_text('{"from": "file"}')
+    run(ip, f"%dispatch invoke handle '{tmp_path / 'in put.json'}'")
+    run(ip, '%dispatch invoke handle "Lin"')  # a bare JSON string
+    run(ip, """%dispatch invoke handle '"Lin"'""")  # the same, shell-quoted
+    outputs = [r.output for r in reversed(client_of(ip).list_runs(function="handle"))]
+    assert outputs == [{"from": "file"}, "Lin", "Lin"]
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
+        ("%dispatch invoke f '{bad'", "not valid JSON"),
+        ("%dispatch invoke f '{\"a\": 1}' extra", "not valid JSON"),
         ("%dispatch invoke ghost", "no function named 'ghost'"),
         ("%dispatch runs ghost", "no function named 'ghost'"),
         ("%dispatch logs nope", "no run with id 'nope'"),

@@ -16,6 +16,8 @@
     dispatch create subscription FN --event-type T [--name N] [--filter attr=value ...]
     dispatch create eventsource NAME --type schedule|webhook|vcenter [--config JSON] [--secret S ...]
     dispatch get subscriptions | subscription NAME | eventsources | eventsource NAME
+    dispatch get deadletters [SUBSCRIPTION]       events given up after max_attempts
+    dispatch replay LETTER_ID [--wait]            deliver a dead letter's event again (a new run)
     dispatch delete subscription|eventsource NAME
     dispatch create api NAME FUNCTION --method GET --path /hello/{name} [--host H] [--cors]
                                       [--auth public|token] [--disable]
@@ -44,6 +46,7 @@ from .commands import (
     cmd_get,
     cmd_login,
     cmd_logout,
+    cmd_replay,
     cmd_update,
 )
 from .errors import CliError
@@ -110,8 +113,10 @@ def parser() -> argparse.ArgumentParser:
     get = commands.add_parser("get", help="list or show functions, runs and secrets")
     get.add_argument("what", choices=("functions", "function", "runs", "run", "secrets", "secret",
                                       "images", "image", "base-images", "base-image",
-                                      "subscriptions", "subscription", "eventsources", "eventsource", "apis", "api"))
-    get.add_argument("name", nargs="?", help="a function (for runs: only its runs) or secret")
+                                      "subscriptions", "subscription", "eventsources", "eventsource", "apis", "api",
+                                      "deadletters"))
+    get.add_argument("name", nargs="?", help="a function (for runs: only its runs) or secret "
+                     "(for deadletters: a subscription)")
     get.add_argument("--last", action="store_true", help="runs: only the latest, in full")
     get.add_argument("--follow", action="store_true", help="runs: keep printing changes as they happen")
     get.add_argument("--status", help="runs: only this status")
@@ -121,6 +126,10 @@ def parser() -> argparse.ArgumentParser:
     exe.add_argument("name")
     exe.add_argument("--input", help="the input as JSON")
     exe.add_argument("--wait", action="store_true", help="wait for the run and print its output")
+
+    replay = commands.add_parser("replay", help="deliver a dead letter's event again, as a new run")
+    replay.add_argument("letter_id", metavar="LETTER_ID", help="from `dispatch get deadletters`")
+    replay.add_argument("--wait", action="store_true", help="wait for the run and print it")
 
     cancel = commands.add_parser("cancel", help="stop a queued or running run")
     cancel.add_argument("run_id", metavar="RUN_ID")
@@ -144,7 +153,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"create": cmd_create, "update": cmd_update, "get": cmd_get, "exec": cmd_exec, "delete": cmd_delete,
-            "emit": cmd_emit, "cancel": cmd_cancel}
+            "emit": cmd_emit, "cancel": cmd_cancel, "replay": cmd_replay}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,8 @@ from .documents import (
     read_file,
 )
 from .errors import CliError
-from .output import KINDS, PLURALS, RUN_COLUMNS, details, emit, run_details, run_row, table
+from .output import (DEAD_LETTER_COLUMNS, KINDS, PLURALS, RUN_COLUMNS, dead_letter_row, details, emit, run_details,
+                     run_row, table)
 from .session import config_path, save_config
 
 
@@ -141,6 +142,11 @@ def cmd_get(args: argparse.Namespace, client: Any) -> None:
     if args.what in ("runs", "run"):
         _get_runs(args, client)
         return
+    if args.what == "deadletters":
+        letters = client.dead_letters(args.name)
+        emit(args, letters, lambda: table(DEAD_LETTER_COLUMNS, [dead_letter_row(d) for d in letters])
+             if letters else "no dead letters")
+        return
     kind = KINDS[PLURALS.get(args.what, args.what)]
     if args.name is None and args.what == "function":
         raise CliError("usage: dispatch get function NAME")
@@ -236,6 +242,15 @@ def cmd_cancel(args: argparse.Namespace, client: Any) -> None:
     """`dispatch cancel RUN_ID`."""
     run = client.cancel_run(args.run_id)
     emit(args, run, lambda: f"run {run.id} of {run.function} is {run.status}")
+
+
+def cmd_replay(args: argparse.Namespace, client: Any) -> None:
+    """`dispatch replay LETTER_ID [--wait]`: the new run (waited for on the embedded default,
+    whose runs live only as long as this command)."""
+    run = client.replay_dead_letter(args.letter_id)
+    if args.wait or isinstance(client, LocalClient):
+        run = client.wait_run(run.id)
+    emit(args, run, lambda: f"dead letter {args.letter_id} replayed as run {run.id} ({run.status})")
 
 
 def cmd_emit(args: argparse.Namespace, client: Any) -> None:

@@ -86,6 +86,16 @@ def run_details(run: Run) -> str:
     return details(pairs)
 
 
+DEAD_LETTER_COLUMNS = ["ID", "SUBSCRIPTION", "EVENT TYPE", "EVENT ID", "ATTEMPTS", "ERROR"]
+
+
+def dead_letter_row(letter: dict[str, Any]) -> list[str]:
+    """A dead letter as a row of DEAD_LETTER_COLUMNS."""
+    event = letter.get("event") or {}
+    return [letter["id"], letter["subscription"], str(event.get("type", "-")), str(event.get("id", "-")),
+            str(letter["attempts"]), " ".join(str(letter.get("error") or "-").split())]
+
+
 @dataclass(frozen=True)
 class Kind:
     """One kind of entity as `dispatch get` shows it."""
@@ -187,5 +197,5 @@ def emit(args: argparse.Namespace, value: Any, text: Callable[[], str]) -> None:
         print(text())
 
 
-__all__ = ["KINDS", "PLURALS", "RUN_COLUMNS", "Kind", "data", "details", "emit", "run_details", "run_row",
+__all__ = ["DEAD_LETTER_COLUMNS", "KINDS", "PLURALS", "RUN_COLUMNS", "Kind", "data", "dead_letter_row", "details", "emit", "run_details", "run_row",
            "table", "when"]

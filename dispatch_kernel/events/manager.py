@@ -14,17 +14,19 @@ import time
 from typing import Any, Mapping, Protocol
 
 from .. import plugins
-from ..model import ConflictError, EventSource, InvalidRequestError, NotFoundError, Secret, Subscription, check_name
+from ..model import (ConflictError, EventSource, InvalidRequestError, NotFoundError, Run, Secret, Subscription,
+                     check_name)
 from ..settings import Settings
 from ..store.base import EntityStore
 from . import cloudevent
-from .bus.base import Delivery, EventBus, Host, SubscriptionGone
+from .bus.base import Delivery, EventBus, Host, SubscriptionGone, run_id_for
 from .sources.base import EventSourceDriver, SourceContext, SourceState
 from .subscriptions import SubscriptionIndex, check_pattern
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
+REPLAY_TAG = "dispatch/replay-of"  # on a run that replays a dead letter: the letter's id
 CACHE_CHECK = 0.02  # seconds between checks whether subscriptions changed in the store
 RECONCILE = 1.0  # seconds between comparisons of running sources with the stored ones
 
@@ -32,9 +34,14 @@ RECONCILE = 1.0  # seconds between comparisons of running sources with the store
 class EventRuns(Protocol):
     """How the event manager starts runs (the RunManager is one)."""
 
-    def start_event_runs(self, items: list[tuple[str, str, Any, dict[str, Any], str]]) -> list[Exception | None]:
-        """Start non-blocking runs for (org, function, input, event, run_id) items; per item
-        None once its run is recorded, else the exception that kept it from being."""
+    def start_event_runs(self, items: list[tuple[str, str, Any, dict[str, Any], str]], *,
+                         tags: dict[str, str] | None = None) -> list[Exception | None]:
+        """Start non-blocking runs for (org, function, input, event, run_id) items, with `tags`
+        on each; per item None once its run is recorded, else the exception that kept it from
+        being."""
+
+    def get_run(self, run_id: str, org: str) -> Run:
+        """The run with that id."""
 
     def is_known(self, run_id: str, org: str) -> bool:
         """Whether the run is in flight here or has finished (a redelivery needs nothing)."""
@@ -126,8 +133,8 @@ class EventManager:
         return self.runs.is_known(run_id, org)
 
     def dead_letters(self, subscription: str | None = None, *, org: str) -> list[dict[str, Any]]:
-        """Events given up after their subscription's max_attempts: {subscription, event,
-        attempts, error}, of one subscription (a name) or of all."""
+        """Events given up after their subscription's max_attempts: {id, subscription, event,
+        attempts, error}, of one subscription (a name) or of all, oldest first."""
         sub_id = None
         if subscription is not None:
             sub_id = self.store.get(Subscription, org, subscription).id
@@ -136,6 +143,32 @@ class EventManager:
         for letter in letters:
             letter["subscription"] = names.get(letter["subscription"], letter["subscription"])
         return letters
+
+    def replay_dead_letter(self, letter_id: str, *, org: str) -> Run:
+        """Deliver a dead letter's event to its subscription's function again: a new run (a new
+        id, tagged REPLAY_TAG with the letter's id) that is recorded before this returns; the
+        letter then leaves the dead letters. NotFoundError for an unknown letter (or one being
+        replayed) or a deleted subscription; when the run cannot start (its function is still
+        missing, say) the error is raised and the letter stays, to be replayed later."""
+        letter = self.bus.claim_dead_letter(org, letter_id)
+        if letter is None:
+            raise NotFoundError(f"no dead letter with id {letter_id!r}")
+        run_id = None
+        try:
+            subscription = self._subscriptions(org, fresh=True)[1].get(letter["subscription"])
+            if subscription is None:
+                raise NotFoundError(f"the subscription of dead letter {letter_id!r} was deleted")
+            event = letter["event"]
+            # A fresh delivery id, so that the replay is a run of its own beside the old one.
+            replay_id = run_id_for(time.time(), subscription.id, f"{event['id']}\0replay\0{time.time_ns()}")
+            [outcome] = self.runs.start_event_runs(
+                [(org, subscription.function, event.get("data"), event, replay_id)], tags={REPLAY_TAG: letter_id})
+            if outcome is not None:
+                raise outcome
+            run_id = replay_id
+        finally:
+            self.bus.settle_dead_letter(org, letter_id, run_id)
+        return self.runs.get_run(run_id, org)
 
     # ------------------------------------------------------------------ subscriptions
 

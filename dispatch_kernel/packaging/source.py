@@ -16,11 +16,11 @@ import importlib.metadata
 import inspect
 import json
 import linecache
+import os
 import sys
 import types
 from tokenize import TokenError
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Callable
 
 import cloudpickle
@@ -229,6 +229,7 @@ def _walk(fn: Callable[..., Any]) -> tuple[set[str], list[types.FunctionType]]:
     local: list[types.FunctionType] = []
     seen: set[int] = set()
     todo: list[Any] = [fn]
+    installed = _distributions()  # once per walk: it stats every folder on sys.path
     while todo:
         obj = todo.pop()
         if id(obj) in seen:
@@ -249,7 +250,7 @@ def _walk(fn: Callable[..., Any]) -> tuple[set[str], list[types.FunctionType]]:
         module = (getattr(func, "__module__", None) or "").partition(".")[0]
         if module and module != "__main__":
             found.add(module)
-            if module in _distributions() or not _is_third_party(module):
+            if module in installed or not _is_third_party(module):
                 continue  # installed code travels by reference: no need to look inside
         if isinstance(func, types.FunctionType):
             local.append(func)
@@ -299,9 +300,35 @@ def _local_modules(fn: Callable[..., Any]) -> list[str]:
     return sorted(local)
 
 
-@lru_cache(maxsize=1)
+def _path_stamp() -> tuple:
+    """What changes when a distribution is installed or removed: sys.path and the modification
+    times of its entries (installing into a folder adds entries to it, which changes its mtime).
+    A stat per entry: microseconds, where reading every distribution's metadata takes tens of
+    milliseconds."""
+    stamp = []
+    for entry in sys.path:
+        try:
+            stamp.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            stamp.append((entry, None))
+    return tuple(stamp)
+
+
+_DISTRIBUTIONS: tuple[tuple, dict[str, list[str]]] | None = None
+
+
 def _distributions() -> dict[str, list[str]]:
-    return importlib.metadata.packages_distributions()
+    """Top-level module -> the installed distributions that provide it; read again when sys.path
+    or one of its folders changed (`%pip install` in a running kernel), else from memory."""
+    global _DISTRIBUTIONS
+    stamp = _path_stamp()
+    cached = _DISTRIBUTIONS
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    importlib.invalidate_caches()  # so that the finders see what was installed
+    distributions = importlib.metadata.packages_distributions()
+    _DISTRIBUTIONS = (stamp, distributions)
+    return distributions
 
 
 def requirements_for(modules: list[str] | set[str]) -> list[str]:

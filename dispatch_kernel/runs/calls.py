@@ -21,11 +21,12 @@ class Call:
     """A run together with the arguments it is made from, and who waits for it."""
 
     __slots__ = ("run", "args", "kwargs", "input", "python", "event", "http", "run_id", "admitted",
-                 "waiter", "exception", "alone")
+                 "waiter", "exception", "alone", "tags")
 
     def __init__(self, *, input: Any = None, python: tuple[tuple, dict[str, Any]] | None = None,
                  event: dict[str, Any] | None = None, http: dict[str, Any] | None = None,
-                 run_id: str | None = None, waiter: Waiter | None = None) -> None:
+                 run_id: str | None = None, waiter: Waiter | None = None,
+                 tags: dict[str, str] | None = None) -> None:
         self.run: Run | None = None  # made by build(), once the function is known
         self.args: tuple = ()
         self.kwargs: dict[str, Any] = {}
@@ -40,6 +41,7 @@ class Call:
         # A run that goes to a worker in a batch of its own: it can be stopped on its own and is
         # RUNNING only once it runs (spawn, and a waited call). Others may share a batch.
         self.alone = False
+        self.tags = tags  # the run's tags, e.g. which dead letter it replays
 
     def build(self, function: Function) -> Call:
         """Make the run and the call's arguments for `function`; InvalidRequestError when a
@@ -63,6 +65,8 @@ class Call:
                   input=shown, event=self.event, http=self.http)
         if self.run_id is not None:
             run.id = self.run_id
+        if self.tags:
+            run.tags = dict(self.tags)
         self.run = run
         return self
 
@@ -75,9 +79,9 @@ class Call:
 
 def json_call(function: Function, input: Any, *, event: dict[str, Any] | None = None,
               http: dict[str, Any] | None = None, run_id: str | None = None,
-              waiter: Waiter | None = None) -> Call:
+              waiter: Waiter | None = None, tags: dict[str, str] | None = None) -> Call:
     """A call from a JSON input (protocol.arguments maps it to arguments)."""
-    return Call(input=input, event=event, http=http, run_id=run_id, waiter=waiter).build(function)
+    return Call(input=input, event=event, http=http, run_id=run_id, waiter=waiter, tags=tags).build(function)
 
 
 def python_call(function: Function, args: tuple, kwargs: dict[str, Any], *, waiter: Waiter | None = None) -> Call:

@@ -169,12 +169,13 @@ class RunManager:
 
         return outputs()
 
-    def start_event_runs(self, items: list[tuple[str, str, Any, dict[str, Any], str]]) -> list[Exception | None]:
+    def start_event_runs(self, items: list[tuple[str, str, Any, dict[str, Any], str]], *,
+                         tags: dict[str, str] | None = None) -> list[Exception | None]:
         """Non-blocking runs for event deliveries in bulk: each item is (org, function, input,
         event, run_id), with invoke()'s JSON input mapping. Runs of one function are recorded
         together and leave in batches, which is what lets a bus keep up with thousands of
         events a second. Returns, per item, None when its run is recorded or the exception
-        that kept it from being (to retry the delivery).
+        that kept it from being (to retry the delivery). `tags` go on every run (a replay's link).
         """
         results: list[Exception | None] = [None] * len(items)
         groups: dict[Key, list[int]] = {}
@@ -183,8 +184,8 @@ class RunManager:
         for (org, name), indexes in groups.items():
             try:
                 deployed = self.functions.resolve(org, name)
-                calls = [json_call(deployed.function, items[i][2], event=items[i][3], run_id=items[i][4])
-                         for i in indexes]
+                calls = [json_call(deployed.function, items[i][2], event=items[i][3], run_id=items[i][4],
+                                   tags=tags) for i in indexes]
                 self._start(deployed, calls)
             except Exception as exc:
                 for index in indexes:

@@ -22,7 +22,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from ..core import Dispatch
-from ..model import DeployError, DispatchError, InvalidRequestError, strict_dumps
+from ..model import DeployError, DispatchError, InvalidRequestError, StorageError, strict_dumps
 from . import openapi
 from ._bridge import LoopBridge
 from ._streams import RunHub
@@ -107,7 +107,7 @@ class DispatchHandler(APIHandler):
             extra = {"function": exc.function.public_dict()} if exc.function is not None else {}
             raise ApiError(422, str(exc), **extra) from None
         except DispatchError as exc:
-            if exc.code >= 500:
+            if exc.code >= 500 and not isinstance(exc, StorageError):  # a full disk is no secret
                 raise
             raise ApiError(exc.code, str(exc)) from None
 

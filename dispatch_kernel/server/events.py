@@ -74,6 +74,18 @@ class DeadLettersHandler(EventsBase):
         self.reply({"items": letters})
 
 
+class DeadLetterReplayHandler(EventsBase):
+    """Deliver a dead letter's event again: a new run, tagged as the letter's replay."""
+
+    path = "dead-letters/{id}/replay"
+
+    @web.authenticated
+    @authorized
+    async def post(self, id: str) -> None:
+        run = await self.call(self.core.events.replay_dead_letter, id, org=self.org)
+        self.reply(run.to_dict(), 202)
+
+
 class EventSourcesHandler(EventsBase):
     """List event sources; create and start one (a webhook's token is shown this once)."""
 
@@ -162,5 +174,6 @@ class WebhookHandler(EventsBase):
         return True
 
 
-HANDLERS = [SubscriptionsHandler, SubscriptionHandler, DeadLettersHandler, EventSourcesHandler,
+HANDLERS = [SubscriptionsHandler, SubscriptionHandler, DeadLettersHandler, DeadLetterReplayHandler,
+            EventSourcesHandler,
             EventSourceHandler, EventsHandler, WebhookHandler]

@@ -13,6 +13,7 @@ the store, before anything else reads it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import logging
@@ -23,7 +24,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from ..model import StorageError
+
 log = logging.getLogger(__name__)
+
+# Errors that mean "no room": the disk is full, a quota is reached, or a file size limit.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 Entry = tuple[str, list[tuple]]  # (kind, rows): kind names a statement the store knows
 Apply = Callable[[list[Entry]], None]
@@ -53,7 +59,10 @@ class RunJournal:
         self._pending_rows = 0
         self._segment = 0
         self._fd = self._open_segment()
-        self._applied_segments: list[Path] = []
+        self._applied_segments: list[Path] = []  # segments whose entries are all pending
+        self._failing = False  # the last flush could not apply its batch
+        self._applying: list[Entry] = []  # the batch a flush is applying now
+        self._unwritten: list[tuple[bytes, Entry]] = []  # kept records that found no room on disk
         self._wake = threading.Event()
         self._closed = False
         self._thread = threading.Thread(target=self._flush_loop, name="dispatch-journal", daemon=True)
@@ -66,17 +75,79 @@ class RunJournal:
         return os.open(self._segment_path(self._segment),
                        os.O_CREAT | os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC, 0o600)
 
-    def append(self, kind: str, rows: list[tuple]) -> None:
-        """Record `rows` for statement `kind`; durable once this returns."""
+    def append(self, kind: str, rows: list[tuple], keep: bool = False) -> None:
+        """Record `rows` for statement `kind`; durable once this returns. StorageError when the
+        disk is full; with `keep`, the rows are then held in memory and written (and applied)
+        once there is room again, unless this process ends first."""
         data = pickle.dumps((kind, rows), protocol=5)
         record = _HEADER.pack(len(data)) + data
         with self._lock:
-            os.write(self._fd, record)
+            try:
+                self._write_unwritten()  # first, in order: what waited for room
+                self._write(record)
+            except StorageError:
+                if keep:
+                    self._unwritten.append((record, (kind, rows)))
+                raise
             self._pending.append((kind, rows))
             self._pending_rows += len(rows)
             large = self._pending_rows >= FLUSH_ROWS
         if large:
             self._wake.set()
+
+    def _write(self, record: bytes) -> None:
+        """Append `record` whole, or raise StorageError (no room) or the OSError and leave the
+        segment as it was: a record cut short in the middle of a segment would hide every record
+        written after it once space returns."""
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        view, written = memoryview(record), 0
+        try:
+            while written < len(record):
+                count = os.write(self._fd, view[written:])
+                if count == 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += count
+        except OSError as exc:
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError:  # cannot take it back: later records go to a fresh segment
+                self._roll()
+            if exc.errno in NO_SPACE:
+                raise StorageError(f"the run store cannot record runs: {os.strerror(exc.errno).lower()} "
+                                   f"({self.directory.parent}); nothing of this request was recorded, "
+                                   "and runs recorded before are kept") from None
+            raise
+
+    def _write_unwritten(self) -> None:
+        """Write the records kept for want of room (under self._lock); StorageError if there
+        is still none."""
+        while self._unwritten:
+            record, entry = self._unwritten[0]
+            self._write(record)
+            self._unwritten.pop(0)
+            self._pending.append(entry)
+            self._pending_rows += len(entry[1])
+
+    def find(self, kind: str, key: int, value: object) -> list[tuple]:
+        """Rows of statement `kind` not yet in the database (pending, or kept for want of
+        room) whose column `key` equals `value`, oldest first: for reads while the database
+        cannot be written."""
+        with self._lock:
+            entries = [*self._applying, *self._pending, *(entry for _, entry in self._unwritten)]
+        return [row for entry_kind, rows in entries if entry_kind == kind for row in rows if row[key] == value]
+
+    def _roll(self) -> None:
+        """Continue in a new segment (the current one ends with a cut record, which a replay
+        ignores at its end); keep the current one if no new file can be made."""
+        try:
+            fd = os.open(self._segment_path(self._segment + 1),
+                         os.O_CREAT | os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return
+        os.close(self._fd)
+        self._applied_segments.append(self._segment_path(self._segment))  # deleted once applied
+        self._segment += 1
+        self._fd = fd
 
     def flush(self) -> None:
         """Apply everything appended so far to the database."""
@@ -84,29 +155,53 @@ class RunJournal:
             with self._lock:
                 if not self._pending:
                     return
+                try:  # new appends go to a fresh segment; this one is deleted once applied
+                    fresh = os.open(self._segment_path(self._segment + 1),
+                                    os.O_CREAT | os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC, 0o600)
+                except OSError:  # no room for a file: appends stay in this segment, kept for now
+                    fresh = None
                 batch, self._pending, self._pending_rows = self._pending, [], 0
-                # New appends go to a fresh segment; this one is deleted once applied.
-                old_fd, old_path = self._fd, self._segment_path(self._segment)
-                self._segment += 1
-                self._fd = self._open_segment()
-            os.close(old_fd)
+                self._applying = batch  # still found by find() while it is applied
+                old_fd, old_path = None, None
+                if fresh is not None:
+                    old_fd, old_path = self._fd, self._segment_path(self._segment)
+                    self._segment += 1
+                    self._fd = fresh
+            if old_fd is not None:
+                os.close(old_fd)
             try:
                 self._apply(batch)
-            except Exception:
-                log.exception("applying the run journal failed; retrying on the next flush")
+            except Exception as exc:
+                if not self._failing:  # once per streak: a full disk would fill the log too
+                    log.error("applying the run journal failed (%s); it stays in the journal and is "
+                              "retried on every flush", exc)
+                self._failing = True
                 with self._lock:
                     self._pending[:0] = batch
+                    self._applying = []
                     self._pending_rows += sum(len(rows) for _, rows in batch)
-                self._applied_segments.append(old_path)  # its entries are pending again
+                    if old_path is not None:
+                        self._applied_segments.append(old_path)  # its entries are pending again
                 return
-            for path in [*self._applied_segments, old_path]:
+            if self._failing:
+                log.warning("the run journal is applied again")
+                self._failing = False
+            with self._lock:
+                self._applying = []
+                done, self._applied_segments = self._applied_segments, []
+            for path in done + ([old_path] if old_path is not None else []):
                 path.unlink(missing_ok=True)
-            self._applied_segments.clear()
 
     def _flush_loop(self) -> None:
         while not self._closed:
             self._wake.wait(FLUSH_INTERVAL)
             self._wake.clear()
+            if self._unwritten:
+                with self._lock:
+                    try:
+                        self._write_unwritten()
+                    except StorageError:
+                        pass  # still no room: the next round tries again
             try:
                 self.flush()
             except Exception:  # never let the flusher die: the next round retries

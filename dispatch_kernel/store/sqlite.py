@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..model import (
     ConflictError,
+    StorageError,
     Entity,
     ErrorType,
     NotFoundError,
@@ -80,6 +82,24 @@ _EMPTY_LOGS = '{"stdout":"","stderr":""}'
 _CHECKPOINT_INTERVAL = 0.5  # seconds between background WAL checkpoints
 
 
+def is_full(exc: sqlite3.Error) -> bool:
+    """Whether SQLite failed for want of room (SQLITE_FULL: the disk, or a quota)."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+
+
+@contextmanager
+def room_for(what: str, path: Path) -> Iterator[None]:
+    """Turn SQLite's "database or disk is full" into a StorageError that says what was not
+    stored and where (SQLite rolls the statement back: nothing half-written stays)."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if is_full(exc):
+            raise StorageError(f"could not store {what}: the disk holding {path} is full; nothing was "
+                               "changed, and what was stored before is kept") from None
+        raise
+
+
 class SqliteStore(EntityStore):
     """EntityStore over a single SQLite file (WAL, migrations, optimistic concurrency)."""
 
@@ -126,7 +146,8 @@ class SqliteStore(EntityStore):
                     self._db.execute(f"PRAGMA user_version={number}")
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                    self._db.execute("ROLLBACK")
                 raise
 
     # ---------------------------------------------------------------- entities
@@ -134,7 +155,7 @@ class SqliteStore(EntityStore):
     def create(self, entity: E) -> E:
         entity.revision = 1
         entity.created = entity.modified = now()
-        with self._lock:
+        with self._lock, room_for(f"the {entity.kind} {entity.name!r}", self.path):
             try:
                 self._db.execute(
                     "INSERT INTO entities (kind, org, name, id, revision, body) VALUES (?,?,?,?,?,?)",
@@ -148,7 +169,7 @@ class SqliteStore(EntityStore):
         stale = entity.revision
         entity.revision = stale + 1
         entity.modified = now()
-        with self._lock:
+        with self._lock, room_for(f"the {entity.kind} {entity.name!r}", self.path):
             cursor = self._db.execute(
                 "UPDATE entities SET revision=?, body=? WHERE kind=? AND org=? AND name=? AND revision=?",
                 (entity.revision, dumps(entity.to_dict()), entity.kind, entity.org, entity.name, stale),
@@ -182,7 +203,7 @@ class SqliteStore(EntityStore):
         return [cls.from_dict(json.loads(body)) for (body,) in rows]
 
     def delete(self, cls: type[E], org: str, name: str) -> None:
-        with self._lock:
+        with self._lock, room_for(f"the deletion of {cls.kind} {name!r}", self.path):
             cursor = self._db.execute(
                 "DELETE FROM entities WHERE kind=? AND org=? AND name=?", (cls.kind, org, name)
             )
@@ -198,8 +219,8 @@ class SqliteStore(EntityStore):
 
     def finish_runs(self, runs: Iterable[Run]) -> None:
         rows = [_finish_row(run) for run in runs]
-        if rows:
-            self._journal.append("finish", rows)
+        if rows:  # kept on a full disk: the run was recorded, its end will be once there is room
+            self._journal.append("finish", rows, keep=True)
 
     def _apply(self, entries: list[tuple[str, list[tuple]]]) -> None:
         """Write journal entries to the database in one transaction."""
@@ -210,7 +231,8 @@ class SqliteStore(EntityStore):
                     self._db.executemany(_STATEMENTS[kind], rows)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                    self._db.execute("ROLLBACK")
                 raise
 
     def get_run(self, org: str, run_id: str) -> Run:
@@ -220,8 +242,28 @@ class SqliteStore(EntityStore):
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE org=? AND id=?", (org, run_id)
             ).fetchone()
         if row is None:
+            row = self._unapplied_run(run_id)
+        elif row[4] in ("QUEUED", "RUNNING"):  # its end may wait in the journal (a full disk)
+            row = self._with_unapplied_end(row)
+        if row is None or row[1] != org:
             raise NotFoundError(f"no run with id {run_id!r}")
         return _run_from_row(row)
+
+    def _unapplied_run(self, run_id: str) -> tuple | None:
+        """A run the journal holds but the database does not yet (it could not be written: a
+        full disk), with its end if that is recorded too."""
+        added = self._journal.find("add", 0, run_id)
+        if not added:
+            return None
+        return self._with_unapplied_end(added[-1][:16])
+
+    def _with_unapplied_end(self, row: tuple) -> tuple:
+        finishes = self._journal.find("finish", 7, row[0])
+        if not finishes:
+            return row
+        changed = list(row)
+        changed[4], changed[6], changed[7], changed[8], changed[10], changed[11], changed[12] = finishes[-1][:7]
+        return tuple(changed)
 
     def list_runs(self, org: str, *, function: str | None = None, status: str | None = None,
                   since: float | None = None, before: str | None = None, limit: int = 100) -> list[Run]:

@@ -112,3 +112,27 @@ def test_two_processes_share_the_stream_and_a_killed_one_loses_nothing(home, nat
     with sqlite3.connect(home / "dispatch.db") as db:
         hosts = db.execute("SELECT host, COUNT(*) FROM runs GROUP BY host").fetchall()
     assert len(hosts) == 2, hosts
+
+
+def test_dead_letters_on_nats_are_replayed_once(home, nats_url, stream):
+    """A delivery given up goes to the dead-letter stream with an id; a replay is a new run tagged
+    with it, and the letter is taken out of the stream."""
+    with dk.connect(settings=_settings(home, nats_url, stream)) as core:
+        core.deploy(handle, name="on_order")
+        core.subscribe("on_order", event_type="order.*", name="orders", max_attempts=2)
+        core.delete_function("on_order")
+        time.sleep(0.3)
+        event = core.emit("order.created", {"id": 7}, source="shop")
+        deadline = time.monotonic() + 30
+        while not (letters := core.dead_letters("orders")):
+            assert time.monotonic() < deadline, "no dead letter"
+            time.sleep(0.05)
+        [letter] = letters
+        assert letter["event"]["id"] == event["id"] and letter["attempts"] == 2 and letter["id"]
+        core.deploy(handle, name="on_order")
+        replay = core.replay_dead_letter(letter["id"])
+        assert replay.tags == {"dispatch/replay-of": letter["id"]}
+        assert core.wait_run(replay.id, timeout=30).output["payload"] == {"id": 7}
+        assert core.dead_letters() == []
+        with pytest.raises(dk.NotFoundError):
+            core.replay_dead_letter(letter["id"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ..shell import run
 from .helpers import handle, wait_runs
 
@@ -45,3 +47,29 @@ def test_subscribe_emit_and_sources_over_rest(ip, home, tmp_path):
     finally:
         ip.magics_manager.registry["DispatchMagics"].close()
         server.stop()
+
+
+@pytest.mark.parametrize(("line", "source"), [
+    ("""%dispatch emit order.created '{"id": 7, "note": "two words"}' --source shop""", "shop"),
+    ("""%dispatch emit order.created {"id": 7, "note": "two words"}""", "notebook"),
+    ("""%dispatch emit order.created --source 'my shop' '{"id": 7, "note": "two words"}'""", "my shop"),
+    ("""%dispatch emit order.created {"id": 7, "note": "two words"} --source=shop""", "shop"),
+])
+def test_emit_takes_the_data_bare_or_shell_quoted(ip, line, source):
+    client = ip.magics_manager.registry["DispatchMagics"].client
+    client.deploy(handle, name="on_order")
+    run(ip, "%dispatch subscribe on_order --event-type order.*")
+    result, out = run(ip, line)
+    assert result.success, out.stderr
+    [run_record] = wait_runs(client, "on_order", 1)
+    assert run_record.input == {"id": 7, "note": "two words"} and run_record.event["source"] == source
+
+
+def test_emit_keeps_a_source_option_inside_the_json(ip):
+    client = ip.magics_manager.registry["DispatchMagics"].client
+    client.deploy(handle, name="on_order")
+    run(ip, "%dispatch subscribe on_order --event-type order.*")
+    result, out = run(ip, """%dispatch emit order.created '{"note": " --source x"}'""")
+    assert result.success, out.stderr
+    [run_record] = wait_runs(client, "on_order", 1)
+    assert run_record.input == {"note": " --source x"} and run_record.event["source"] == "notebook"

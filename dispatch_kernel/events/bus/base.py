@@ -91,7 +91,19 @@ class EventBus(ABC):
 
     @abstractmethod
     def dead_letters(self, org: str, subscription_id: str | None = None) -> list[dict[str, Any]]:
-        """Deliveries given up: {subscription, event, attempts, error}."""
+        """Deliveries given up, oldest first: {id, subscription, event, attempts, error}; `id` is
+        the run id the delivery had (run_id_for), which names the letter for a replay."""
+
+    def claim_dead_letter(self, org: str, letter_id: str) -> dict[str, Any] | None:
+        """The dead letter `letter_id`, taken for a replay (None when there is none): a bus that
+        can, keeps a second replay of it from starting until settle_dead_letter. This default
+        claims nothing, so a bus without it may replay a letter twice when asked twice at once."""
+        return next((letter for letter in self.dead_letters(org) if letter.get("id") == letter_id), None)
+
+    def settle_dead_letter(self, org: str, letter_id: str, replay_run_id: str | None) -> None:
+        """After a claim: the letter was replayed as run `replay_run_id` (it leaves the dead
+        letters), or, with None, the replay did not start (it is a dead letter again). This
+        default keeps the letter listed."""
 
     def pending(self) -> int:
         """Deliveries not yet done (for tests and benchmarks); -1 when unknown."""

@@ -184,7 +184,8 @@ class NatsBus(EventBus):
                 if exc is None or isinstance(exc, SubscriptionGone):
                     outcomes[index] = ("ack", None)
                 elif attempts >= sub.max_attempts:
-                    outcomes[index] = ("dead", {"subscription": sub.id, "org": sub.org, "attempts": attempts,
+                    outcomes[index] = ("dead", {"id": delivery.run_id, "subscription": sub.id, "org": sub.org,
+                                                "attempts": attempts,
                                                 "error": f"{type(exc).__name__}: {exc}", "event": delivery.event})
                 else:
                     outcomes[index] = ("retry", backoff(attempts, self.retry_base, self.retry_max))
@@ -195,7 +196,8 @@ class NatsBus(EventBus):
     def dead_letters(self, org: str, subscription_id: str | None = None) -> list[dict[str, Any]]:
         return self.supervisor.call(self._dead_letters(org, subscription_id))
 
-    async def _dead_letters(self, org: str, subscription_id: str | None) -> list[dict[str, Any]]:
+    async def _dead_letters(self, org: str, subscription_id: str | None,
+                            with_seq: bool = False) -> list[dict[str, Any]]:
         info = await self.js.stream_info(self.dead_stream)
         letters = []
         first, last = info.state.first_seq, info.state.last_seq
@@ -210,8 +212,24 @@ class NatsBus(EventBus):
             if subscription_id is not None and letter.get("subscription") != subscription_id:
                 continue
             letter.pop("org", None)
+            letter.setdefault("id", f"dead-{seq}")  # a letter kept before letters had ids
+            if with_seq:
+                letter["_seq"] = seq
             letters.append(letter)
         return letters
+
+    def claim_dead_letter(self, org: str, letter_id: str) -> dict[str, Any] | None:
+        # No lock across processes here: a letter asked to replay twice at once may run twice.
+        letters = self.supervisor.call(self._dead_letters(org, None, with_seq=True))
+        return next((letter for letter in letters if letter["id"] == letter_id), None)
+
+    def settle_dead_letter(self, org: str, letter_id: str, replay_run_id: str | None) -> None:
+        if replay_run_id is None:
+            return  # it was never taken out of the stream
+        letters = self.supervisor.call(self._dead_letters(org, None, with_seq=True))
+        for letter in letters:
+            if letter["id"] == letter_id:
+                self.supervisor.call(self.js.delete_msg(self.dead_stream, letter["_seq"]))
 
     def close(self) -> None:
         if self.supervisor is None or self.nc is None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ...model import Subscription, dumps
 from ...settings import Settings
+from ...store.sqlite import room_for
 from .base import Deliver, Delivery, EventBus, Host, SubscriptionGone, backoff, run_id_for
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     max_attempts INTEGER NOT NULL,
     next_at REAL NOT NULL DEFAULT 0,
     error TEXT NOT NULL DEFAULT '',
+    replayed_by TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (subscription, event_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_open ON deliveries (state, owner, next_at)
@@ -77,6 +79,9 @@ class SqliteBus(EventBus):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(deliveries)")}
+        if "replayed_by" not in columns:  # a file made before dead letters could be replayed
+            self._db.execute("ALTER TABLE deliveries ADD COLUMN replayed_by TEXT NOT NULL DEFAULT ''")
         self._lock = threading.Lock()
         self._queue: deque[_Item] = deque()
         self._wake = threading.Event()
@@ -95,7 +100,7 @@ class SqliteBus(EventBus):
         published = time.time()
         body = dumps(event)
         fresh: list[_Item] = []
-        with self._lock:
+        with self._lock, room_for(f"the event {event['id']!r}", self.path):
             db = self._db
             db.execute("BEGIN")
             try:
@@ -113,7 +118,8 @@ class SqliteBus(EventBus):
                     db.execute("DELETE FROM events WHERE seq=?", (seq,))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                    db.execute("ROLLBACK")
                 raise
         if fresh:
             self._queue.extend(fresh)
@@ -195,7 +201,8 @@ class SqliteBus(EventBus):
                     [(a, e, i.subscription, i.event_id) for a, e, i in dead])
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                    db.execute("ROLLBACK")
                 raise
 
     def _reclaim(self) -> None:
@@ -235,28 +242,63 @@ class SqliteBus(EventBus):
             db = self._db
             db.execute("BEGIN")
             try:
-                db.execute("DELETE FROM deliveries WHERE state IN ('done', 'dropped') AND seq IN "
+                db.execute("DELETE FROM deliveries WHERE state IN ('done', 'dropped', 'replayed') AND seq IN "
                            "(SELECT seq FROM events WHERE published < ?)", (cutoff,))
                 db.execute("DELETE FROM events WHERE published < ? AND seq NOT IN "
                            "(SELECT seq FROM deliveries)", (cutoff,))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                    db.execute("ROLLBACK")
                 raise
 
     # ------------------------------------------------------------------ inspection
 
-    def dead_letters(self, org: str, subscription_id: str | None = None) -> list[dict[str, Any]]:
-        query = ("SELECT d.subscription, d.attempts, d.error, e.body FROM deliveries d "
-                 "JOIN events e ON e.seq = d.seq WHERE d.state='dead' AND d.org=?")
-        params: list[Any] = [org]
+    def _letters(self, org: str, subscription_id: str | None, states: tuple[str, ...]) -> list[tuple]:
+        marks = ",".join("?" * len(states))
+        query = ("SELECT d.subscription, d.attempts, d.error, e.body, e.published, d.event_id, d.state, "
+                 f"d.owner FROM deliveries d JOIN events e ON e.seq = d.seq WHERE d.state IN ({marks}) "
+                 "AND d.org=?")
+        params: list[Any] = [*states, org]
         if subscription_id is not None:
             query += " AND d.subscription=?"
             params.append(subscription_id)
+        return self._db.execute(query + " ORDER BY d.seq", params).fetchall()
+
+    @staticmethod
+    def _letter(row: tuple) -> dict[str, Any]:
+        sub, attempts, error, body, published, event_id = row[:6]
+        return {"id": run_id_for(published, sub, event_id), "subscription": sub, "attempts": attempts,
+                "error": error, "event": json.loads(body)}
+
+    def dead_letters(self, org: str, subscription_id: str | None = None) -> list[dict[str, Any]]:
+        # 'replaying': claimed by a replay that has not settled yet (or whose process died)
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY d.seq", params).fetchall()
-        return [{"subscription": s, "attempts": a, "error": e, "event": json.loads(b)}
-                for s, a, e, b in rows]
+            rows = self._letters(org, subscription_id, ("dead", "replaying"))
+        return [self._letter(row) for row in rows]
+
+    def claim_dead_letter(self, org: str, letter_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            for row in self._letters(org, None, ("dead", "replaying")):
+                letter = self._letter(row)
+                if letter["id"] != letter_id:
+                    continue
+                state, owner = row[6], row[7]
+                if state == "replaying" and (owner == self.host.id or self.host.is_alive(owner)):
+                    return None  # another replay of it is under way
+                self._db.execute("UPDATE deliveries SET state='replaying', owner=? "
+                                 "WHERE subscription=? AND event_id=? AND state=?",
+                                 (self.host.id, row[0], row[5], state))
+                return letter
+        return None
+
+    def settle_dead_letter(self, org: str, letter_id: str, replay_run_id: str | None) -> None:
+        with self._lock:
+            for row in self._letters(org, None, ("replaying",)):
+                if self._letter(row)["id"] == letter_id:
+                    self._db.execute(
+                        "UPDATE deliveries SET state=?, replayed_by=? WHERE subscription=? AND event_id=?",
+                        ("dead" if replay_run_id is None else "replayed", replay_run_id or "", row[0], row[5]))
 
     def pending(self) -> int:
         with self._lock:

@@ -129,3 +129,34 @@ async def test_bodies_are_checked_against_the_spec(jp_fetch):
     assert (await _call(jp_fetch, "GET", "event-sources", "nope"))[0] == 404
     assert (await _call(jp_fetch, "DELETE", "event-sources", "nope"))[0] == 404
     assert (await _call(jp_fetch, "DELETE", "subscriptions", "nope"))[0] == 404
+
+
+async def test_webhook_names_cannot_be_enumerated(jp_fetch, jp_base_url, http_server_client, jp_serverapp):
+    """An unknown webhook, a known one without (or with a wrong, or another webhook's) token,
+    and an event source that is no webhook: the same 401, the same body but for the name asked."""
+    status, hook = await _call(jp_fetch, "POST", "event-sources", body={"name": "hook", "type": "webhook"})
+    assert status == 201
+    status, other = await _call(jp_fetch, "POST", "event-sources", body={"name": "other", "type": "webhook"})
+    assert status == 201
+    status, _ = await _call(jp_fetch, "POST", "event-sources",
+                            body={"name": "nightly", "type": "schedule", "config": {"cron": "0 2 * * *"}})
+    assert status == 201
+
+    async def post(name, headers):
+        response = await http_server_client.fetch(f"{jp_base_url.rstrip('/')}/dispatch/v1/webhooks/{name}",
+                                                  method="POST", body=b'{"ref": "main"}', raise_error=False,
+                                                  headers={"Content-Type": "application/json", **headers})
+        body = json.loads(response.body)
+        # what differs is only the name the caller typed: nothing the caller did not already know
+        return response.code, body["code"], body["message"].replace(repr(name), "NAME"), \
+            response.headers.get("Content-Type"), response.headers.get("WWW-Authenticate")
+
+    wrong = {"Authorization": "Bearer nope-nope-nope-nope"}
+    misplaced = {"X-Dispatch-Token": other["config"]["token"]}
+    answers = {(name, str(headers)): await post(name, headers)
+               for name in ("hook", "ghost", "nightly", "x" * 60) for headers in ({}, wrong, misplaced)}
+    assert len(set(answers.values())) == 1, answers
+    [(code, _, message, _, _)] = set(answers.values())
+    assert code == 401 and "token" in message
+    core = jp_serverapp.web_app.settings["dispatch_kernel"].core
+    assert core.runs.list_runs("default") == []  # none of them emitted anything
