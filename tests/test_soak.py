@@ -52,8 +52,15 @@ class Soaker(threading.Thread):
         except Exception as exc:  # noqa: BLE001  (every failure is the finding)
             import traceback
 
-            where = " <- ".join(f"{f.name}:{f.lineno}" for f in reversed(traceback.extract_tb(exc.__traceback__)))
-            self.errors.append(f"{type(exc).__name__}: {exc} (at {where})")
+            # The whole chain: an error in the cycle is the cause; one raised while cleaning up
+            # after it (a delete) would otherwise hide it.
+            chain: list[str] = []
+            cause: BaseException | None = exc
+            while cause is not None and len(chain) < 5:
+                where = " <- ".join(f"{f.name}:{f.lineno}" for f in reversed(traceback.extract_tb(cause.__traceback__)))
+                chain.append(f"{type(cause).__name__}: {cause} (at {where})")
+                cause = cause.__cause__ or cause.__context__
+            self.errors.append(" | while handling: ".join(chain))
 
     def cycle(self, client, name: str) -> None:
         seen: list[str] = []
