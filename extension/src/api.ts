@@ -23,7 +23,8 @@ import type {
 export const API_PATH = 'dispatch/v1';
 
 /** What went wrong with a request, in the terms the panel explains to its user. */
-export type FailureKind = 'unreachable' | 'forbidden' | 'missing' | 'invalid' | 'conflict' | 'server';
+export type FailureKind =
+  'unreachable' | 'forbidden' | 'missing' | 'invalid' | 'conflict' | 'server';
 
 /** A request that failed: its HTTP status (0 when nothing answered) and the server's message. */
 export class ApiError extends Error {
@@ -105,7 +106,8 @@ export class Features {
 
   /** The features of an OpenAPI document. */
   static fromOpenApi(document: unknown): Features {
-    const paths = (document as { paths?: Record<string, unknown> })?.paths ?? {};
+    const paths =
+      (document as { paths?: Record<string, unknown> })?.paths ?? {};
     return new Features(new Set(Object.keys(paths)));
   }
 }
@@ -122,10 +124,15 @@ export class DispatchApi {
   /** The organization requests are made in, when the server has identity (else its default). */
   org: string | null = null;
 
-  constructor(readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
+  constructor(
+    readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+  ) {}
 
   /** The absolute URL of `path` below the API root, with `query` (empty values left out). */
-  url(path: string, query: Record<string, string | number | undefined> = {}): string {
+  url(
+    path: string,
+    query: Record<string, string | number | undefined> = {}
+  ): string {
     const params = new URLSearchParams();
     for (const [key, value] of Object.entries(query)) {
       if (value !== undefined && value !== '') {
@@ -153,9 +160,16 @@ export class DispatchApi {
   ): Promise<T> {
     let response: Response;
     try {
-      response = await ServerConnection.makeRequest(this.url(path, query), init, this.settings);
+      response = await ServerConnection.makeRequest(
+        this.url(path, query),
+        init,
+        this.settings
+      );
     } catch (error) {
-      throw new ApiError(0, error instanceof Error ? error.message : String(error));
+      throw new ApiError(
+        0,
+        error instanceof Error ? error.message : String(error)
+      );
     }
     const text = await response.text();
     let body: unknown = null;
@@ -189,13 +203,19 @@ export class DispatchApi {
   }
 
   async deleteFunction(name: string): Promise<void> {
-    await this.request(`functions/${encodeURIComponent(name)}`, { method: 'DELETE' });
+    await this.request(`functions/${encodeURIComponent(name)}`, {
+      method: 'DELETE'
+    });
   }
 
   async listRuns(query: IRunQuery = {}): Promise<IRun[]> {
     const { function: fn, status, limit } = query;
     return (
-      await this.request<{ items: IRun[] }>('runs', {}, { function: fn, status: status ?? '', limit })
+      await this.request<{ items: IRun[] }>(
+        'runs',
+        {},
+        { function: fn, status: status ?? '', limit }
+      )
     ).items;
   }
 
@@ -212,7 +232,9 @@ export class DispatchApi {
   }
 
   async cancelRun(id: string): Promise<IRun> {
-    return this.request<IRun>(`runs/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+    return this.request<IRun>(`runs/${encodeURIComponent(id)}/cancel`, {
+      method: 'POST'
+    });
   }
 
   async listApis(): Promise<IApi[]> {
@@ -220,11 +242,13 @@ export class DispatchApi {
   }
 
   async listSubscriptions(): Promise<ISubscription[]> {
-    return (await this.request<{ items: ISubscription[] }>('subscriptions')).items;
+    return (await this.request<{ items: ISubscription[] }>('subscriptions'))
+      .items;
   }
 
   async listEventSources(): Promise<IEventSource[]> {
-    return (await this.request<{ items: IEventSource[] }>('event-sources')).items;
+    return (await this.request<{ items: IEventSource[] }>('event-sources'))
+      .items;
   }
 
   async listDeadLetters(): Promise<IDeadLetter[]> {
@@ -232,7 +256,11 @@ export class DispatchApi {
   }
 
   /** Publish a plain JSON event; the accepted CloudEvent. */
-  async emitEvent(type: string, data: unknown, source = 'jupyterlab/dispatch-panel'): Promise<unknown> {
+  async emitEvent(
+    type: string,
+    data: unknown,
+    source = 'jupyterlab/dispatch-panel'
+  ): Promise<unknown> {
     return this.request('events', {
       method: 'POST',
       body: JSON.stringify({ type, data, source })
@@ -252,6 +280,7 @@ export class DispatchApi {
   }
 
   async listOrganizations(): Promise<IOrganization[]> {
-    return (await this.request<{ items: IOrganization[] }>('organizations')).items;
+    return (await this.request<{ items: IOrganization[] }>('organizations'))
+      .items;
   }
 }

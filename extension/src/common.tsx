@@ -10,7 +10,11 @@ export function Section(props: {
   children: React.ReactNode;
 }): JSX.Element {
   return (
-    <details className="jp-Dispatch-section" data-section={props.id} open={props.open}>
+    <details
+      className="jp-Dispatch-section"
+      data-section={props.id}
+      open={props.open}
+    >
       <summary className="jp-Dispatch-sectionTitle">
         {props.title}
         {props.count !== null && props.count !== undefined ? (
@@ -23,7 +27,10 @@ export function Section(props: {
 }
 
 /** A message in place of content: why it cannot be shown, or that there is nothing yet. */
-export function Message(props: { error?: boolean; children: React.ReactNode }): JSX.Element {
+export function Message(props: {
+  error?: boolean;
+  children: React.ReactNode;
+}): JSX.Element {
   return (
     <div
       className={`jp-Dispatch-message${props.error ? ' jp-Dispatch-error' : ''}`}
@@ -35,10 +42,16 @@ export function Message(props: { error?: boolean; children: React.ReactNode }): 
 }
 
 /** A status, coloured by what it means (theme colours, so dark themes read as well). */
-export function Status(props: { status?: string; reason?: string }): JSX.Element {
+export function Status(props: {
+  status?: string;
+  reason?: string;
+}): JSX.Element {
   const status = props.status ?? 'UNKNOWN';
   return (
-    <span className={`jp-Dispatch-status jp-Dispatch-status-${status}`} title={props.reason || status}>
+    <span
+      className={`jp-Dispatch-status jp-Dispatch-status-${status}`}
+      title={props.reason || status}
+    >
       {status}
       {props.reason && status === 'ERROR' ? (
         <span className="jp-Dispatch-reason">: {props.reason}</span>
@@ -48,7 +61,9 @@ export function Status(props: { status?: string; reason?: string }): JSX.Element
 }
 
 /** Keyboard activation for a table row that acts like a button. */
-export function onActivate(action: () => void): (event: React.KeyboardEvent) => void {
+export function onActivate(
+  action: () => void
+): (event: React.KeyboardEvent) => void {
   return event => {
     if (event.key === 'Enter' || event.key === ' ') {
       event.preventDefault();

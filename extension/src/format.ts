@@ -27,7 +27,10 @@ export function formatDuration(seconds: number): string {
 }
 
 /** How long a run took (or has taken so far, at `now`); empty before it starts. */
-export function runDuration(run: IRun, now: number = Date.now() / 1000): string {
+export function runDuration(
+  run: IRun,
+  now: number = Date.now() / 1000
+): string {
   const { started, finished } = run.times;
   if (started === null || started === undefined) {
     return '';
@@ -46,8 +49,15 @@ export function formatJson(value: unknown): string {
 /** The URLs an API's routes answer at on this server (`httpBase` is `{base}dispatch/http`). */
 export function apiUrls(api: IApi, httpBase: string, origin = ''): string[] {
   if (api.hosts && api.hosts.length) {
-    return (api.paths ?? []).flatMap(path => api.hosts!.map(host => `//${host}${path}`));
+    return (api.paths ?? []).flatMap(path =>
+      api.hosts!.map(host => `//${host}${path}`)
+    );
   }
   const base = httpBase.replace(/\/$/, '');
   return (api.paths ?? []).map(path => `${origin}${base}/${api.org}${path}`);
+}
+
+/** What the status-bar item says: runs in flight, and failures of the last minute if any. */
+export function statusText(inFlight: number, failures: number): string {
+  return `Dispatch: ${inFlight} in flight${failures ? `, ${failures} failed (1 min)` : ''}`;
 }

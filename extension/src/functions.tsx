@@ -9,7 +9,10 @@ import type { PanelModel } from './model';
 import type { IFunction } from './types';
 
 /** Ask before deleting; delete when the user agrees. */
-export async function confirmDelete(model: PanelModel, name: string): Promise<void> {
+export async function confirmDelete(
+  model: PanelModel,
+  name: string
+): Promise<void> {
   const answer = await showDialog({
     title: 'Delete function',
     body: `Delete the function "${name}"? Its runs stay; its routes and subscriptions stop working.`,
@@ -54,7 +57,9 @@ function Details(props: { model: PanelModel; fn: IFunction }): JSX.Element {
         <dd>{formatTime(fn.modified)}</dd>
       </dl>
       <div className="jp-Dispatch-hint">input schema</div>
-      <pre className="jp-Dispatch-code">{formatJson(fn.schema?.in ?? true)}</pre>
+      <pre className="jp-Dispatch-code">
+        {formatJson(fn.schema?.in ?? true)}
+      </pre>
       {fn.schema?.out !== undefined ? (
         <>
           <div className="jp-Dispatch-hint">output schema</div>
@@ -62,7 +67,10 @@ function Details(props: { model: PanelModel; fn: IFunction }): JSX.Element {
         </>
       ) : null}
       <div className="jp-Dispatch-actions">
-        <button className="jp-Button jp-mod-styled jp-mod-accept" onClick={() => model.openInvoke(fn.name)}>
+        <button
+          className="jp-Button jp-mod-styled jp-mod-accept"
+          onClick={() => model.openInvoke(fn.name)}
+        >
           Invoke…
         </button>
         <button
@@ -74,11 +82,16 @@ function Details(props: { model: PanelModel; fn: IFunction }): JSX.Element {
         >
           Show runs
         </button>
-        <button className="jp-Button jp-mod-styled jp-mod-warn" onClick={() => void confirmDelete(model, fn.name)}>
+        <button
+          className="jp-Button jp-mod-styled jp-mod-warn"
+          onClick={() => void confirmDelete(model, fn.name)}
+        >
           Delete…
         </button>
       </div>
-      {model.invokeFunction === fn.name ? <InvokeForm model={model} fn={fn} /> : null}
+      {model.invokeFunction === fn.name ? (
+        <InvokeForm model={model} fn={fn} />
+      ) : null}
     </div>
   );
 }
@@ -94,7 +107,12 @@ export function FunctionsView(props: { model: PanelModel }): JSX.Element {
     return <Message>Loading…</Message>;
   }
   if (items.length === 0) {
-    return <Message>No functions yet: deploy one with a %%dispatch cell or `dispatch create function`.</Message>;
+    return (
+      <Message>
+        No functions yet: deploy one with a %%dispatch cell or `dispatch create
+        function`.
+      </Message>
+    );
   }
   const figures = model.runs.byFunction();
   const selected = items.find(fn => fn.name === model.selectedFunction);
@@ -122,7 +140,9 @@ export function FunctionsView(props: { model: PanelModel }): JSX.Element {
                 data-function={fn.name}
                 tabIndex={0}
                 aria-selected={model.selectedFunction === fn.name}
-                className={model.selectedFunction === fn.name ? 'jp-mod-selected' : ''}
+                className={
+                  model.selectedFunction === fn.name ? 'jp-mod-selected' : ''
+                }
                 onClick={open}
                 onKeyDown={onActivate(open)}
               >
@@ -130,18 +150,26 @@ export function FunctionsView(props: { model: PanelModel }): JSX.Element {
                 <td>
                   <Status status={fn.status} reason={fn.reason} />
                 </td>
-                <td>{fn.driver}</td>
-                <td>{fn.revision}</td>
+                <td className="jp-Dispatch-short">{fn.driver}</td>
+                <td className="jp-Dispatch-short">{fn.revision}</td>
                 {model.features?.apis ? (
                   <td>
                     {urlsOf(model, fn).map(url => (
-                      <a key={url} href={url} target="_blank" rel="noreferrer" onClick={e => e.stopPropagation()}>
+                      <a
+                        key={url}
+                        href={url}
+                        target="_blank"
+                        rel="noreferrer"
+                        onClick={e => e.stopPropagation()}
+                      >
                         {url.replace(window.location.origin, '')}
                       </a>
                     ))}
                   </td>
                 ) : null}
-                <td>{figure?.last ? <Status status={figure.last.status} /> : '—'}</td>
+                <td>
+                  {figure?.last ? <Status status={figure.last.status} /> : '—'}
+                </td>
                 <td>{figure?.failures ?? 0}</td>
               </tr>
             );
@@ -152,4 +180,3 @@ export function FunctionsView(props: { model: PanelModel }): JSX.Element {
     </>
   );
 }
-

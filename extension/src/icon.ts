@@ -6,4 +6,7 @@ const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" view
 </svg>`;
 
 /** The Dispatch icon, for the sidebar tab and the commands. */
-export const dispatchIcon = new LabIcon({ name: 'dispatch-kernel:dispatch', svgstr: svg });
+export const dispatchIcon = new LabIcon({
+  name: 'dispatch-kernel:dispatch',
+  svgstr: svg
+});

@@ -3,13 +3,20 @@
  * status-bar item, and commands in the palette. Everything it shows comes from the server's
  * public REST API v1 and its run stream.
  */
-import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import {
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
 import { ICommandPalette, InputDialog } from '@jupyterlab/apputils';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
+// The sidebar tab and the status-bar item exist from the start, so these load with the plugin.
+// eslint-disable-next-line jupyter/prefer-lazy-imports
 import { DispatchApi } from './api';
 import { dispatchIcon } from './icon';
+// eslint-disable-next-line jupyter/prefer-lazy-imports
 import { PanelModel } from './model';
+// eslint-disable-next-line jupyter/prefer-lazy-imports
 import { DispatchPanel, PANEL_ID } from './panel';
 import { DispatchStatus } from './status';
 
@@ -21,7 +28,25 @@ export namespace CommandIDs {
   export const refresh = 'dispatch:refresh';
 }
 
-async function pickFunction(model: PanelModel, title: string, given: unknown): Promise<string | null> {
+/** The arguments of the commands that act on a function: without a name, they ask for one. */
+const FUNCTION_ARGS = {
+  args: {
+    type: 'object' as const,
+    properties: {
+      name: {
+        type: 'string' as const,
+        description: 'The function (asked for when left out)'
+      }
+    }
+  }
+};
+const NO_ARGS = { args: { type: 'object' as const, properties: {} } };
+
+async function pickFunction(
+  model: PanelModel,
+  title: string,
+  given: unknown
+): Promise<string | null> {
   if (typeof given === 'string' && given) {
     return given;
   }
@@ -37,7 +62,8 @@ async function pickFunction(model: PanelModel, title: string, given: unknown): P
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'dispatch-kernel:panel',
-  description: 'The Dispatch panel: functions, runs, events, images, APIs and secrets.',
+  description:
+    'The Dispatch panel: functions, runs, events, images, APIs and secrets.',
   autoStart: true,
   optional: [ICommandPalette, IStatusBar],
   activate: (
@@ -45,7 +71,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     palette: ICommandPalette | null,
     statusBar: IStatusBar | null
   ) => {
-    const model = new PanelModel(new DispatchApi(app.serviceManager.serverSettings));
+    const model = new PanelModel(
+      new DispatchApi(app.serviceManager.serverSettings)
+    );
     const panel = new DispatchPanel(model);
     panel.title.icon = dispatchIcon;
     app.shell.add(panel, 'left', { rank: 600, type: 'Dispatch' });
@@ -58,11 +86,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'Dispatch: Open Panel',
       caption: 'Show the Dispatch panel',
       icon: dispatchIcon,
+      describedBy: NO_ARGS,
       execute: open
     });
     commands.addCommand(CommandIDs.invoke, {
       label: 'Dispatch: Invoke Function…',
       caption: 'Open the invoke form of a function',
+      describedBy: FUNCTION_ARGS,
       execute: async args => {
         const name = await pickFunction(model, 'Invoke function', args.name);
         if (name) {
@@ -75,8 +105,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
     commands.addCommand(CommandIDs.runsOf, {
       label: 'Dispatch: Show Runs of Function…',
       caption: 'Filter the runs table by a function',
+      describedBy: FUNCTION_ARGS,
       execute: async args => {
-        const name = await pickFunction(model, 'Show runs of function', args.name);
+        const name = await pickFunction(
+          model,
+          'Show runs of function',
+          args.name
+        );
         if (name) {
           open();
           model.setRunFilter({ function: name, status: '' });
@@ -87,7 +122,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     commands.addCommand(CommandIDs.refresh, {
       label: 'Dispatch: Refresh',
       caption: 'Read every list of the Dispatch panel again',
-      execute: () => (model.unreachable ? model.retry() : Promise.all([model.refreshAll(), model.loadRuns()]))
+      describedBy: NO_ARGS,
+      execute: () =>
+        model.unreachable
+          ? model.retry()
+          : Promise.all([model.refreshAll(), model.loadRuns()])
     });
     if (palette) {
       for (const command of Object.values(CommandIDs)) {

@@ -28,11 +28,22 @@ function FieldInput(props: {
   let control: JSX.Element;
   if (field.kind === 'boolean') {
     control = (
-      <input id={id} name={field.name} type="checkbox" checked={value === true} onChange={e => props.onChange(e.target.checked)} />
+      <input
+        id={id}
+        name={field.name}
+        type="checkbox"
+        checked={value === true}
+        onChange={e => props.onChange(e.target.checked)}
+      />
     );
   } else if (field.kind === 'enum') {
     control = (
-      <select id={id} name={field.name} value={String(value)} onChange={e => props.onChange(e.target.value)}>
+      <select
+        id={id}
+        name={field.name}
+        value={String(value)}
+        onChange={e => props.onChange(e.target.value)}
+      >
         <option value="">(none)</option>
         {(field.options ?? []).map(option => (
           <option key={JSON.stringify(option)} value={JSON.stringify(option)}>
@@ -43,7 +54,14 @@ function FieldInput(props: {
     );
   } else if (field.kind === 'json') {
     control = (
-      <textarea id={id} name={field.name} rows={2} value={String(value)} placeholder="JSON" onChange={e => props.onChange(e.target.value)} />
+      <textarea
+        id={id}
+        name={field.name}
+        rows={2}
+        value={String(value)}
+        placeholder="JSON"
+        onChange={e => props.onChange(e.target.value)}
+      />
     );
   } else {
     control = (
@@ -62,22 +80,33 @@ function FieldInput(props: {
     <div className="jp-Dispatch-field">
       <label htmlFor={id}>
         {field.title}
-        {field.required ? ' *' : ''} <span className="jp-Dispatch-hint">{field.kind}</span>
+        {field.required ? ' *' : ''}{' '}
+        <span className="jp-Dispatch-hint">{field.kind}</span>
       </label>
       {control}
-      {field.description ? <div className="jp-Dispatch-hint">{field.description}</div> : null}
+      {field.description ? (
+        <div className="jp-Dispatch-hint">{field.description}</div>
+      ) : null}
     </div>
   );
 }
 
 /** The invoke form of one function. */
-export function InvokeForm(props: { model: PanelModel; fn: IFunction }): JSX.Element {
+export function InvokeForm(props: {
+  model: PanelModel;
+  fn: IFunction;
+}): JSX.Element {
   const { model, fn } = props;
   const schema = fn.schema?.in;
   const spec = React.useMemo(() => formFor(schema), [JSON.stringify(schema)]);
-  const validator = React.useMemo(() => new InputValidator(schema), [JSON.stringify(schema)]);
+  const validator = React.useMemo(
+    () => new InputValidator(schema),
+    [JSON.stringify(schema)]
+  );
   const [raw, setRaw] = React.useState(spec.fields === null);
-  const [values, setValues] = React.useState<FormValues>(() => initialValues(spec));
+  const [values, setValues] = React.useState<FormValues>(() =>
+    initialValues(spec)
+  );
   const [text, setText] = React.useState('{}');
   const [errors, setErrors] = React.useState<string[]>([]);
   const [sending, setSending] = React.useState(false);
@@ -85,7 +114,9 @@ export function InvokeForm(props: { model: PanelModel; fn: IFunction }): JSX.Ele
   const read = (): { input?: unknown; errors: string[] } => {
     if (raw) {
       const parsed = parseJson(text);
-      return parsed.error ? { errors: [`input: ${parsed.error}`] } : { input: parsed.value, errors: [] };
+      return parsed.error
+        ? { errors: [`input: ${parsed.error}`] }
+        : { input: parsed.value, errors: [] };
     }
     return readForm(spec, values);
   };
@@ -102,7 +133,9 @@ export function InvokeForm(props: { model: PanelModel; fn: IFunction }): JSX.Ele
   const submit = async (event: React.FormEvent) => {
     event.preventDefault();
     const result = read();
-    const problems = result.errors.length ? result.errors : validator.validate(result.input);
+    const problems = result.errors.length
+      ? result.errors
+      : validator.validate(result.input);
     setErrors(problems);
     if (problems.length) {
       return; // refused here: nothing is sent
@@ -118,11 +151,23 @@ export function InvokeForm(props: { model: PanelModel; fn: IFunction }): JSX.Ele
   };
 
   return (
-    <form className="jp-Dispatch-invoke" aria-label={`Invoke ${fn.name}`} onSubmit={submit} noValidate>
+    <form
+      className="jp-Dispatch-invoke"
+      aria-label={`Invoke ${fn.name}`}
+      onSubmit={submit}
+      noValidate
+    >
       <div className="jp-Dispatch-formHeader">
         <strong>Invoke {fn.name}</strong>
         <label className="jp-Dispatch-hint">
-          <input type="checkbox" name="raw" checked={raw} disabled={spec.fields === null} onChange={switchMode} /> raw JSON
+          <input
+            type="checkbox"
+            name="raw"
+            checked={raw}
+            disabled={spec.fields === null}
+            onChange={switchMode}
+          />{' '}
+          raw JSON
         </label>
       </div>
       {raw ? (
@@ -156,13 +201,24 @@ export function InvokeForm(props: { model: PanelModel; fn: IFunction }): JSX.Ele
         </ul>
       ) : null}
       {validator.problem ? (
-        <div className="jp-Dispatch-hint">The input schema cannot be checked here ({validator.problem}); the server checks it.</div>
+        <div className="jp-Dispatch-hint">
+          The input schema cannot be checked here ({validator.problem}); the
+          server checks it.
+        </div>
       ) : null}
       <div className="jp-Dispatch-actions">
-        <button type="submit" className="jp-Button jp-mod-styled jp-mod-accept" disabled={sending}>
+        <button
+          type="submit"
+          className="jp-Button jp-mod-styled jp-mod-accept"
+          disabled={sending}
+        >
           {sending ? 'Sending…' : 'Run'}
         </button>
-        <button type="button" className="jp-Button jp-mod-styled jp-mod-reject" onClick={() => model.openInvoke(null)}>
+        <button
+          type="button"
+          className="jp-Button jp-mod-styled jp-mod-reject"
+          onClick={() => model.openInvoke(null)}
+        >
           Close
         </button>
       </div>

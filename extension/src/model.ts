@@ -118,7 +118,10 @@ export class PanelModel {
           ? `The Dispatch API is not served here (${this.api.url('')} answered 404): is the dispatch_kernel server extension enabled?`
           : error instanceof ApiError && error.kind === 'forbidden'
             ? describeFailure(error, "Dispatch's API")
-            : describeFailure(new ApiError(0, (error as Error).message ?? String(error)), 'Dispatch');
+            : describeFailure(
+                new ApiError(0, (error as Error).message ?? String(error)),
+                'Dispatch'
+              );
       this._changed.emit();
       return;
     }
@@ -175,7 +178,14 @@ export class PanelModel {
 
   /** Read every list the server offers. */
   async refreshAll(): Promise<void> {
-    const names: ListName[] = ['functions', 'subscriptions', 'sources', 'images', 'baseImages', 'secrets'];
+    const names: ListName[] = [
+      'functions',
+      'subscriptions',
+      'sources',
+      'images',
+      'baseImages',
+      'secrets'
+    ];
     if (this.features?.apis) {
       names.push('apis');
     }
@@ -248,26 +258,30 @@ export class PanelModel {
 
   private openStream(): void {
     this.stream?.close();
-    this.stream = new EventStream(this.api.url('runs/stream'), this.api.settings, {
-      onEvent: event => {
-        if (event.event === 'run') {
-          try {
-            this.runs.update(JSON.parse(event.data) as IRun);
-          } catch {
-            // a record that is not JSON is not a run: nothing to show
+    this.stream = new EventStream(
+      this.api.url('runs/stream'),
+      this.api.settings,
+      {
+        onEvent: event => {
+          if (event.event === 'run') {
+            try {
+              this.runs.update(JSON.parse(event.data) as IRun);
+            } catch {
+              // a record that is not JSON is not a run: nothing to show
+            }
+          }
+        },
+        onState: (state, reason) => {
+          const reopened = state === 'open' && this.streamState === 'down';
+          this.streamState = state;
+          this.streamReason = reason ?? '';
+          this._changed.emit();
+          if (reopened) {
+            void this.loadRuns(); // what changed while the stream was down
           }
         }
-      },
-      onState: (state, reason) => {
-        const reopened = state === 'open' && this.streamState === 'down';
-        this.streamState = state;
-        this.streamReason = reason ?? '';
-        this._changed.emit();
-        if (reopened) {
-          void this.loadRuns(); // what changed while the stream was down
-        }
       }
-    });
+    );
     this.stream.open();
   }
 
@@ -357,7 +371,10 @@ export class PanelModel {
   async emit(type: string, data: unknown): Promise<void> {
     try {
       const event = (await this.api.emitEvent(type, data)) as { id?: string };
-      this.say(`Event ${type} accepted${event?.id ? ` (id ${event.id})` : ''}.`, false);
+      this.say(
+        `Event ${type} accepted${event?.id ? ` (id ${event.id})` : ''}.`,
+        false
+      );
     } catch (error) {
       this.say(describeFailure(error, 'emitting the event'), true);
     }

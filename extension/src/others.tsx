@@ -44,15 +44,31 @@ function EmitForm(props: { model: PanelModel }): JSX.Element {
     await props.model.emit(type.trim(), parsed.value);
   };
   return (
-    <form className="jp-Dispatch-invoke" aria-label="Emit a test event" onSubmit={submit} noValidate>
+    <form
+      className="jp-Dispatch-invoke"
+      aria-label="Emit a test event"
+      onSubmit={submit}
+      noValidate
+    >
       <strong>Emit a test event</strong>
       <div className="jp-Dispatch-field">
         <label htmlFor="jp-Dispatch-emit-type">type</label>
-        <input id="jp-Dispatch-emit-type" type="text" value={type} onChange={e => setType(e.target.value)} />
+        <input
+          id="jp-Dispatch-emit-type"
+          type="text"
+          value={type}
+          onChange={e => setType(e.target.value)}
+        />
       </div>
       <div className="jp-Dispatch-field">
         <label htmlFor="jp-Dispatch-emit-data">data (JSON)</label>
-        <textarea id="jp-Dispatch-emit-data" rows={2} className="jp-Dispatch-code" value={data} onChange={e => setData(e.target.value)} />
+        <textarea
+          id="jp-Dispatch-emit-data"
+          rows={2}
+          className="jp-Dispatch-code"
+          value={data}
+          onChange={e => setData(e.target.value)}
+        />
       </div>
       {problem ? (
         <div className="jp-Dispatch-error" role="alert">
@@ -118,10 +134,15 @@ export function EventsView(props: { model: PanelModel }): JSX.Element {
               <EntityTable
                 label="Dead letters"
                 items={items}
-                rowKey={d => `${d.subscription}/${(d.event as { id?: string })?.id ?? formatJson(d.event)}`}
+                rowKey={d =>
+                  `${d.subscription}/${(d.event as { id?: string })?.id ?? formatJson(d.event)}`
+                }
                 columns={[
                   ['subscription', d => d.subscription ?? ''],
-                  ['event', d => String((d.event as { type?: string })?.type ?? '')],
+                  [
+                    'event',
+                    d => String((d.event as { type?: string })?.type ?? '')
+                  ],
                   ['attempts', d => d.attempts ?? ''],
                   ['error', d => d.error ?? '']
                 ]}
@@ -152,7 +173,12 @@ export function ImagesView(props: { model: PanelModel }): JSX.Element {
               ['name', i => i.name],
               ['status', i => <Status status={i.status} reason={i.reason} />],
               ['base', i => i.base_image ?? ''],
-              ['reference', i => <span className="jp-Dispatch-mono">{i.image_url ?? ''}</span>]
+              [
+                'reference',
+                i => (
+                  <span className="jp-Dispatch-mono">{i.image_url ?? ''}</span>
+                )
+              ]
             ]}
           />
         )}
@@ -169,7 +195,12 @@ export function ImagesView(props: { model: PanelModel }): JSX.Element {
             columns={[
               ['name', i => i.name],
               ['status', i => <Status status={i.status} reason={i.reason} />],
-              ['reference', i => <span className="jp-Dispatch-mono">{i.image_url ?? ''}</span>]
+              [
+                'reference',
+                i => (
+                  <span className="jp-Dispatch-mono">{i.image_url ?? ''}</span>
+                )
+              ]
             ]}
           />
         )}

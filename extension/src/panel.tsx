@@ -26,7 +26,11 @@ function PanelView(props: { model: PanelModel }): JSX.Element {
       // After the render that shows the part, move the focus (and the view) to it.
       setTimeout(() => {
         const node = root.current?.querySelector<HTMLElement>(
-          part === 'runs' ? '[data-section="runs"] summary' : part === 'invoke' ? '.jp-Dispatch-invoke input, .jp-Dispatch-invoke textarea' : '.jp-Dispatch-inspector'
+          part === 'runs'
+            ? '[data-section="runs"] summary'
+            : part === 'invoke'
+              ? '.jp-Dispatch-invoke input, .jp-Dispatch-invoke textarea'
+              : '.jp-Dispatch-inspector'
         );
         node?.closest('details')?.setAttribute('open', '');
         node?.scrollIntoView({ block: 'nearest' });
@@ -46,7 +50,10 @@ function PanelView(props: { model: PanelModel }): JSX.Element {
     body = (
       <div className="jp-Dispatch-unreachable">
         <Message error>{model.unreachable}</Message>
-        <button className="jp-Button jp-mod-styled jp-mod-accept" onClick={() => void model.retry()}>
+        <button
+          className="jp-Button jp-mod-styled jp-mod-accept"
+          onClick={() => void model.retry()}
+        >
           Retry
         </button>
       </div>
@@ -75,20 +82,36 @@ function PanelView(props: { model: PanelModel }): JSX.Element {
           </label>
         ) : null}
         {model.notice ? (
-          <div className={`jp-Dispatch-notice${model.notice.error ? ' jp-Dispatch-error' : ''}`} role="status">
+          <div
+            className={`jp-Dispatch-notice${model.notice.error ? ' jp-Dispatch-error' : ''}`}
+            role="status"
+          >
             {model.notice.text}
-            <button className="jp-Dispatch-dismiss" aria-label="Dismiss" onClick={() => ((model.notice = null), setTick(t => t + 1))}>
+            <button
+              className="jp-Dispatch-dismiss"
+              aria-label="Dismiss"
+              onClick={() => ((model.notice = null), setTick(t => t + 1))}
+            >
               ×
             </button>
           </div>
         ) : null}
-        <Section id="functions" title="Functions" count={count(lists.functions.items)} open>
+        <Section
+          id="functions"
+          title="Functions"
+          count={count(lists.functions.items)}
+          open
+        >
           <FunctionsView model={model} />
         </Section>
         <Section id="runs" title="Runs" open>
           <RunsView model={model} />
         </Section>
-        <Section id="events" title="Events" count={count(lists.subscriptions.items)}>
+        <Section
+          id="events"
+          title="Events"
+          count={count(lists.subscriptions.items)}
+        >
           <EventsView model={model} />
         </Section>
         <Section id="images" title="Images" count={count(lists.images.items)}>
@@ -99,7 +122,11 @@ function PanelView(props: { model: PanelModel }): JSX.Element {
             <ApisView model={model} />
           </Section>
         ) : null}
-        <Section id="secrets" title="Secrets" count={count(lists.secrets.items)}>
+        <Section
+          id="secrets"
+          title="Secrets"
+          count={count(lists.secrets.items)}
+        >
           <SecretsView model={model} />
         </Section>
       </>
@@ -112,7 +139,11 @@ function PanelView(props: { model: PanelModel }): JSX.Element {
         <button
           className="jp-Button jp-mod-styled jp-Dispatch-refresh"
           title="Read everything again"
-          onClick={() => void (model.unreachable ? model.retry() : Promise.all([model.refreshAll(), model.loadRuns()]))}
+          onClick={() =>
+            void (model.unreachable
+              ? model.retry()
+              : Promise.all([model.refreshAll(), model.loadRuns()]))
+          }
         >
           Refresh
         </button>

@@ -7,7 +7,10 @@ import { ISignal, Signal } from '@lumino/signaling';
 import type { IRun, RunStatus } from './types';
 
 /** The statuses of a run that has not finished. */
-export const IN_FLIGHT: ReadonlySet<RunStatus> = new Set<RunStatus>(['QUEUED', 'RUNNING']);
+export const IN_FLIGHT: ReadonlySet<RunStatus> = new Set<RunStatus>([
+  'QUEUED',
+  'RUNNING'
+]);
 
 /** A filter of the runs table: empty strings match everything. */
 export interface IRunFilter {
@@ -74,7 +77,9 @@ export class RunStore {
   list(filter: IRunFilter = { function: '', status: '' }): IRun[] {
     return [...this.runs.values()]
       .filter(run => matches(run, filter))
-      .sort((a, b) => b.times.queued - a.times.queued || (a.id < b.id ? 1 : -1));
+      .sort(
+        (a, b) => b.times.queued - a.times.queued || (a.id < b.id ? 1 : -1)
+      );
   }
 
   /** How many runs have not finished. */

@@ -7,7 +7,11 @@ import type { PanelModel } from './model';
 import { IN_FLIGHT } from './runs';
 import { RUN_STATUSES, type IRun, type RunStatus } from './types';
 
-function Block(props: { title: string; text?: string; name: string }): JSX.Element | null {
+function Block(props: {
+  title: string;
+  text?: string;
+  name: string;
+}): JSX.Element | null {
   if (!props.text) {
     return null;
   }
@@ -22,10 +26,18 @@ function Block(props: { title: string; text?: string; name: string }): JSX.Eleme
 }
 
 /** Everything a run record says, and cancel while it is in flight. */
-export function RunInspector(props: { model: PanelModel; run: IRun }): JSX.Element {
+export function RunInspector(props: {
+  model: PanelModel;
+  run: IRun;
+}): JSX.Element {
   const { model, run } = props;
   return (
-    <div className="jp-Dispatch-inspector" aria-label={`Run ${run.id}`} tabIndex={-1} data-run={run.id}>
+    <div
+      className="jp-Dispatch-inspector"
+      aria-label={`Run ${run.id}`}
+      tabIndex={-1}
+      data-run={run.id}
+    >
       <div className="jp-Dispatch-formHeader">
         <strong>Run {run.id}</strong>
         <Status status={run.status} />
@@ -48,7 +60,11 @@ export function RunInspector(props: { model: PanelModel; run: IRun }): JSX.Eleme
         <dd>{run.cold_start ? 'yes' : 'no'}</dd>
       </dl>
       <Block title="input" name="input" text={formatJson(run.input)} />
-      <Block title="output" name="output" text={run.status === 'SUCCEEDED' ? formatJson(run.output) : ''} />
+      <Block
+        title="output"
+        name="output"
+        text={run.status === 'SUCCEEDED' ? formatJson(run.output) : ''}
+      />
       <Block title="stdout" name="stdout" text={run.logs?.stdout} />
       <Block title="stderr" name="stderr" text={run.logs?.stderr} />
       {run.error ? (
@@ -56,15 +72,27 @@ export function RunInspector(props: { model: PanelModel; run: IRun }): JSX.Eleme
           {run.error.type}: {run.error.message}
         </div>
       ) : null}
-      <Block title="stack trace" name="stacktrace" text={run.error?.stacktrace} />
-      {run.event ? <Block title="event" name="event" text={formatJson(run.event)} /> : null}
+      <Block
+        title="stack trace"
+        name="stacktrace"
+        text={run.error?.stacktrace}
+      />
+      {run.event ? (
+        <Block title="event" name="event" text={formatJson(run.event)} />
+      ) : null}
       <div className="jp-Dispatch-actions">
         {IN_FLIGHT.has(run.status) ? (
-          <button className="jp-Button jp-mod-styled jp-mod-warn" onClick={() => void model.cancel(run.id)}>
+          <button
+            className="jp-Button jp-mod-styled jp-mod-warn"
+            onClick={() => void model.cancel(run.id)}
+          >
             Cancel run
           </button>
         ) : null}
-        <button className="jp-Button jp-mod-styled jp-mod-reject" onClick={() => void model.selectRun(null)}>
+        <button
+          className="jp-Button jp-mod-styled jp-mod-reject"
+          onClick={() => void model.selectRun(null)}
+        >
           Close
         </button>
       </div>
@@ -77,11 +105,15 @@ export function RunsView(props: { model: PanelModel }): JSX.Element {
   const { model } = props;
   const filter = model.runFilter;
   const runs = model.runs.list(filter);
-  const names = new Set<string>((model.lists.functions.items ?? []).map(fn => fn.name));
+  const names = new Set<string>(
+    (model.lists.functions.items ?? []).map(fn => fn.name)
+  );
   for (const run of model.runs.list()) {
     names.add(run.function);
   }
-  const selected = model.selectedRun ? model.runs.get(model.selectedRun) : undefined;
+  const selected = model.selectedRun
+    ? model.runs.get(model.selectedRun)
+    : undefined;
   return (
     <>
       <div className="jp-Dispatch-filters">
@@ -105,7 +137,9 @@ export function RunsView(props: { model: PanelModel }): JSX.Element {
           <select
             name="run-status"
             value={filter.status}
-            onChange={e => model.setRunFilter({ status: e.target.value as RunStatus | '' })}
+            onChange={e =>
+              model.setRunFilter({ status: e.target.value as RunStatus | '' })
+            }
           >
             <option value="">all</option>
             {RUN_STATUSES.map(status => (
@@ -115,13 +149,23 @@ export function RunsView(props: { model: PanelModel }): JSX.Element {
             ))}
           </select>
         </label>
-        <span className={`jp-Dispatch-live jp-Dispatch-live-${model.streamState}`} title={model.streamReason}>
-          {model.streamState === 'open' ? '● live' : model.streamState === 'down' ? '○ reconnecting…' : '○ connecting…'}
+        <span
+          className={`jp-Dispatch-live jp-Dispatch-live-${model.streamState}`}
+          title={model.streamReason}
+        >
+          {model.streamState === 'open'
+            ? '● live'
+            : model.streamState === 'down'
+              ? '○ reconnecting…'
+              : '○ connecting…'}
         </span>
       </div>
       {model.runsError ? <Message error>{model.runsError}</Message> : null}
       {runs.length === 0 ? (
-        <Message>No runs{filter.function || filter.status ? ' match the filter' : ' yet'}.</Message>
+        <Message>
+          No runs
+          {filter.function || filter.status ? ' match the filter' : ' yet'}.
+        </Message>
       ) : (
         <table className="jp-Dispatch-table" aria-label="Runs">
           <thead>
@@ -135,14 +179,19 @@ export function RunsView(props: { model: PanelModel }): JSX.Element {
           </thead>
           <tbody>
             {runs.slice(0, 100).map(run => {
-              const open = () => void model.selectRun(model.selectedRun === run.id ? null : run.id);
+              const open = () =>
+                void model.selectRun(
+                  model.selectedRun === run.id ? null : run.id
+                );
               return (
                 <tr
                   key={run.id}
                   data-run={run.id}
                   tabIndex={0}
                   aria-selected={model.selectedRun === run.id}
-                  className={model.selectedRun === run.id ? 'jp-mod-selected' : ''}
+                  className={
+                    model.selectedRun === run.id ? 'jp-mod-selected' : ''
+                  }
                   onClick={open}
                   onKeyDown={onActivate(open)}
                 >
@@ -153,8 +202,10 @@ export function RunsView(props: { model: PanelModel }): JSX.Element {
                   <td>
                     <Status status={run.status} />
                   </td>
-                  <td>{formatTime(run.times.queued).slice(11, 19)}</td>
-                  <td>{runDuration(run)}</td>
+                  <td className="jp-Dispatch-short">
+                    {formatTime(run.times.queued).slice(11, 19)}
+                  </td>
+                  <td className="jp-Dispatch-short">{runDuration(run)}</td>
                 </tr>
               );
             })}

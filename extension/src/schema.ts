@@ -9,7 +9,8 @@ import type { ErrorObject, ValidateFunction } from 'ajv';
 import type { JsonSchema } from './types';
 
 /** How a field is edited. */
-export type FieldKind = 'string' | 'number' | 'integer' | 'boolean' | 'enum' | 'json';
+export type FieldKind =
+  'string' | 'number' | 'integer' | 'boolean' | 'enum' | 'json';
 
 /** One input of the form: a top-level property of an object schema. */
 export interface IField {
@@ -34,7 +35,10 @@ function kindOf(schema: { [key: string]: any }): FieldKind {
   const type = Array.isArray(schema.type)
     ? schema.type.filter((t: string) => t !== 'null')
     : [schema.type];
-  if (type.length === 1 && ['string', 'number', 'integer', 'boolean'].includes(type[0])) {
+  if (
+    type.length === 1 &&
+    ['string', 'number', 'integer', 'boolean'].includes(type[0])
+  ) {
     return type[0];
   }
   return 'json';
@@ -45,10 +49,17 @@ function kindOf(schema: { [key: string]: any }): FieldKind {
  * for any other schema, or none.
  */
 export function formFor(schema: JsonSchema | undefined): IFormSpec {
-  if (!schema || typeof schema !== 'object' || schema.type !== 'object' || !schema.properties) {
+  if (
+    !schema ||
+    typeof schema !== 'object' ||
+    schema.type !== 'object' ||
+    !schema.properties
+  ) {
     return { fields: null };
   }
-  const required = new Set<string>(Array.isArray(schema.required) ? schema.required : []);
+  const required = new Set<string>(
+    Array.isArray(schema.required) ? schema.required : []
+  );
   const fields = Object.entries(schema.properties as Record<string, any>).map(
     ([name, property]): IField => {
       const prop = property && typeof property === 'object' ? property : {};
@@ -57,7 +68,8 @@ export function formFor(schema: JsonSchema | undefined): IFormSpec {
         kind: kindOf(prop),
         required: required.has(name),
         title: typeof prop.title === 'string' ? prop.title : name,
-        description: typeof prop.description === 'string' ? prop.description : undefined,
+        description:
+          typeof prop.description === 'string' ? prop.description : undefined,
         options: Array.isArray(prop.enum) ? prop.enum : undefined,
         default: prop.default
       };
@@ -77,7 +89,9 @@ export function initialValues(spec: IFormSpec): FormValues {
       values[field.name] = field.default === true;
     } else if (field.default !== undefined) {
       values[field.name] =
-        field.kind === 'string' ? String(field.default) : JSON.stringify(field.default);
+        field.kind === 'string'
+          ? String(field.default)
+          : JSON.stringify(field.default);
     } else {
       values[field.name] = '';
     }
@@ -117,7 +131,9 @@ export function readForm(spec: IFormSpec, values: FormValues): IReadResult {
         input[field.name] = value;
       }
     } else if (field.kind === 'enum') {
-      const option = (field.options ?? []).find(o => JSON.stringify(o) === text);
+      const option = (field.options ?? []).find(
+        o => JSON.stringify(o) === text
+      );
       if (option === undefined) {
         errors.push(`${field.name}: choose one of the options`);
       } else {
@@ -140,7 +156,9 @@ export function parseJson(text: string): { value?: unknown; error?: string } {
   try {
     return { value: JSON.parse(text) };
   } catch (error) {
-    return { error: `not valid JSON (${error instanceof Error ? error.message : error})` };
+    return {
+      error: `not valid JSON (${error instanceof Error ? error.message : error})`
+    };
   }
 }
 
@@ -148,7 +166,10 @@ function describe(error: ErrorObject): string {
   const where = error.instancePath
     ? error.instancePath.slice(1).replace(/\//g, '.')
     : error.keyword === 'required'
-      ? String((error.params as { missingProperty?: string }).missingProperty ?? 'input')
+      ? String(
+          (error.params as { missingProperty?: string }).missingProperty ??
+            'input'
+        )
       : 'input';
   if (error.keyword === 'required') {
     return `${where}: required`;
@@ -166,8 +187,14 @@ export class InputValidator {
     let check: ValidateFunction | null = null;
     if (schema !== undefined && schema !== true) {
       try {
-        const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: false });
-        check = ajv.compile(typeof schema === 'boolean' ? schema : stripMeta(schema));
+        const ajv = new Ajv2020({
+          strict: false,
+          allErrors: true,
+          validateFormats: false
+        });
+        check = ajv.compile(
+          typeof schema === 'boolean' ? schema : stripMeta(schema)
+        );
       } catch (error) {
         this.problem = error instanceof Error ? error.message : String(error);
       }
@@ -187,6 +214,7 @@ export class InputValidator {
 // A draft-07 `$schema` would make the 2020-12 validator refuse to compile; the keywords a
 // function's input uses mean the same in both.
 function stripMeta(schema: { [key: string]: any }): { [key: string]: any } {
-  const { $schema: _ignored, ...rest } = schema;
+  const rest = { ...schema };
+  delete rest.$schema;
   return rest;
 }

@@ -30,7 +30,10 @@ export class EventStreamParser {
     while ((newline = this.nextLineEnd()) >= 0) {
       let line = this.buffer.slice(0, newline);
       // A CRLF pair is one line end; a CR alone is one too.
-      const skip = this.buffer[newline] === '\r' && this.buffer[newline + 1] === '\n' ? 2 : 1;
+      const skip =
+        this.buffer[newline] === '\r' && this.buffer[newline + 1] === '\n'
+          ? 2
+          : 1;
       this.buffer = this.buffer.slice(newline + skip);
       if (line.endsWith('\r')) {
         line = line.slice(0, -1);
@@ -62,7 +65,11 @@ export class EventStreamParser {
         this.event = '';
         return null;
       }
-      const done = { event: this.event || 'message', data: this.data.join('\n'), id: this.id };
+      const done = {
+        event: this.event || 'message',
+        data: this.data.join('\n'),
+        id: this.id
+      };
       this.event = '';
       this.data = [];
       return done;
@@ -154,7 +161,9 @@ export class EventStream {
         if (done) {
           break;
         }
-        for (const event of parser.feed(decoder.decode(value, { stream: true }))) {
+        for (const event of parser.feed(
+          decoder.decode(value, { stream: true })
+        )) {
           this.handlers.onEvent(event);
         }
       }

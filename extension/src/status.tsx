@@ -2,23 +2,22 @@
 import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
+import { statusText } from './format';
 import type { PanelModel } from './model';
 
-/** What the item says, from the two figures. */
-export function statusText(inFlight: number, failures: number): string {
-  return `Dispatch: ${inFlight} in flight${failures ? `, ${failures} failed (1 min)` : ''}`;
-}
-
-function StatusView(props: { model: PanelModel; onOpen: () => void }): JSX.Element {
+function StatusView(props: {
+  model: PanelModel;
+  onOpen: () => void;
+}): JSX.Element {
   const { model } = props;
   const [, setTick] = React.useState(0);
   React.useEffect(() => {
     const rerender = () => setTick(tick => tick + 1);
-    model.runs.changed.connect(rerender);
+    model.changed.connect(rerender);
     // "The last minute" moves on without any run changing.
     const timer = setInterval(rerender, 5000);
     return () => {
-      model.runs.changed.disconnect(rerender);
+      model.changed.disconnect(rerender);
       clearInterval(timer);
     };
   }, [model]);
@@ -29,7 +28,9 @@ function StatusView(props: { model: PanelModel; onOpen: () => void }): JSX.Eleme
       title="Open the Dispatch panel"
       onClick={props.onOpen}
     >
-      {model.unreachable ? 'Dispatch: unreachable' : statusText(model.runs.inFlight(), failures)}
+      {model.unreachable
+        ? 'Dispatch: unreachable'
+        : statusText(model.runs.inFlight(), failures)}
     </button>
   );
 }

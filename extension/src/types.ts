@@ -31,11 +31,16 @@ export interface IFunction extends IEntity {
   secrets?: string[];
   timeout?: number | null;
   resources?: { memory?: number; cpu?: number };
-  scaling?: { min_workers?: number; max_workers?: number; idle_timeout?: number };
+  scaling?: {
+    min_workers?: number;
+    max_workers?: number;
+    idle_timeout?: number;
+  };
 }
 
 /** The states of a run; the first two are "in flight". */
-export type RunStatus = 'QUEUED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
+export type RunStatus =
+  'QUEUED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
 
 /** Every run status, in the order a run goes through them. */
 export const RUN_STATUSES: RunStatus[] = [
