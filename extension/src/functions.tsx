@@ -16,7 +16,9 @@ export async function confirmDelete(
   const answer = await showDialog({
     title: 'Delete function',
     body: `Delete the function "${name}"? Its runs stay; its routes and subscriptions stop working.`,
-    buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+    buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })],
+    // Enter keeps the function: deleting takes a deliberate choice.
+    defaultButton: 0
   });
   if (answer.button.accept) {
     await model.deleteFunction(name);

@@ -156,15 +156,16 @@ def test_the_panel_shows_and_drives_what_dispatch_holds(jupyterlab: JupyterLab, 
     _wait("the notebook's kernel", WAIT, lambda: (s := _state(driver, path)) and s["ready"] and s["kernel"] == "idle",
           lambda: _summary(_state(driver, path)))
     _click_menu(driver, "Run", "Run All Cells")
-    deployed = _wait("the deploy from the notebook (REST shows greet READY)", WAIT * 2,
-                     lambda: (got := _rest(lab, "GET", "functions/greet"))[0] == 200
-                     and got[1]["status"] == "READY" and time.monotonic(),
+    # The cell's deploy creates the function, then makes it READY: from the moment the REST API
+    # has it, the panel must list it within a second, then show it READY.
+    deployed = _wait("the deploy from the notebook (REST has greet)", WAIT * 2,
+                     lambda: _rest(lab, "GET", "functions/greet")[0] == 200 and time.monotonic(),
                      lambda: _summary(_state(driver, path)), every=0.05)
     listed = _wait("the panel to list greet", WAIT, lambda: _row_status(driver, "function", "greet") and time.monotonic(),
                    describe, every=0.05)
     delay = listed - deployed
-    print(f"greet was listed {delay:.3f}s after the REST API first showed it READY")
-    assert _row_status(driver, "function", "greet") == "READY"
+    print(f"greet was listed {delay:.3f}s after the REST API first had it")
+    _wait("greet READY in the panel", WAIT, lambda: _row_status(driver, "function", "greet") == "READY", describe)
     _shot(driver, "2-deployed")
     assert delay <= FUNCTION_APPEARS, f"listed {delay:.2f}s after the deploy (more than {FUNCTION_APPEARS}s)"
 
@@ -221,6 +222,8 @@ def test_the_panel_shows_and_drives_what_dispatch_holds(jupyterlab: JupyterLab, 
     assert status == 202, long_run
     _wait("the long run RUNNING in the table", WAIT,
           lambda: _row_status(driver, "run", long_run["id"]) == "RUNNING", describe)
+    status_item = driver.find_element(By.CSS_SELECTOR, ".jp-Dispatch-statusItem")
+    assert status_item.text == "Dispatch: 1 in flight"
     _find(driver, f'tr[data-run="{long_run["id"]}"]').click()
     cancel = _wait("the Cancel button", 10, lambda: next(
         (b for b in driver.find_elements(By.CSS_SELECTOR, f"{PANEL} .jp-Dispatch-inspector button")
@@ -228,6 +231,11 @@ def test_the_panel_shows_and_drives_what_dispatch_holds(jupyterlab: JupyterLab, 
     cancel.click()
     _wait("the long run CANCELLED", WAIT, lambda: _row_status(driver, "run", long_run["id"]) == "CANCELLED", describe)
     assert _rest(lab, "GET", f"runs/{long_run['id']}")[1]["status"] == "CANCELLED"
+    # A run that fails (here: input another client sent, which the server refused) is counted.
+    status, failed = _rest(lab, "POST", "runs", {"function": "greet", "input": {"name": ""}})
+    assert status == 422 and failed["status"] == "FAILED", failed
+    _wait("the status bar to count the failure", 10,
+          lambda: status_item.text == "Dispatch: 0 in flight, 1 failed (1 min)", lambda: status_item.text)
     _shot(driver, "5-cancelled", ".jp-Dispatch-inspector")
 
     # 6. Delete a function, after the confirmation.
@@ -239,12 +247,27 @@ def test_the_panel_shows_and_drives_what_dispatch_holds(jupyterlab: JupyterLab, 
     dialog = _wait("the confirmation", 10, lambda: driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog"), describe)[0]
     assert 'Delete the function "sleepy"?' in dialog.text
     _shot(driver, "6-confirm-delete")
+    # Escape (or Cancel) keeps it; deleting takes the Delete button.
+    dialog.send_keys(Keys.ESCAPE)
+    _wait("the confirmation to close", 10, lambda: not driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog"), describe)
+    time.sleep(1)  # a delete would show within two reads of the function list
     assert _rest(lab, "GET", "functions/sleepy")[0] == 200, "nothing is deleted before the user confirms"
+    assert _find(driver, 'tr[data-function="sleepy"]') is not None
+    delete.click()
+    dialog = _wait("the confirmation", 10, lambda: driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog"), describe)[0]
     dialog.find_element(By.CSS_SELECTOR, "button.jp-mod-warn").click()
     _wait("sleepy to leave the table", WAIT, lambda: _find(driver, 'tr[data-function="sleepy"]') is None, describe)
     assert _rest(lab, "GET", "functions/sleepy")[0] == 404
     assert _row_status(driver, "function", "greet") == "READY"
     _shot(driver, "7-deleted")
+
+    # The same panel in JupyterLab's dark theme (its colours are the theme's variables).
+    driver.execute_script("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'});")
+    _wait("the dark theme", 30, lambda: driver.execute_script(
+        "return document.body.dataset.jpThemeLight === 'false';"), describe)
+    _find(driver, 'tr[data-function="greet"]').click()
+    time.sleep(0.5)  # let the theme's stylesheet settle before the picture
+    _shot(driver, "7-dark", ".jp-Dispatch-details")
 
     # 7. The server goes away: the panel says the API is unreachable instead of going blank.
     _stop(lab)
