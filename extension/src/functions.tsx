@@ -29,7 +29,7 @@ function urlsOf(model: PanelModel, fn: IFunction): string[] {
   const apis = model.lists.apis.items ?? [];
   return apis
     .filter(api => api.function === fn.name && api.enabled !== false)
-    .flatMap(api => apiUrls(api, model.api.httpBase, window.location.origin));
+    .flatMap(api => apiUrls(api, model.api.httpBase));
 }
 
 function Details(props: { model: PanelModel; fn: IFunction }): JSX.Element {

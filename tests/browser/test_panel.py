@@ -64,7 +64,10 @@ def _rest(lab: JupyterLab, method: str, path: str, body: Any = None) -> tuple[in
             status, text = response.status, response.read()
     except urllib.error.HTTPError as error:
         status, text = error.code, error.read()
-    return status, json.loads(text) if text else None
+    try:
+        return status, json.loads(text) if text else None
+    except json.JSONDecodeError:  # not the API answering: e.g. Jupyter's own 404 page
+        return status, text.decode(errors="replace")
 
 
 def _wait(what: str, timeout: float, probe: Callable[[], Any], describe: Callable[[], str] = lambda: "",
@@ -261,19 +264,63 @@ def test_the_panel_shows_and_drives_what_dispatch_holds(jupyterlab: JupyterLab, 
     assert _row_status(driver, "function", "greet") == "READY"
     _shot(driver, "7-deleted")
 
+    # 7. The other sections: secrets by name only, an API's URL, events (and emitting one).
+    assert _rest(lab, "POST", "secrets", {"name": "db", "values": {"password": "hunter2"}})[0] == 201
+    assert _rest(lab, "POST", "apis", {"name": "hello", "function": "greet", "methods": ["POST"],
+                                       "paths": ["/hello"]})[0] == 201
+    assert _rest(lab, "POST", "subscriptions", {"name": "on-test", "function": "greet",
+                                                "event_type": "test.event"})[0] == 201
+    driver.find_element(By.CSS_SELECTOR, f"{PANEL} .jp-Dispatch-refresh").click()
+    for section in ("events", "apis", "secrets"):
+        _find(driver, f'[data-section="{section}"] summary').click()
+    _wait("the secret, the API and the subscription", 10, lambda: all(
+        text in _panel_text(driver) for text in ("password", "on-test", "/dispatch/http/default/hello")), describe)
+    assert "hunter2" not in _panel_text(driver)
+    assert _find(driver, 'tr[data-function="greet"] a').get_attribute("href") == f"{lab.url}/dispatch/http/default/hello"
+    data = driver.find_element(By.ID, "jp-Dispatch-emit-data")
+    data.clear()
+    data.send_keys('{"name": "Eve"')
+    driver.find_element(By.CSS_SELECTOR, f'{PANEL} form[aria-label="Emit a test event"] button').click()
+    _wait("the emit form's refusal", 10, lambda: "data: not valid JSON" in _panel_text(driver), describe)
+    data.send_keys("}")
+    driver.find_element(By.CSS_SELECTOR, f'{PANEL} form[aria-label="Emit a test event"] button').click()
+    _wait("the event's run", WAIT, lambda: any(
+        r["input"] == {"name": "Eve"} and r["status"] == "SUCCEEDED"
+        and _row_status(driver, "run", r["id"]) == "SUCCEEDED"
+        for r in _rest(lab, "GET", "runs?function=greet")[1]["items"]), describe, every=0.5)
+    assert "Event test.event accepted" in _panel_text(driver)
+    _shot(driver, "7-sections", '[data-section="secrets"]')
+
     # The same panel in JupyterLab's dark theme (its colours are the theme's variables).
     driver.execute_script("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'});")
     _wait("the dark theme", 30, lambda: driver.execute_script(
         "return document.body.dataset.jpThemeLight === 'false';"), describe)
     _find(driver, 'tr[data-function="greet"]').click()
     time.sleep(0.5)  # let the theme's stylesheet settle before the picture
-    _shot(driver, "7-dark", ".jp-Dispatch-details")
+    _shot(driver, "8-dark", ".jp-Dispatch-details")
 
-    # 7. The server goes away: the panel says the API is unreachable instead of going blank.
+    # 8. The server goes away: the panel says the API is unreachable instead of going blank.
     _stop(lab)
     message = _wait("the unreachable message", WAIT,
                     lambda: (m := _find(driver, ".jp-Dispatch-unreachable")) and m.text, describe)
     assert "The Dispatch API is unreachable" in message and "Retry" in message
     _wait("the status bar to say so", 10, lambda: "Dispatch: unreachable" in driver.find_element(
         By.CSS_SELECTOR, ".jp-Dispatch-statusItem").text, describe)
-    _shot(driver, "8-unreachable")
+    _shot(driver, "9-unreachable")
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("jupyterlab", [{"ServerApp": {"jpserver_extensions": {"dispatch_kernel.server": False}}}],
+                         indirect=True, ids=["without-the-server-extension"])
+def test_the_panel_says_so_when_the_server_does_not_serve_the_api(jupyterlab: JupyterLab, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    lab, driver = jupyterlab, browser
+    assert _rest(lab, "GET", "functions")[0] == 404, "the server extension should be off here"
+    driver.get(f"{lab.url}/lab?token={lab.token}")
+    _wait("the Dispatch tab", WAIT, lambda: driver.find_elements(By.CSS_SELECTOR, TAB))[0].click()
+    message = _wait("the message", WAIT, lambda: (m := _find(driver, ".jp-Dispatch-unreachable")) and m.text,
+                    lambda: _panel_text(driver))
+    assert "The Dispatch API is not served here" in message and "dispatch_kernel server extension" in message
+    assert driver.find_element(By.CSS_SELECTOR, ".jp-Dispatch-statusItem").text == "Dispatch: unreachable"
+    _shot(driver, "10-not-served")
