@@ -75,8 +75,7 @@ export class PanelModel {
   invokeFunction: string | null = null;
   runFilter: IRunFilter = { function: '', status: '' };
   selectedRun: string | null = null;
-  /** The run the inspector shows, with its logs (the stream's records may lack nothing, but a
-   * table read may be older). */
+  /** The outcome of the last action (or why it failed), shown above the sections. */
   notice: { text: string; error: boolean } | null = null;
 
   private readonly _changed = new Signal<this, void>(this);

@@ -135,6 +135,7 @@ def _row_status(driver: Any, kind: str, key: str) -> str | None:
 def test_the_panel_shows_and_drives_what_dispatch_holds(jupyterlab: JupyterLab, browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
 
     lab, driver = jupyterlab, browser
 
@@ -217,6 +218,22 @@ def test_the_panel_shows_and_drives_what_dispatch_holds(jupyterlab: JupyterLab, 
     assert status == 202, other
     _wait("the other client's run in the table", WAIT,
           lambda: _row_status(driver, "run", other["id"]) == "SUCCEEDED", describe)
+
+    # From the command palette, by keyboard: show the runs of a function (it asks which).
+    driver.execute_script("window.jupyterapp.commands.execute('apputils:activate-command-palette');")
+    search = _wait("the command palette", 10, lambda: next(
+        (e for e in driver.find_elements(By.CSS_SELECTOR, ".lm-CommandPalette-input") if e.is_displayed()), None))
+    search.send_keys("Dispatch: Show Runs")
+    _wait("the command in the palette", 10, lambda: any(
+        "Dispatch: Show Runs of Function" in e.text
+        for e in driver.find_elements(By.CSS_SELECTOR, ".lm-CommandPalette-item")))
+    search.send_keys(Keys.ENTER)
+    dialog = _wait("the question which function", 10, lambda: driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog"))[0]
+    assert "greet" in dialog.find_element(By.TAG_NAME, "select").text
+    dialog.find_element(By.CSS_SELECTOR, "button.jp-mod-accept").click()
+    _wait("the runs filtered by greet", 10, lambda: _find(driver, "select[name=run-function]")
+          .get_attribute("value") == "greet", describe)
+    Select(_find(driver, "select[name=run-function]")).select_by_value("")
 
     # 5. Cancel a long run.
     status, body = _rest(lab, "POST", "functions", {"name": "sleepy", "source": {"code": SLEEPY}, "timeout": "600s"})
