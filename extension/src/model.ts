@@ -112,15 +112,17 @@ export class PanelModel {
       this.unreachable = null;
     } catch (error) {
       this.features = null;
+      const failure =
+        error instanceof ApiError
+          ? error
+          : new ApiError(
+              0,
+              error instanceof Error ? error.message : String(error)
+            );
       this.unreachable =
-        error instanceof ApiError && error.kind === 'missing'
+        failure.kind === 'missing'
           ? `The Dispatch API is not served here (${this.api.url('')} answered 404): is the dispatch_kernel server extension enabled?`
-          : error instanceof ApiError && error.kind === 'forbidden'
-            ? describeFailure(error, "Dispatch's API")
-            : describeFailure(
-                new ApiError(0, (error as Error).message ?? String(error)),
-                'Dispatch'
-              );
+          : describeFailure(failure, "Dispatch's API");
       this._changed.emit();
       return;
     }

@@ -76,6 +76,20 @@ describe('PanelModel', () => {
     await model.start();
     expect(model.unreachable).toMatch(/^The Dispatch API is not served here/);
     expect(model.features).toBeNull();
+    api.features_ = async () => {
+      throw new ApiError(403, 'Forbidden');
+    };
+    await model.start();
+    expect(model.unreachable).toBe(
+      "You may not see Dispatch's API (403: Forbidden)."
+    );
+    api.features_ = async () => {
+      throw new TypeError('Failed to fetch');
+    };
+    await model.start();
+    expect(model.unreachable).toMatch(
+      /^The Dispatch API is unreachable \(Failed to fetch\)/
+    );
   });
 
   it('signals a change only when a list changed', async () => {
