@@ -7,7 +7,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 
-.PHONY: env system-deps demo test bench clean
+# The JupyterLab panel (extension/, TypeScript): npm installs what package-lock.json pins, and
+# @jupyterlab/builder builds it into $(LABEXT), which the venv's JupyterLab loads through a link.
+LABEXT := dispatch_kernel/labextension
+LABEXT_SOURCES := extension/package.json extension/tsconfig.json extension/install.json \
+	$(wildcard extension/src/*.ts extension/src/*.tsx extension/style/*)
+LABEXT_LINK := $(VENV)/share/jupyter/labextensions/dispatch-kernel
+
+.PHONY: env system-deps labextension demo test bench clean
 
 # The Python environment only: what the demo needs.
 env: $(VENV)/.installed
@@ -20,6 +27,9 @@ system-deps:
 	@# tests/events: the Go toolchain and govmomi's sources build VMware's vCenter simulator (tests/vcsim/).
 	@command -v go >/dev/null && test -d /usr/share/gocode/src/github.com/vmware/govmomi || \
 		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends golang-go golang-github-vmware-govmomi-dev)
+	@# The JupyterLab panel (extension/) is TypeScript: Node 20 and npm build it.
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm)
 	@# Containers (tests/images, tests/drivers/test_container.py): podman and its Docker-compatible
 	@# service with runc, Debian's OCI registry, and debootstrap for the Python base image.
 	@command -v podman >/dev/null && command -v runc >/dev/null && command -v docker-registry >/dev/null && \
@@ -30,17 +40,30 @@ system-deps:
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	test -x $(UV) || $(PY) -m pip install --quiet --disable-pip-version-check uv
-	$(UV) pip install --quiet --python $(PY) -e '.[test]'
+	SKIP_JUPYTER_BUILDER=1 $(UV) pip install --quiet --python $(PY) -e '.[test]'
+	touch $@
+
+# Node 20 and npm build the panel (a wheel ships it prebuilt: its users need no node).
+labextension: $(LABEXT)/package.json
+	@mkdir -p $(dir $(LABEXT_LINK))
+	@test "$$(readlink $(LABEXT_LINK))" = "$(abspath $(LABEXT))" || \
+		(rm -rf $(LABEXT_LINK) && ln -s $(abspath $(LABEXT)) $(LABEXT_LINK))
+
+extension/node_modules/.package-lock.json: extension/package-lock.json
+	cd extension && npm ci --no-audit --no-fund
+
+$(LABEXT)/package.json: $(VENV)/.installed extension/node_modules/.package-lock.json $(LABEXT_SOURCES)
+	cd extension && PATH="$(abspath $(VENV))/bin:$$PATH" npm run build:prod
 	touch $@
 
 demo: env
 	$(PY) notebooks/run.py notebooks/quickstart.ipynb
 
-test: system-deps env
+test: system-deps env labextension
 	$(PY) -m pytest tests
 
 bench: system-deps env
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache extension/node_modules extension/lib $(LABEXT)

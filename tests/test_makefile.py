@@ -12,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM = ("apt-get", "chromium", "golang", "podman", "debootstrap", "docker-registry")
+NODE = ("npm ", "nodejs")  # the JupyterLab panel's build: for the tests, never for the demo
 
 
 def _plan(target: str) -> str:
@@ -26,10 +27,15 @@ def _plan(target: str) -> str:
 def test_the_demo_installs_no_system_package():
     plan = _plan("demo")
     assert "notebooks/run.py notebooks/quickstart.ipynb" in plan and "python3 -m venv" in plan
-    assert not [word for word in SYSTEM if word in plan], plan
+    assert not [word for word in SYSTEM + NODE if word in plan], plan
 
 
 @pytest.mark.parametrize("target", ["test", "bench"])
 def test_tests_and_benchmarks_still_install_the_system_packages(target):
     plan = _plan(target)
     assert all(word in plan for word in SYSTEM), plan
+
+
+def test_the_tests_build_the_panel():
+    plan = _plan("test")
+    assert "npm ci" in plan and "npm run build:prod" in plan, plan

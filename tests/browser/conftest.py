@@ -168,16 +168,20 @@ def _stop(lab: JupyterLab) -> list[int]:
 
 
 @pytest.fixture
-def jupyterlab(tmp_path: Path, chromium: tuple[Path, Path]) -> Iterator[JupyterLab]:
+def jupyterlab(request: pytest.FixtureRequest, tmp_path: Path, chromium: tuple[Path, Path]) -> Iterator[JupyterLab]:
     """JupyterLab on 127.0.0.1 (a free port, token auth) serving an empty temp root.
 
     Its environment sets DISPATCH_HOME to a temp dir, so every kernel it starts (and every
     worker those start) uses it; Jupyter's config, data, runtime and IPython dirs are temp dirs
-    too, so nothing from the user's own setup leaks in.
+    too, so nothing from the user's own setup leaks in. A test may add server config through
+    indirect parametrization (`{"ServerApp": {...}}`, merged per section).
     """
     root, home, jupyter = tmp_path / "root", tmp_path / "home", tmp_path / "jupyter"
     root.mkdir()
-    _write_json(jupyter / "config" / "jupyter_server_config.json", LAB_CONFIG)
+    extra = getattr(request, "param", None) or {}
+    config = {section: {**values, **extra.get(section, {})} for section, values in LAB_CONFIG.items()}
+    config.update({section: values for section, values in extra.items() if section not in config})
+    _write_json(jupyter / "config" / "jupyter_server_config.json", config)
     _write_json(jupyter / "config" / "labconfig" / "page_config.json", LAB_PAGE_CONFIG)
     for name, settings in LAB_USER_SETTINGS.items():
         _write_json(jupyter / "lab-settings" / name, settings)
