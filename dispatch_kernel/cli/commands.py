@@ -10,6 +10,7 @@ from typing import Any
 
 from .._http import HttpClient
 from .._local import LocalClient
+from ..drivers.choice import driver_option
 from ..inputs import json_or_file, key_values
 from ..model import NotFoundError, Run, RunStatus
 from .documents import (
@@ -120,7 +121,7 @@ def cmd_create(args: argparse.Namespace, client: Any) -> None:
         "timeout": args.timeout,
         "memory": args.memory,
         "image": args.image,
-        "driver": args.driver,
+        **driver_option(args.driver),
         "schema": {k: json_or_file(v, f"--schema-{k}") for k, v in (("in", args.schema_in), ("out", args.schema_out)) if v},
         "scaling": {k: v for k, v in (("min_workers", args.min_workers), ("max_workers", args.max_workers)) if v is not None},
     }
