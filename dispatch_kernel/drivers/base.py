@@ -41,6 +41,9 @@ class FaaSDriver(ABC):
     """Runs a function's jobs somewhere: worker processes, containers, a cluster."""
 
     name: str = ""  # the entry point's name, under which the driver reads its options
+    # The core's SecretManager, set when the core makes the driver: a driver that logs in to
+    # its engine (openfaas) reads the credentials from a Dispatch secret of the function's org.
+    secrets: Any = None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
