@@ -175,6 +175,7 @@ class FunctionManager:
             driver = choice.ready()[0].driver
         else:
             driver = self.drivers.get(function.driver)
+            driver.check(function)
             driver.deploy(function, source, self._artifact(function, source, driver.runs, progress), progress)
             function.driver_status = {function.driver: {"status": READY, "reason": ""}}
         deployed = Deployed(
@@ -215,6 +216,7 @@ class FunctionManager:
             entry = DriverEntry(name, None, weight)  # type: ignore[arg-type]
             try:
                 entry.driver = self.drivers.get(name)
+                entry.driver.check(function)
                 if progress:
                     progress(f"deploying on driver {name}")
                 entry.driver.deploy(function, source,

@@ -54,6 +54,11 @@ class FaaSDriver(ABC):
     def runs(self) -> Runs:
         """What this driver runs; a subclass sets it as a class attribute (`runs = Runs.IMAGE`)."""
 
+    def check(self, function: Function) -> None:
+        """Raise DeployError when this driver cannot deploy `function` now (no cluster, no
+        credentials); called before its artifact is made, so a deploy that cannot succeed
+        fails before a long build. The default checks nothing."""
+
     @abstractmethod
     def deploy(self, function: Function, source: FunctionSource, artifact: Artifact,
                progress: Progress | None = None) -> None:

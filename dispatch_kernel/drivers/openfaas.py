@@ -129,6 +129,11 @@ class OpenFaasDriver(FaaSDriver):
             detail = body if isinstance(body, str) else json.dumps(body)
             raise DeployError(f"the OpenFaaS gateway refused to {doing} ({status}): {str(detail).strip()[:300]}")
 
+    def check(self, function: Function) -> None:
+        """The credentials must be readable before the image is built."""
+        self._auth.pop(function.org, None)  # a secret changed since: read it again
+        self._headers(function.org)
+
     def deployment(self, function: Function, image: str) -> dict[str, Any]:
         """The FunctionDeployment body (the gateway's schema) for `function` on `image`."""
         scaling = function.scaling

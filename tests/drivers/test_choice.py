@@ -18,7 +18,8 @@ from dispatch_kernel.drivers.choice import DriverChoice, DriverEntry, driver_opt
 from dispatch_kernel.drivers.local import LocalDriver
 from dispatch_kernel.settings import Settings
 
-BROKEN = {"container": {"docker_host": "unix:///nonexistent/dispatch-test.sock"}}
+BROKEN = {"container": {"docker_host": "unix:///nonexistent/dispatch-test.sock"},
+          "kubernetes": {"kubeconfig": "/nonexistent/dispatch-test-kubeconfig"}}
 
 
 def add(x, y):
