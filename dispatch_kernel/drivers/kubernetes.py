@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 300.0
 IDLE_CHECK = 5.0  # seconds between looks for functions idle long enough to scale to zero
+OOM_REPORT_WAIT = 5.0  # seconds a failed run waits for the kubelet to say why its pod died
 # Why a pod cannot start, in a container's waiting state: deploy stops waiting and says so.
 _STUCK = ("ErrImagePull", "ImagePullBackOff", "CrashLoopBackOff", "CreateContainerConfigError",
           "InvalidImageName", "CreateContainerError")
@@ -256,6 +257,15 @@ class KubernetesDriver(FaaSDriver):
                     return f"pod {pod.metadata.name}: {waiting.reason}: {waiting.message or ''}".strip()
         return ""
 
+    def _why_failed(self, function: Function, namespace: str, since: float) -> str:
+        """A failed run's cause from its pods, given the kubelet a moment to report it."""
+        deadline = time.monotonic() + OOM_REPORT_WAIT
+        while True:
+            reason = self.pod_trouble(function, namespace, since=since)
+            if reason or time.monotonic() >= deadline:
+                return reason
+            time.sleep(0.25)
+
     # ------------------------------------------------------------------ scaling
 
     def scale(self, function: Function, replicas: int) -> None:
@@ -335,7 +345,7 @@ class KubernetesDriver(FaaSDriver):
             started = time.time()
             try:
                 done = post_jobs(http, placed.url, function, batch, headers, where,
-                                 lambda: self.pod_trouble(function, placed.namespace, since=started))
+                                 lambda: self._why_failed(function, placed.namespace, started))
             except EngineDown:
                 if outcomes:
                     return outcomes

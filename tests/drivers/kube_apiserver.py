@@ -437,9 +437,13 @@ class _Proxy(_Handler):
         if pod is None:
             self.set_status(503)
             return self.finish(f'no endpoints available for service "{service}"')
-        reply = await httpclient.AsyncHTTPClient().fetch(
-            f"http://127.0.0.1:{pod.port}/{rest}", method="POST", body=self.request.body, raise_error=False,
-            headers={"Content-Type": self.request.headers.get("Content-Type", "")}, request_timeout=600)
+        try:
+            reply = await httpclient.AsyncHTTPClient().fetch(
+                f"http://127.0.0.1:{pod.port}/{rest}", method="POST", body=self.request.body, raise_error=False,
+                headers={"Content-Type": self.request.headers.get("Content-Type", "")}, request_timeout=600)
+        except Exception as exc:  # the pod went away mid-request, as the API server words it
+            self.set_status(503)
+            return self.finish(f"error trying to reach service: {exc}")
         self.set_status(reply.code if reply.code != 599 else 503)
         self.finish(reply.body or (str(reply.error).encode() if reply.error else b""))
 

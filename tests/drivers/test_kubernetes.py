@@ -3,8 +3,9 @@ against Kubernetes' schemas, keeps them, and runs the pods with podman
 (tests/drivers/kube_apiserver.py). Runs travel through the API server's service proxy, as they
 do from outside a cluster.
 
-With KUBECONFIG set (and DISPATCH_TEST_REGISTRY, a registry the cluster can pull from), the
-tests marked `cluster` run against that cluster instead; see the README.
+With DISPATCH_TEST_REAL_CLUSTER=1 the same tests run against the cluster of $KUBECONFIG instead,
+building images on $DISPATCH_TEST_BASE_IMAGE and pushing them to $DISPATCH_TEST_REGISTRY (a
+registry the cluster pulls from); what only the fake can show is then skipped. See the README.
 """
 
 from __future__ import annotations
@@ -50,7 +51,12 @@ def kubeconfig(apiserver, tmp_path):
 
 
 def _settings(home, registry, python_base, kubeconfig, **options):
-    plugin_options = {**image_options(registry.address, python_base),
+    if REAL:
+        registry_address = os.environ["DISPATCH_TEST_REGISTRY"]
+        python_base = os.environ["DISPATCH_TEST_BASE_IMAGE"]
+    else:
+        registry_address = registry.address
+    plugin_options = {**image_options(registry_address, python_base),
                       "kubernetes": {"kubeconfig": kubeconfig, "ready_timeout": 120, **options}}
     return Settings(home=home, driver="kubernetes", plugin_options=plugin_options)
 

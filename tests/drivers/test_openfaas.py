@@ -1,8 +1,9 @@
 """The openfaas driver against a gateway that checks every request against OpenFaaS's OpenAPI
 document and runs the function's real image with podman (tests/drivers/openfaas_gateway.py).
 
-With OPENFAAS_URL set (and OPENFAAS_USERNAME / OPENFAAS_PASSWORD), the tests that need no view
-of the gateway's insides run against that gateway instead; see the README.
+With DISPATCH_TEST_OPENFAAS_URL set (and OPENFAAS_USERNAME / OPENFAAS_PASSWORD,
+DISPATCH_TEST_REGISTRY and DISPATCH_TEST_BASE_IMAGE as for a real cluster), the tests that need
+no view of the gateway's insides run against that gateway instead; see the README.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tests.containers_support import ENGINE_OPTIONS, image_options
 from .openfaas_gateway import FakeGateway
 
 pytestmark = pytest.mark.timeout(600)
-REAL = os.environ.get("OPENFAAS_URL")
+REAL = os.environ.get("DISPATCH_TEST_OPENFAAS_URL")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,11 @@ def gateway(podman_service, registry):
 
 def _settings(home, registry, python_base, gateway, **extra):
     url = REAL or gateway.url
-    options = {**image_options(registry.address, python_base),
+    if REAL:
+        registry_address, python_base = os.environ["DISPATCH_TEST_REGISTRY"], os.environ["DISPATCH_TEST_BASE_IMAGE"]
+    else:
+        registry_address = registry.address
+    options = {**image_options(registry_address, python_base),
                "openfaas": {"gateway": url, "credentials": "openfaas-auth", "ready_timeout": 90, **extra}}
     return Settings(home=home, driver="openfaas", plugin_options=options)
 
