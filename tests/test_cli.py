@@ -197,5 +197,9 @@ def test_several_drivers_from_the_command_line(workdir, monkeypatch):
     detail = yaml.safe_load(dispatch("get", "function", "add", "-o", "yaml").stdout)
     assert detail["drivers"] == {"local": 0.9, "kubernetes": 0.1}
     assert detail["driver_status"]["local"] == {"status": "READY", "reason": ""}
+    pinned = json.loads(dispatch("exec", "add", "--input", "[2, 3]", "--driver", "local", "-o", "json").stdout)
+    assert pinned["output"] == 5 and pinned["driver"] == "local"
+    assert_one_line_error(dispatch("exec", "add", "--input", "[2, 3]", "--driver", "kubernetes", ok=False),
+                          "driver 'kubernetes' of this function is not ready")
     assert_one_line_error(dispatch("create", "function", "sub", "add.py", "--driver", "local=x,kubernetes=1", ok=False),
                           "the weight of driver 'local' must be a number")

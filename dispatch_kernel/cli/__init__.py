@@ -122,6 +122,7 @@ def parser() -> argparse.ArgumentParser:
     exe.add_argument("name")
     exe.add_argument("--input", help="the input as JSON")
     exe.add_argument("--wait", action="store_true", help="wait for the run and print its output")
+    exe.add_argument("--driver", help="run it on this one of the function's drivers")
 
     cancel = commands.add_parser("cancel", help="stop a queued or running run")
     cancel.add_argument("run_id", metavar="RUN_ID")

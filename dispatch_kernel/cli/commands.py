@@ -214,11 +214,11 @@ def _inline_json(text: str | None, option: str) -> Any:
 
 
 def cmd_exec(args: argparse.Namespace, client: Any) -> None:
-    """`dispatch exec NAME [--input JSON] [--wait]`."""
+    """`dispatch exec NAME [--input JSON] [--wait] [--driver D]`."""
     payload = _inline_json(args.input, "--input")
     embedded = isinstance(client, LocalClient)
     wait = args.wait or embedded  # an embedded run lives only as long as this command
-    run = client.invoke(args.name, payload, wait=wait)
+    run = client.invoke(args.name, payload, wait=wait, **({"driver": args.driver} if args.driver else {}))
     if args.output != "table":
         emit(args, run, lambda: "")
     elif not wait:
