@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -27,6 +28,7 @@ from .settings import Settings
 from .store.base import EntityStore
 from .units import parse_duration, parse_size
 
+log = logging.getLogger(__name__)
 STORE_POLL = 0.02  # seconds between checks for functions changed by other processes
 
 Validator = Callable[[Any], "str | None"]
@@ -125,7 +127,10 @@ class FunctionManager:
             "scaling": _scaling(min_workers, max_workers, idle_timeout),
             "image_name": image or "",
         }
-        digest = hashlib.sha256((source.digest + json.dumps(spec, sort_keys=True)).encode()).hexdigest()
+        # Without several drivers the digest is what it was before `drivers` existed: functions
+        # deployed then are not redeployed for it.
+        hashed = spec if drivers_spec else {k: v for k, v in spec.items() if k != "drivers"}
+        digest = hashlib.sha256((source.digest + json.dumps(hashed, sort_keys=True)).encode()).hexdigest()
         with self._function_lock(org, name):
             try:
                 existing: Function | None = self.store.get(Function, org, name)
@@ -138,6 +143,7 @@ class FunctionManager:
                 if deployed is None or not deployed.is_live(existing):
                     self._activate(existing, progress)
                 return existing
+            dropped = set(driver_names_of(existing)) - set(driver_names) if existing is not None else set()
             function = existing or Function(name=name, org=org, status=FunctionStatus.INITIALIZED)
             for key, value in spec.items():
                 setattr(function, key, value)
@@ -162,6 +168,11 @@ class FunctionManager:
             function.status = FunctionStatus.READY
             self.store.update(function)
             self._deployed[(org, name)].function = function
+            for old in sorted(dropped):  # a driver no longer used removes what it made
+                try:
+                    self.drivers.get(old).undeploy(function)
+                except Exception as exc:  # reported, not fatal: the function runs elsewhere now
+                    log.warning("removing %s from driver %s: %s", name, old, exc)
             return function
 
     def _activate(self, function: Function, progress: Progress | None = None,
@@ -283,7 +294,7 @@ class FunctionManager:
             function.status = FunctionStatus.DELETING
             self.store.update(function)
             deployed = self._deployed.pop((org, name), None)
-            names = list(parse_drivers(function.drivers)[1]) if function.drivers else [function.driver]
+            names = driver_names_of(function)
             failures = []
             for driver_name in names:  # each driver removes what it made, even after a failed deploy
                 try:
@@ -299,6 +310,11 @@ class FunctionManager:
     def _function_lock(self, org: str, name: str) -> threading.Lock:
         with self._lock:
             return self._locks.setdefault((org, name), threading.Lock())
+
+
+def driver_names_of(function: Function) -> list[str]:
+    """The names of the drivers a function is deployed on."""
+    return list(parse_drivers(function.drivers)[1]) if function.drivers else [function.driver]
 
 
 def _driver_names(driver: str | None, drivers: Any, default: str) -> tuple[list[str], Any]:
@@ -382,4 +398,4 @@ def _check_revision(existing: Function | None, name: str, expected: int) -> None
     )
 
 
-__all__ = ["Deployed", "FunctionManager", "max_workers"]
+__all__ = ["Deployed", "FunctionManager", "driver_names_of", "max_workers"]

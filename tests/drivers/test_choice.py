@@ -146,3 +146,4 @@ def test_a_failover_list_moves_on_when_its_first_driver_fails_and_comes_back(hom
         assert choice.pick()[0] == "a"
     finally:
         driver.close()
+

@@ -202,6 +202,11 @@ def test_a_split_between_local_and_openfaas(home, registry, python_base, gateway
         assert [run.output for run in done] == [i + 1 for i in range(24)]
         assert {run.driver for run in done} == {"local", "openfaas"}
         assert fn.spawn(1, 1, driver="openfaas").wait(120).driver == "openfaas"
+        # Back to local alone: the openfaas function is removed from the gateway.
+        fn = client.deploy(add, name="of-split", driver="local")
+        assert fn(2, 2) == 4 and fn.refresh().drivers == {}
+        if gateway is not None:
+            assert "default-of-split" not in gateway.functions and not gateway.containers.get("default-of-split")
 
 
 def test_names_and_quantities():
