@@ -83,3 +83,95 @@ def driver_choice(quick: bool = False) -> list[Result]:
 
 
 BENCHMARKS = {"driver_choice": driver_choice}
+
+
+def kube_play(quick: bool = False) -> list[Result]:
+    """A function's Deployment and Service (the kubernetes driver's manifests) run by `podman
+    kube play`: deploy to first answer (image built and pushed, pod started, run answered) and
+    a warm run p50 sent to the pod, beside the container driver's deploy to first answer and
+    warm run in the same run."""
+    import copy
+    import http.client
+    import pickle
+
+    import yaml
+
+    from dispatch_kernel.drivers.kubernetes_manifests import Placement, manifests
+    from dispatch_kernel.images.services import free_port
+    from dispatch_kernel.model import Function
+    from dispatch_kernel.packaging import package
+    from dispatch_kernel.runtime.protocol import Job, load_answer
+    from dispatch_kernel.runtime.server import PICKLE_TYPE
+
+    from .images import _settings, _stack
+
+    iterations, warm_runs = (2, 200) if quick else (5, 2000)
+    with _stack() as stack:
+        home = stack.root / "home"
+        to_answer, container_answer, pod_warm, container_warm = [], [], [], []
+        with dk.connect(settings=_settings(stack, home, driver="container")) as client:
+            source = package(inc)
+            body = pickle.dumps([Job("bench", (1,), {}, None, True)], protocol=5)
+            for i in range(iterations):
+                start = time.perf_counter()
+                function = Function(name=f"play-{i}", handler=source.handler, convention=source.convention,
+                                    requirements=source.requirements, digest=f"{i:064x}",
+                                    scaling={"min_workers": 1, "max_workers": 1})
+                image = client.dispatch.images.function_image(function, source)
+                deployment, service, _ = manifests(function, image.reference, Placement())
+                port = free_port()  # published on 127.0.0.1, as a node's Service proxy would route
+                deployment = copy.deepcopy(deployment)
+                deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0].update(
+                    hostPort=port, hostIP="127.0.0.1")
+                document = stack.root / f"play-{i}.yaml"
+                document.write_text(yaml.safe_dump_all([deployment, service]))
+                stack.podman.podman("kube", "play", "--tls-verify=false", str(document), timeout=300)
+                try:
+                    connection = None
+                    deadline = time.monotonic() + 120
+                    while True:
+                        try:
+                            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                            connection.request("POST", "/", body, {"Content-Type": PICKLE_TYPE})
+                            answer = load_answer(connection.getresponse().read())
+                            break
+                        except (OSError, http.client.HTTPException):
+                            connection.close()
+                            if time.monotonic() > deadline:
+                                raise RuntimeError("kube_play: the pod never answered") from None
+                            time.sleep(0.02)
+                    to_answer.append(time.perf_counter() - start)
+                    if answer[0].error is not None:
+                        raise RuntimeError(f"kube_play: the run failed: {answer[0].error}")
+                    if i == 0:
+                        for n in range(50 + warm_runs):
+                            started = time.perf_counter()
+                            connection.request("POST", "/", body, {"Content-Type": PICKLE_TYPE})
+                            load_answer(connection.getresponse().read())
+                            if n >= 50:
+                                pod_warm.append(time.perf_counter() - started)
+                    connection.close()
+                finally:
+                    stack.podman.podman("kube", "down", str(document), check=False, timeout=120)
+                start = time.perf_counter()
+                fn = client.deploy(inc, name=f"beside-{i}", min_workers=1, max_workers=1)
+                if fn.spawn(1).wait(120).output != 2:
+                    raise RuntimeError("kube_play: the container driver's run failed")
+                container_answer.append(time.perf_counter() - start)
+                if i == 0:
+                    for n in range(50 + warm_runs):
+                        started = time.perf_counter()
+                        fn(1)
+                        if n >= 50:
+                            container_warm.append(time.perf_counter() - started)
+                fn.delete()
+    return [
+        Result("kube_play", "deploy→answer p50 ms", p50(to_answer) * 1e3, "container driver deploy→answer",
+               p50(container_answer) * 1e3, note=f"{iterations} functions each; kube play: build, play, first answer"),
+        Result("kube_play", "warm p50 µs", p50(pod_warm) * _US, "container driver warm fn(1)",
+               p50(container_warm) * _US,
+               note="kube play: a pickled job over HTTP keep-alive to the pod; container: fn(1) through the core"),
+    ]
+
+
+BENCHMARKS["kube_play"] = kube_play
