@@ -242,6 +242,7 @@ class KubernetesDriver(FaaSDriver):
             log.debug("listing pods of %s: %s", function.name, exc)
             return ""
         memory = function.resources.get("memory")
+        crashed = ""
         for pod in pods:
             for status in (pod.status.container_statuses or []) if pod.status else []:
                 for state in (status.state, status.last_state):
@@ -252,10 +253,16 @@ class KubernetesDriver(FaaSDriver):
                             limit = f" of {memory / (1 << 20):.0f} MiB" if memory else ""
                             return (f"pod {pod.metadata.name} was OOMKilled: its container exceeded its memory "
                                     f"limit{limit}")
+                        continue
+                    if ended is not None and since is not None and not crashed:
+                        finished = ended.finished_at.timestamp() if isinstance(ended.finished_at, datetime) else None
+                        if finished is None or finished >= since - 1:
+                            crashed = (f"pod {pod.metadata.name}'s container ended with exit code {ended.exit_code}"
+                                       f" ({ended.reason or 'Error'})")
                 waiting = status.state.waiting if status.state else None
                 if since is None and waiting is not None and waiting.reason in _STUCK:
                     return f"pod {pod.metadata.name}: {waiting.reason}: {waiting.message or ''}".strip()
-        return ""
+        return crashed  # an OOM kill anywhere is the likelier cause, so it is looked for first
 
     def _why_failed(self, function: Function, namespace: str, since: float) -> str:
         """A failed run's cause from its pods, given the kubelet a moment to report it."""

@@ -214,3 +214,23 @@ def test_the_fake_refuses_what_the_schema_refuses(apiserver):
         urllib.request.urlopen(request, timeout=10)
     assert caught.value.code == 422 and "replica" in json.loads(caught.value.read())["message"]
     apiserver.refused.clear()
+
+
+def slow(seconds):
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def test_timeouts_and_crashes_are_reported_in_the_run(client, apiserver):
+    from .support import crash
+
+    fn = client.deploy(slow, name="k-slow", timeout="1s", min_workers=1)
+    run = fn.spawn(3).wait(120)
+    assert run.status == "FAILED" and run.error.type == "SystemError" and "timed out after 1s" in run.error.message
+    fn = client.deploy(crash, name="k-crash", min_workers=1)
+    run = fn.spawn("exit").wait(120)
+    assert run.status == "FAILED" and run.error.type == "SystemError"
+    assert "ended with exit code 3" in run.error.message
+    assert fn("none") == "survived"  # the restarted pod serves again
