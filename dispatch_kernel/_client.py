@@ -40,14 +40,15 @@ class Client(Protocol):
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Run with Python arguments, wait, return the output; RunError on failure."""
 
-    def spawn(self, name: str, *args: Any, **kwargs: Any) -> RunHandle:
-        """Start a run with Python arguments without waiting."""
+    def spawn(self, name: str, *args: Any, driver: str | None = None, **kwargs: Any) -> RunHandle:
+        """Start a run with Python arguments without waiting; `driver` pins it to one of the
+        function's drivers (a function's own argument named driver cannot go through spawn)."""
 
     def map(self, name: str, items: Iterable[Any], *, return_exceptions: bool = False) -> Iterator[Any]:
         """Outputs of one run per item, in order."""
 
-    def invoke(self, name: str, input: Any = None, *, wait: bool = True) -> Run:
-        """Run with a JSON input; returns the run record (finished when `wait`)."""
+    def invoke(self, name: str, input: Any = None, *, wait: bool = True, driver: str | None = None) -> Run:
+        """Run with a JSON input; returns the run record (finished when `wait`); `driver` pins it."""
 
     def wait_run(self, run_id: str, timeout: float | None = None) -> Run:
         """The run once finished."""

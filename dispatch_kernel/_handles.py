@@ -88,9 +88,9 @@ class FunctionHandle:
         """A blocking run: the output, or the run's RunError."""
         return self._client.call(self.name, *args, **kwargs)
 
-    def spawn(self, *args: Any, **kwargs: Any) -> RunHandle:
-        """A non-blocking run."""
-        return self._client.spawn(self.name, *args, **kwargs)
+    def spawn(self, *args: Any, driver: str | None = None, **kwargs: Any) -> RunHandle:
+        """A non-blocking run; `driver` pins it to one of the function's drivers."""
+        return self._client.spawn(self.name, *args, driver=driver, **kwargs)
 
     def map(self, items: Iterable[Any], *, return_exceptions: bool = False) -> Iterator[Any]:
         """Outputs of one run per item, in order (tuples are positional arguments)."""

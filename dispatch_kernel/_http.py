@@ -226,17 +226,20 @@ class HttpClient:
     def _post_run(self, body: dict[str, Any]) -> Run:
         return Run.from_dict(self._request("POST", "runs", body)[1])
 
-    def _python_call(self, name: str, args: tuple, kwargs: dict[str, Any], wait: bool) -> Run:
+    def _python_call(self, name: str, args: tuple, kwargs: dict[str, Any], wait: bool,
+                     driver: str | None = None) -> Run:
         body: dict[str, Any] = {"function": name, "wait": wait, "args": list(args)}
         if kwargs:
             body["kwargs"] = kwargs
+        if driver:
+            body["driver"] = driver
         return self._post_run(body)
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return self._python_call(name, args, kwargs, True).result()
 
-    def spawn(self, name: str, *args: Any, **kwargs: Any) -> RunHandle:
-        return RunHandle(self, self._python_call(name, args, kwargs, False))
+    def spawn(self, name: str, *args: Any, driver: str | None = None, **kwargs: Any) -> RunHandle:
+        return RunHandle(self, self._python_call(name, args, kwargs, False, driver))
 
     def map(self, name: str, items: Iterable[Any], *, return_exceptions: bool = False) -> Iterator[Any]:
         dispatch_style = self.get_function(name).convention == "dispatch"
@@ -267,8 +270,11 @@ class HttpClient:
                 self._pool = ThreadPoolExecutor(_MAP_THREADS, thread_name_prefix="dispatch-http-map")
             return self._pool
 
-    def invoke(self, name: str, input: Any = None, *, wait: bool = True) -> Run:
-        return self._post_run({"function": name, "input": input, "wait": wait})
+    def invoke(self, name: str, input: Any = None, *, wait: bool = True, driver: str | None = None) -> Run:
+        body: dict[str, Any] = {"function": name, "input": input, "wait": wait}
+        if driver:
+            body["driver"] = driver
+        return self._post_run(body)
 
     def wait_run(self, run_id: str, timeout: float | None = None) -> Run:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -649,7 +655,7 @@ def _function_fields(options: dict[str, Any]) -> dict[str, Any]:
             schema[key[len("schema_"):]] = value
         elif key in ("min_workers", "max_workers", "idle_timeout"):
             scaling[key] = value
-        elif key in ("secrets", "timeout", "memory", "cpu", "driver", "tags", "image"):
+        elif key in ("secrets", "timeout", "memory", "cpu", "driver", "drivers", "tags", "image"):
             fields[key] = sorted(set(value)) if key == "secrets" else value
         else:
             raise TypeError(f"deploy() got an unexpected keyword argument {key!r}")

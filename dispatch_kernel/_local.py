@@ -51,17 +51,18 @@ class LocalClient:
         """Run with Python arguments, wait, return the output; RunError on failure."""
         return self.dispatch.runs.call(name, args, kwargs, org=self.org)
 
-    def spawn(self, name: str, *args: Any, **kwargs: Any) -> RunHandle:
-        """Start a run with Python arguments without waiting."""
-        return RunHandle(self, self.dispatch.runs.spawn(name, args, kwargs, org=self.org))
+    def spawn(self, name: str, *args: Any, driver: str | None = None, **kwargs: Any) -> RunHandle:
+        """Start a run with Python arguments without waiting; `driver` pins it to one of the
+        function's drivers."""
+        return RunHandle(self, self.dispatch.runs.spawn(name, args, kwargs, org=self.org, driver=driver))
 
     def map(self, name: str, items: Iterable[Any], *, return_exceptions: bool = False) -> Iterator[Any]:
         """Outputs of one run per item, in order."""
         return self.dispatch.runs.map(name, items, org=self.org, return_exceptions=return_exceptions)
 
-    def invoke(self, name: str, input: Any = None, *, wait: bool = True) -> Run:
+    def invoke(self, name: str, input: Any = None, *, wait: bool = True, driver: str | None = None) -> Run:
         """Run with a JSON input; returns the run record (finished when `wait`)."""
-        return self.dispatch.runs.invoke(name, input, wait=wait, org=self.org)
+        return self.dispatch.runs.invoke(name, input, wait=wait, org=self.org, driver=driver)
 
     def wait_run(self, run_id: str, timeout: float | None = None) -> Run:
         """The run once finished."""

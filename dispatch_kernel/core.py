@@ -43,13 +43,14 @@ class Dispatch:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings = settings or Settings()
+        self.secrets: SecretManager | None = None
         settings.home.mkdir(parents=True, exist_ok=True)
         self.store: EntityStore = plugins.load("store", settings.store)(settings)
         try:
             self.lease = HostLease(settings.home / "hosts")
             self.secrets = SecretManager(self.store, load_key(settings.home / "secret.key"))
             self.images = ImageManager(settings, self.store)
-            self.drivers: plugins.Loaded[FaaSDriver] = plugins.Loaded("driver", lambda cls: cls(settings))
+            self.drivers: plugins.Loaded[FaaSDriver] = plugins.Loaded("driver", self._make_driver)
             self.functions = FunctionManager(settings, self.store, self.images, self.drivers, self.secrets)
             self.runs = RunManager(settings, self.store, self.functions, self.secrets, self.lease.id)
             self.apis = ApiManager(self.store)
@@ -65,6 +66,12 @@ class Dispatch:
                 self.events  # deliveries left by a previous process go on without waiting for an emit
             except Exception:  # reported, not fatal: functions work without events
                 log.exception("the event manager could not start (bus %r)", settings.bus)
+
+    def _make_driver(self, cls: type[FaaSDriver]) -> FaaSDriver:
+        """A driver plug-in, given the secret manager for credentials kept as Dispatch secrets."""
+        driver = cls(self.settings)
+        driver.secrets = self.secrets
+        return driver
 
     @property
     def events(self) -> EventManager:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import plugins
-from .drivers.base import FaaSDriver, Runs
+from .drivers.base import Artifact, FaaSDriver, Runs
+from .drivers.choice import ERROR, READY, DriverChoice, DriverEntry, parse_drivers
 from .images.base import Progress
 from .images.manager import ImageManager
 from .inputs import json_or_file
@@ -26,6 +28,7 @@ from .settings import Settings
 from .store.base import EntityStore
 from .units import parse_duration, parse_size
 
+log = logging.getLogger(__name__)
 STORE_POLL = 0.02  # seconds between checks for functions changed by other processes
 
 Validator = Callable[[Any], "str | None"]
@@ -41,6 +44,19 @@ class Deployed:
     validate_out: Validator | None
     store_version: int
     checked: float = 0.0  # time.monotonic() when store_version was last compared
+    choice: DriverChoice | None = None  # with several drivers: which one runs each run
+
+    def is_live(self, function: Function) -> bool:
+        """True when every driver that deployed `function` can still run this revision."""
+        if self.choice is None:
+            return self.driver.is_deployed(function)
+        return all(entry.driver.is_deployed(function) for entry in self.choice.ready())
+
+    def driver_named(self, name: str) -> FaaSDriver | None:
+        """The function's driver called `name` (the run's), if it has one."""
+        if self.choice is None:
+            return self.driver if name in ("", self.function.driver) else None
+        return self.choice.driver(name)
 
 
 def max_workers(function: Function) -> int:
@@ -70,6 +86,7 @@ class FunctionManager:
                schema_in: dict[str, Any] | str | None = None, schema_out: dict[str, Any] | str | None = None,
                min_workers: int | None = None, max_workers: int | None = None,
                idle_timeout: float | str | None = None, driver: str | None = None,
+               drivers: dict[str, float] | list[str] | str | None = None,
                tags: dict[str, str] | None = None, progress: Progress | None = None,
                expect_revision: int | None = None, image: str | None = None) -> Function:
         """Package `fn`, build what it runs in and make it runnable; returns the READY function.
@@ -78,13 +95,22 @@ class FunctionManager:
         UPDATING until the new revision is ready; runs after that use it. `expect_revision`
         makes it conditional: 0 creates only (ConflictError when the name is taken), N updates
         only revision N (NotFoundError when missing, ConflictError when it has moved on).
+
+        `drivers` runs it on several drivers (drivers/choice.py): {name: weight} splits the
+        runs, [name, ...] fails over in order. A driver whose deploy fails leaves the others
+        serving; its reason is in the function's `driver_status`.
         """
         source = fn if isinstance(fn, FunctionSource) else package(fn, list(requirements or []))
         name = check_name("function", name or source.handler.rsplit(".", 1)[-1])
         secret_names = sorted(set(secrets or []))
         self.secrets.require(secret_names, org)  # NotFoundError names the missing secret
-        driver_name = driver or self.settings.driver
-        self.drivers.get(driver_name)  # an unknown driver is refused before anything is stored
+        driver_names, drivers_spec = _driver_names(driver, drivers, self.settings.driver)
+        if len(driver_names) == 1:  # an unknown driver is refused before anything is stored
+            self.drivers.get(driver_names[0])
+        else:  # of several, one that cannot start is a failed deploy of that one only
+            for driver_name in driver_names:
+                plugins.load("driver", driver_name)
+        driver_name = driver_names[0]
         if image:
             self.store.get(Image, org, image)  # NotFoundError names the missing image
         spec = {
@@ -97,10 +123,14 @@ class FunctionManager:
             "timeout": parse_duration(timeout),
             "resources": _resources(memory, cpu),
             "driver": driver_name,
+            "drivers": drivers_spec,
             "scaling": _scaling(min_workers, max_workers, idle_timeout),
             "image_name": image or "",
         }
-        digest = hashlib.sha256((source.digest + json.dumps(spec, sort_keys=True)).encode()).hexdigest()
+        # Without several drivers the digest is what it was before `drivers` existed: functions
+        # deployed then are not redeployed for it.
+        hashed = spec if drivers_spec else {k: v for k, v in spec.items() if k != "drivers"}
+        digest = hashlib.sha256((source.digest + json.dumps(hashed, sort_keys=True)).encode()).hexdigest()
         with self._function_lock(org, name):
             try:
                 existing: Function | None = self.store.get(Function, org, name)
@@ -110,9 +140,10 @@ class FunctionManager:
                 _check_revision(existing, name, expect_revision)
             if existing is not None and existing.digest == digest and existing.status == FunctionStatus.READY:
                 deployed = self._deployed.get((org, name))
-                if deployed is None or not deployed.driver.is_deployed(existing):
+                if deployed is None or not deployed.is_live(existing):
                     self._activate(existing, progress)
                 return existing
+            dropped = set(driver_names_of(existing)) - set(driver_names) if existing is not None else set()
             function = existing or Function(name=name, org=org, status=FunctionStatus.INITIALIZED)
             for key, value in spec.items():
                 setattr(function, key, value)
@@ -137,6 +168,11 @@ class FunctionManager:
             function.status = FunctionStatus.READY
             self.store.update(function)
             self._deployed[(org, name)].function = function
+            for old in sorted(dropped):  # a driver no longer used removes what it made
+                try:
+                    self.drivers.get(old).undeploy(function)
+                except Exception as exc:  # reported, not fatal: the function runs elsewhere now
+                    log.warning("removing %s from driver %s: %s", name, old, exc)
             return function
 
     def _activate(self, function: Function, progress: Progress | None = None,
@@ -144,23 +180,68 @@ class FunctionManager:
         """Have the image manager make what the function's driver runs, and hand both to the
         driver, in this process."""
         source = source or FunctionSource.decode(function.source)
-        driver = self.drivers.get(function.driver)
-        if driver.runs == Runs.IMAGE:
-            artifact = self.images.function_image(function, source, progress)
-            function.image = artifact.reference
+        choice = None
+        if function.drivers:
+            choice = self._deploy_many(function, source, progress)
+            driver = choice.ready()[0].driver
         else:
-            artifact = self.images.environment(function, source, progress)
-            function.image = artifact.id
-        driver.deploy(function, source, artifact, progress)
+            driver = self.drivers.get(function.driver)
+            driver.check(function)
+            driver.deploy(function, source, self._artifact(function, source, driver.runs, progress), progress)
+            function.driver_status = {function.driver: {"status": READY, "reason": ""}}
         deployed = Deployed(
             function=function,
             driver=driver,
+            choice=choice,
             validate_in=_schema_validator(function.schema.get("in"), "input"),
             validate_out=_schema_validator(function.schema.get("out"), "output"),
             store_version=self.store.version(),
         )
         self._deployed[(function.org, function.name)] = deployed
         return deployed
+
+    def _artifact(self, function: Function, source: FunctionSource, runs: Runs,
+                  progress: Progress | None, made: dict[Runs, Artifact] | None = None) -> Artifact:
+        """What a driver of `runs` runs, made by the image manager (once per kind in `made`)."""
+        if made is not None and runs in made:
+            return made[runs]
+        if runs == Runs.IMAGE:
+            artifact: Artifact = self.images.function_image(function, source, progress)
+            function.image = artifact.reference
+        else:
+            artifact = self.images.environment(function, source, progress)
+            if not function.image or made is None:  # an image reference, when there is one, is shown
+                function.image = artifact.id
+        if made is not None:
+            made[runs] = artifact
+        return artifact
+
+    def _deploy_many(self, function: Function, source: FunctionSource, progress: Progress | None) -> DriverChoice:
+        """Deploy on each of the function's drivers; the ones that fail are left out, with
+        their reason, unless all fail (DeployError with every reason)."""
+        mode, weights = parse_drivers(function.drivers)
+        made: dict[Runs, Artifact] = {}
+        entries = []
+        function.image = ""
+        for name, weight in weights.items():
+            entry = DriverEntry(name, None, weight)  # type: ignore[arg-type]
+            try:
+                entry.driver = self.drivers.get(name)
+                entry.driver.check(function)
+                if progress:
+                    progress(f"deploying on driver {name}")
+                entry.driver.deploy(function, source,
+                                    self._artifact(function, source, entry.driver.runs, progress, made), progress)
+            except Exception as exc:
+                entry.status, entry.reason = ERROR, str(exc) or type(exc).__name__
+                if progress:
+                    progress(f"driver {name} failed: {entry.reason}")
+            entries.append(entry)
+        choice = DriverChoice(mode, entries)
+        function.driver_status = choice.status()
+        if not choice.ready():
+            raise DeployError("no driver could deploy it: " + choice.reasons(), function)
+        return choice
 
     # ------------------------------------------------------------------ resolve
 
@@ -185,7 +266,7 @@ class FunctionManager:
                 raise ConflictError(f"function {name!r} is not ready ({function.status}{reason})")
             deployed = self._deployed.get((org, name))
             if (deployed is None or deployed.function.digest != function.digest
-                    or not deployed.driver.is_deployed(function)):
+                    or not deployed.is_live(function)):
                 deployed = self._activate(function)
             deployed.function = function
             deployed.store_version = version
@@ -213,7 +294,15 @@ class FunctionManager:
             function.status = FunctionStatus.DELETING
             self.store.update(function)
             deployed = self._deployed.pop((org, name), None)
-            self.drivers.get(function.driver).undeploy(function)
+            names = driver_names_of(function)
+            failures = []
+            for driver_name in names:  # each driver removes what it made, even after a failed deploy
+                try:
+                    self.drivers.get(driver_name).undeploy(function)
+                except Exception as exc:
+                    failures.append(f"{driver_name}: {exc}")
+            if failures and len(failures) == len(names):
+                raise DeployError(f"removing {name!r} failed: " + "; ".join(failures), function)
             self.store.delete(Function, org, name)
             if deployed is not None:
                 deployed.function.status = FunctionStatus.DELETED
@@ -221,6 +310,25 @@ class FunctionManager:
     def _function_lock(self, org: str, name: str) -> threading.Lock:
         with self._lock:
             return self._locks.setdefault((org, name), threading.Lock())
+
+
+def driver_names_of(function: Function) -> list[str]:
+    """The names of the drivers a function is deployed on."""
+    return list(parse_drivers(function.drivers)[1]) if function.drivers else [function.driver]
+
+
+def _driver_names(driver: str | None, drivers: Any, default: str) -> tuple[list[str], Any]:
+    """(driver names, the `drivers` field to store) from deploy's options: one driver, or several
+    as a split {name: weight} or a failover list (drivers/choice.py)."""
+    if drivers is None or drivers == {} or drivers == []:
+        return [driver or default], {}
+    if driver is not None:
+        raise InvalidRequestError("give driver (one) or drivers (several), not both")
+    mode, weights = parse_drivers(drivers)
+    names = list(weights)
+    if len(names) == 1:
+        return names, {}
+    return names, dict(weights) if mode == "split" else names
 
 
 def _scaling(min_workers: int | None, max_workers: int | None, idle_timeout: float | str | None) -> dict[str, Any]:
@@ -290,4 +398,4 @@ def _check_revision(existing: Function | None, name: str, expected: int) -> None
     )
 
 
-__all__ = ["Deployed", "FunctionManager", "max_workers"]
+__all__ = ["Deployed", "FunctionManager", "driver_names_of", "max_workers"]

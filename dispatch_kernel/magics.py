@@ -27,6 +27,7 @@ from ._client import Client
 from . import _connect
 from ._handles import FunctionHandle
 from .inputs import json_or_file, key_values, typed_json
+from .drivers.choice import driver_option
 from .model import Api, ConflictError, DispatchError, Function, InvalidRequestError
 
 
@@ -55,7 +56,8 @@ def _deploy_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-workers", type=int, help="warm workers kept ready")
     parser.add_argument("--max-workers", type=int, help="workers at most")
     parser.add_argument("--idle-timeout", help="how long an idle worker lives, e.g. 5m")
-    parser.add_argument("--driver", help="where it runs (default: local)")
+    parser.add_argument("--driver", help="where it runs (default: local); several: a,b (failover, in order) "
+                                         "or a=0.9,b=0.1 (a split by weight)")
     parser.add_argument("--image", help="an image made with create_image to build the function on")
     parser.add_argument("--route", action="append", default=[], metavar='"GET,POST /path/{param}"',
                         help="an HTTP route to it, served under dispatch/http/{org}/ (repeatable)")
@@ -237,8 +239,8 @@ class DispatchMagics(Magics):
             "min_workers": args.min_workers,
             "max_workers": args.max_workers,
             "idle_timeout": args.idle_timeout,
-            "driver": args.driver,
             "image": args.image,
+            **driver_option(args.driver),
         }
         source = self.shell.transform_cell(cell)
         # Compiled under a cached cell name, so tracebacks and the packaged function can quote

@@ -277,7 +277,11 @@ class Function(Entity):
     secrets: list[str] = field(default_factory=list)
     timeout: float | None = None  # seconds
     resources: dict[str, Any] = field(default_factory=dict)  # {"memory": bytes, "cpu": cores}
-    driver: str = "local"
+    driver: str = "local"  # the first of `drivers`, or the only one
+    # Several drivers: {name: weight} splits runs by weight, [name, ...] fails over in order;
+    # empty when the function has one driver. `driver_status` is each one's state.
+    drivers: dict[str, float] | list[str] = field(default_factory=dict)
+    driver_status: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {status, reason}
     scaling: dict[str, Any] = field(default_factory=lambda: Scaling().__dict__.copy())
     digest: str = field(default="", repr=False)  # of the code and the options workers depend on
     source: str = field(default="", repr=False)  # the package: FunctionSource.encode()'s JSON text
@@ -419,6 +423,7 @@ class Run:
     cold_start: bool = False
     function_revision: int = 0
     tags: dict[str, str] = field(default_factory=dict)
+    driver: str = ""  # which of the function's drivers ran it (or was asked to)
 
     kind = "run"
 
@@ -476,6 +481,7 @@ class Run:
             "times": self.times,
             "cold_start": self.cold_start,
             "tags": dict(self.tags),
+            "driver": self.driver,
         }
 
     @classmethod
@@ -500,6 +506,7 @@ class Run:
             cold_start=bool(data.get("cold_start")),
             function_revision=int(data.get("function_revision") or 0),
             tags=data.get("tags") or {},
+            driver=data.get("driver") or "",
         )
 
 

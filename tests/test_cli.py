@@ -186,3 +186,20 @@ def test_usage_errors_exit_2(workdir):
     assert result.returncode == 2 and "invalid choice" in result.stderr
     assert_one_line_error(dispatch("create", "function", "x", ok=False), "usage: dispatch create")
     assert os.environ["DISPATCH_CONFIG"].startswith(str(workdir))
+
+
+def test_several_drivers_from_the_command_line(workdir, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(workdir / "no-such-kubeconfig"))  # no cluster: that driver fails
+    created = dispatch("create", "function", "add", "add.py", "--driver", "local=0.9,kubernetes=0.1")
+    assert "created function add (READY" in created.stdout
+    shown = dispatch("get", "function", "add").stdout
+    assert "split: local 0.9 READY, kubernetes 0.1 ERROR (no Kubernetes cluster is configured" in shown
+    detail = yaml.safe_load(dispatch("get", "function", "add", "-o", "yaml").stdout)
+    assert detail["drivers"] == {"local": 0.9, "kubernetes": 0.1}
+    assert detail["driver_status"]["local"] == {"status": "READY", "reason": ""}
+    pinned = json.loads(dispatch("exec", "add", "--input", "[2, 3]", "--driver", "local", "-o", "json").stdout)
+    assert pinned["output"] == 5 and pinned["driver"] == "local"
+    assert_one_line_error(dispatch("exec", "add", "--input", "[2, 3]", "--driver", "kubernetes", ok=False),
+                          "driver 'kubernetes' of this function is not ready")
+    assert_one_line_error(dispatch("create", "function", "sub", "add.py", "--driver", "local=x,kubernetes=1", ok=False),
+                          "the weight of driver 'local' must be a number")

@@ -419,3 +419,18 @@ def test_a_run_waiting_for_a_busy_worker_is_cancelled_at_once(client):
     assert client.get_run(waiting.id).status == dk.RunStatus.CANCELLED  # as stored
     assert busy.cancel().status == dk.RunStatus.CANCELLED
     assert fn(0) == 0
+
+
+def test_several_drivers_and_a_pinned_run(client, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/dispatch-test-kubeconfig")  # no cluster: that driver fails
+    fn = client.deploy(add, name="add2", drivers=["kubernetes", "local"])
+    function = fn.refresh()
+    assert function.drivers == ["kubernetes", "local"] and function.status == "READY"
+    assert function.driver_status["kubernetes"]["status"] == "ERROR"
+    run = fn.spawn(2, 3, driver="local").wait(30)
+    assert run.output == 5 and run.driver == "local"
+    assert client.invoke("add2", [1, 1]).driver == "local"
+    with pytest.raises(dk.ConflictError, match="not ready"):
+        fn.spawn(1, 1, driver="kubernetes")
+    with pytest.raises(dk.InvalidRequestError, match="not one of"):
+        fn.spawn(1, 1, driver="elsewhere")

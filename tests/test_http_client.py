@@ -34,6 +34,7 @@ from tests.test_functions import (  # noqa: F401  (collected again, over both cl
     test_output_written_by_c_code_and_subprocesses_is_captured,
     test_redeploy_while_runs_are_in_flight,
     test_unknown_function_and_run_are_not_found,
+    test_several_drivers_and_a_pinned_run,
     test_waiting_too_little_is_a_timeout_error,
 )
 from tests.test_secrets import (  # noqa: F401

@@ -216,3 +216,19 @@ def test_connect_points_the_magics_at_a_server(ip, tmp_path):
         assert client_of(ip).list_functions() == []  # back on this kernel's own core
     finally:
         server.stop()
+
+
+def test_several_drivers_from_the_cell_a_failover_list_and_a_split(ip, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/dispatch-test-kubeconfig")  # no cluster: that driver fails
+    result, captured = run(ip, "%%dispatch add --driver kubernetes,local\ndef add(x, y):\n    return x + y\n")
+    assert result.success, captured.stderr
+    function = client_of(ip).get_function("add")
+    assert function.drivers == ["kubernetes", "local"] and function.status == "READY"
+    assert function.driver_status["kubernetes"]["status"] == "ERROR"
+    assert "no Kubernetes cluster" in function.driver_status["kubernetes"]["reason"]
+    assert ip.user_ns["add"].spawn(1, 2).wait(30).driver == "local"
+    result, captured = run(ip, "%%dispatch plus --driver local=0.9,kubernetes=0.1\ndef plus(x, y):\n    return x + y\n")
+    assert result.success, captured.stderr
+    assert client_of(ip).get_function("plus").drivers == {"local": 0.9, "kubernetes": 0.1}
+    result, captured = run(ip, "%%dispatch minus --driver local=0.9,kubernetes\ndef minus(x):\n    return -x\n")
+    assert "UsageError" in captured.stderr and "give every driver a weight" in captured.stderr

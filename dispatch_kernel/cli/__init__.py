@@ -87,7 +87,8 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--min-workers", type=int)
     create.add_argument("--max-workers", type=int)
     create.add_argument("--image", help="function: the image to build it on (dispatch create image)")
-    create.add_argument("--driver", help="function: where it runs, e.g. local or container")
+    create.add_argument("--driver", help="function: where it runs, e.g. local or container; several: "
+                        "a,b (failover, in order) or a=0.9,b=0.1 (split by weight)")
     create.add_argument("--base", help="image: the base image it is built on")
     create.add_argument("--system-packages", nargs="+", action="extend", metavar="PKG",
                         help="image: Debian packages to install, e.g. libgomp1")
@@ -126,6 +127,7 @@ def parser() -> argparse.ArgumentParser:
     exe.add_argument("name")
     exe.add_argument("--input", help="the input as JSON")
     exe.add_argument("--wait", action="store_true", help="wait for the run and print its output")
+    exe.add_argument("--driver", help="run it on this one of the function's drivers")
 
     replay = commands.add_parser("replay", help="deliver a dead letter's event again, as a new run")
     replay.add_argument("letter_id", metavar="LETTER_ID", help="from `dispatch get deadletters`")

@@ -10,6 +10,7 @@ from typing import Any
 
 from .._http import HttpClient
 from .._local import LocalClient
+from ..drivers.choice import driver_option
 from ..inputs import json_or_file, key_values
 from ..model import NotFoundError, Run, RunStatus
 from .documents import (
@@ -121,7 +122,7 @@ def cmd_create(args: argparse.Namespace, client: Any) -> None:
         "timeout": args.timeout,
         "memory": args.memory,
         "image": args.image,
-        "driver": args.driver,
+        **driver_option(args.driver),
         "schema": {k: json_or_file(v, f"--schema-{k}") for k, v in (("in", args.schema_in), ("out", args.schema_out)) if v},
         "scaling": {k: v for k, v in (("min_workers", args.min_workers), ("max_workers", args.max_workers)) if v is not None},
     }
@@ -219,11 +220,11 @@ def _inline_json(text: str | None, option: str) -> Any:
 
 
 def cmd_exec(args: argparse.Namespace, client: Any) -> None:
-    """`dispatch exec NAME [--input JSON] [--wait]`."""
+    """`dispatch exec NAME [--input JSON] [--wait] [--driver D]`."""
     payload = _inline_json(args.input, "--input")
     embedded = isinstance(client, LocalClient)
     wait = args.wait or embedded  # an embedded run lives only as long as this command
-    run = client.invoke(args.name, payload, wait=wait)
+    run = client.invoke(args.name, payload, wait=wait, **({"driver": args.driver} if args.driver else {}))
     if args.output != "table":
         emit(args, run, lambda: "")
     elif not wait:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..drivers.choice import describe_drivers
 from ..model import Api, BaseImage, EventSource, Function, Image, Run, RunStatus, Secret, Subscription
 
 
@@ -115,6 +116,7 @@ KINDS: dict[str, Kind] = {
         lambda f: [f.name, str(f.status), f.handler, f.driver, str(f.revision), when(f.modified)],
         lambda f: [("name", f.name), ("status", str(f.status)), ("reason", f.reason or "-"),
                    ("handler", f.handler), ("convention", f.convention), ("driver", f.driver),
+                   ("drivers", describe_drivers(f.drivers, f.driver_status) or "-"),
                    ("image", f.image), ("revision", str(f.revision)), ("requirements", _listed(f.requirements)),
                    ("secrets", _listed(f.secrets)),
                    ("timeout", "-" if f.timeout is None else f"{f.timeout:g}s"), ("scaling", f.scaling),

@@ -41,6 +41,9 @@ class FaaSDriver(ABC):
     """Runs a function's jobs somewhere: worker processes, containers, a cluster."""
 
     name: str = ""  # the entry point's name, under which the driver reads its options
+    # The core's SecretManager, set when the core makes the driver: a driver that logs in to
+    # its engine (openfaas) reads the credentials from a Dispatch secret of the function's org.
+    secrets: Any = None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -50,6 +53,11 @@ class FaaSDriver(ABC):
     @abstractmethod
     def runs(self) -> Runs:
         """What this driver runs; a subclass sets it as a class attribute (`runs = Runs.IMAGE`)."""
+
+    def check(self, function: Function) -> None:
+        """Raise DeployError when this driver cannot deploy `function` now (no cluster, no
+        credentials); called before its artifact is made, so a deploy that cannot succeed
+        fails before a long build. The default checks nothing."""
 
     @abstractmethod
     def deploy(self, function: Function, source: FunctionSource, artifact: Artifact,

@@ -134,7 +134,10 @@ class PodmanService:
         self.root.mkdir(parents=True, exist_ok=True)
         ulimits = ", ".join(f'"{u}"' for u in self.ulimits)
         (self.root / "containers.conf").write_text(
-            f'[containers]\ndefault_ulimits = [{ulimits}]\n[engine]\nruntime = "{self.runtime}"\n')
+            f'[containers]\ndefault_ulimits = [{ulimits}]\n[engine]\nruntime = "{self.runtime}"\n'
+            # A private tmp_dir: stop()'s `system reset` removes it, and the default one
+            # (/run/libpod) is shared by every other podman service on the machine.
+            f'tmp_dir = "{self.root / "tmp"}"\n')
         registries = "".join(f'[[registry]]\nlocation = "{r}"\ninsecure = true\n' for r in self.insecure_registries)
         (self.root / "registries.conf").write_text(f"unqualified-search-registries = []\n{registries}")
         (self.root / "storage.conf").write_text(

@@ -16,7 +16,7 @@ from .source import FunctionSource, merge_requirements
 from .text import package_text
 
 # The options of Dispatch.deploy that a description may carry, beside name, source and scaling.
-_OPTIONS = ("secrets", "timeout", "memory", "cpu", "driver", "tags", "image")
+_OPTIONS = ("secrets", "timeout", "memory", "cpu", "driver", "drivers", "tags", "image")
 
 
 def deploy_arguments(spec: dict[str, Any], current: Function | None = None,
@@ -25,7 +25,7 @@ def deploy_arguments(spec: dict[str, Any], current: Function | None = None,
 
     `spec` holds name, source (text as {"code", "handler", "filename"}, or a package as the
     text FunctionSource.encode() writes), requirements, schema {"in", "out"}, secrets, timeout, memory, cpu, scaling
-    {min_workers, max_workers, idle_timeout}, driver, image (an Image's name) and tags.
+    {min_workers, max_workers, idle_timeout}, driver or drivers (a split or a failover list), image (an Image's name) and tags.
     Without a source the code of `current` (the function being updated) is kept.
     """
     if not isinstance(spec, dict):

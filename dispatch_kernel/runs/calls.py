@@ -21,12 +21,12 @@ class Call:
     """A run together with the arguments it is made from, and who waits for it."""
 
     __slots__ = ("run", "args", "kwargs", "input", "python", "event", "http", "run_id", "admitted",
-                 "waiter", "exception", "alone", "tags")
+                 "waiter", "exception", "alone", "tags", "driver")
 
     def __init__(self, *, input: Any = None, python: tuple[tuple, dict[str, Any]] | None = None,
                  event: dict[str, Any] | None = None, http: dict[str, Any] | None = None,
                  run_id: str | None = None, waiter: Waiter | None = None,
-                 tags: dict[str, str] | None = None) -> None:
+                 tags: dict[str, str] | None = None, driver: str | None = None) -> None:
         self.run: Run | None = None  # made by build(), once the function is known
         self.args: tuple = ()
         self.kwargs: dict[str, Any] = {}
@@ -42,6 +42,7 @@ class Call:
         # RUNNING only once it runs (spawn, and a waited call). Others may share a batch.
         self.alone = False
         self.tags = tags  # the run's tags, e.g. which dead letter it replays
+        self.driver = driver  # the one of the function's drivers this run is pinned to, if any
 
     def build(self, function: Function) -> Call:
         """Make the run and the call's arguments for `function`; InvalidRequestError when a
@@ -61,8 +62,13 @@ class Call:
                 shown = self.args[0]
             else:  # positional arguments only, the usual call, without a call of recorded_input
                 shown = recorded_input(self.args, self.kwargs) if self.kwargs else list(self.args)
+        pinned = self.driver
+        if pinned and pinned != function.driver and pinned not in function.drivers:
+            raise InvalidRequestError(f"{pinned!r} is not one of the drivers of {function.name} "
+                                      f"({', '.join(function.drivers or [function.driver])})")
         run = Run(function=function.name, org=function.org, function_revision=function.revision,
-                  input=shown, event=self.event, http=self.http)
+                  input=shown, event=self.event, http=self.http,
+                  driver=pinned or ("" if function.drivers else function.driver))
         if self.run_id is not None:
             run.id = self.run_id
         if self.tags:
@@ -79,14 +85,18 @@ class Call:
 
 def json_call(function: Function, input: Any, *, event: dict[str, Any] | None = None,
               http: dict[str, Any] | None = None, run_id: str | None = None,
-              waiter: Waiter | None = None, tags: dict[str, str] | None = None) -> Call:
+              waiter: Waiter | None = None, tags: dict[str, str] | None = None,
+              driver: str | None = None) -> Call:
     """A call from a JSON input (protocol.arguments maps it to arguments)."""
-    return Call(input=input, event=event, http=http, run_id=run_id, waiter=waiter, tags=tags).build(function)
+    return Call(input=input, event=event, http=http, run_id=run_id, waiter=waiter, tags=tags,
+                driver=driver).build(function)
 
 
-def python_call(function: Function, args: tuple, kwargs: dict[str, Any], *, waiter: Waiter | None = None) -> Call:
-    """A call with Python arguments (a handle(ctx, payload) function takes exactly one)."""
-    return Call(python=(args, kwargs), waiter=waiter).build(function)
+def python_call(function: Function, args: tuple, kwargs: dict[str, Any], *, waiter: Waiter | None = None,
+                driver: str | None = None) -> Call:
+    """A call with Python arguments (a handle(ctx, payload) function takes exactly one);
+    `driver` pins the run to one of the function's drivers."""
+    return Call(python=(args, kwargs), waiter=waiter, driver=driver).build(function)
 
 
 __all__ = ["Call", "Waiter", "json_call", "python_call"]

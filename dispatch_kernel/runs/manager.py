@@ -79,27 +79,28 @@ class RunManager:
         return self._wait_here(deployed, python_call(deployed.function, tuple(args), dict(kwargs or {}))).result()
 
     def run(self, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None, *,
-            wait: bool = True, org: str) -> Run:
+            wait: bool = True, org: str, driver: str | None = None) -> Run:
         """Run the function with Python arguments; the run record, finished when `wait`,
-        else QUEUED."""
-        deployed = self.functions.resolve(org, name)
-        call = python_call(deployed.function, tuple(args), dict(kwargs or {}))
+        else QUEUED. `driver` pins the run to one of the function's drivers."""
+        deployed = _pinned(self.functions.resolve(org, name), driver)
+        call = python_call(deployed.function, tuple(args), dict(kwargs or {}), driver=driver)
         if wait:
             return self._wait_here(deployed, call)
         call.alone = True
         return self._start(deployed, [call])[0]
 
-    def spawn(self, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None, *, org: str) -> Run:
+    def spawn(self, name: str, args: tuple = (), kwargs: dict[str, Any] | None = None, *, org: str,
+              driver: str | None = None) -> Run:
         """Start a run with Python arguments without waiting; returns the QUEUED run."""
-        return self.run(name, args, kwargs, wait=False, org=org)
+        return self.run(name, args, kwargs, wait=False, org=org, driver=driver)
 
     def invoke(self, name: str, input: Any = None, *, wait: bool = True, org: str,
                event: dict[str, Any] | None = None, http: dict[str, Any] | None = None,
-               run_id: str | None = None) -> Run:
+               run_id: str | None = None, driver: str | None = None) -> Run:
         """Run the function with a JSON input (protocol.arguments maps it to arguments); the
         run record, finished when `wait`, else QUEUED."""
-        deployed = self.functions.resolve(org, name)
-        call = json_call(deployed.function, input, event=event, http=http, run_id=run_id)
+        deployed = _pinned(self.functions.resolve(org, name), driver)
+        call = json_call(deployed.function, input, event=event, http=http, run_id=run_id, driver=driver)
         if wait:
             return self._wait_here(deployed, call)
         call.alone = True
@@ -107,7 +108,7 @@ class RunManager:
 
     def submit(self, name: str, input: Any = None, *, org: str,
                python: tuple[tuple, dict[str, Any]] | None = None,
-               http: dict[str, Any] | None = None) -> Future:
+               http: dict[str, Any] | None = None, driver: str | None = None) -> Future:
         """Start a run and return at once a Future of its finished record, resolved on a core
         thread: nothing here blocks, so an event loop may call it.
 
@@ -121,7 +122,7 @@ class RunManager:
             raise DispatchError("the core is closed")
         future: Future = Future()
         self._coalescer((org, name)).add(Call(input=input, python=python, http=http,
-                                              waiter=partial(_resolve, future)))
+                                              waiter=partial(_resolve, future), driver=driver))
         return future
 
     def map(self, name: str, items: Iterable[Any], *, org: str, return_exceptions: bool = False) -> Iterator[Any]:
@@ -290,7 +291,8 @@ class RunManager:
             # for a little while before taking "no" for an answer.
             settle_by = time.monotonic() + CANCEL_REACH
             while deployed is not None and finished is not None and not finished.is_set():
-                stopped = deployed.driver.cancel(deployed.function, run_id)
+                driver = deployed.driver_named(live.driver) or deployed.driver
+                stopped = driver.cancel(deployed.function, run_id)
                 if stopped or time.monotonic() >= settle_by:
                     break
                 time.sleep(0.002)
@@ -487,6 +489,27 @@ class RunManager:
                 calls = running
         if not calls:
             return []
+        runs = [call.run for call in calls]
+        choice = deployed.choice
+        if choice is None:
+            self._execute(deployed, deployed.driver, "", calls)
+            return runs
+        groups: dict[str, tuple[Any, list[Call]]] = {}
+        for call in calls:  # each run its own draw: a batch is not one run's choice
+            try:
+                name, driver = choice.pick(call.driver)
+            except DispatchError as exc:  # a pinned driver that went down since the run was asked for
+                self.live.settle([(call.run, failed(str(exc)))])
+                self._finish([call])
+                continue
+            call.run.driver = name
+            groups.setdefault(name, (driver, []))[1].append(call)
+        for name, (driver, group) in groups.items():
+            self._execute(deployed, driver, name, group)
+        return runs
+
+    def _execute(self, deployed: Deployed, driver: Any, name: str, calls: list[Call]) -> None:
+        """Run claimed calls on one driver (`name`, among several; else "") and record them."""
         function = deployed.function
         runs = [call.run for call in calls]
         if self.live.watched:
@@ -508,7 +531,7 @@ class RunManager:
             log.exception("dispatching runs of %s failed", function.name)
             self.live.settle((run, failed(f"the driver could not run it: {exc}")) for run in runs)
             self._finish(calls)
-            return runs
+            return
         settled = 0
 
         def on_done(outcomes: list[Outcome]) -> None:  # as the driver learns them: answer early
@@ -531,9 +554,11 @@ class RunManager:
                 log.exception("recording runs of %s failed", function.name)
 
         try:
-            outcomes = deployed.driver.execute(function, jobs, on_done)
+            outcomes = driver.execute(function, jobs, on_done)
         except Exception as exc:
             log.exception("dispatching runs of %s failed", function.name)
+            if name:  # the next runs go to the function's other drivers for a while
+                deployed.choice.mark_down(name, f"its last runs failed: {exc}")
             rest = calls[settled:]
             self.live.settle((call.run, failed(f"the driver could not run it: {exc}")) for call in rest)
             self._finish(rest)
@@ -545,7 +570,6 @@ class RunManager:
                 settled = len(calls)
                 self.live.settle((call.run, failed("the driver returned no outcome for it")) for call in rest)
                 self._finish(rest)
-        return runs
 
     def _finish(self, calls: list[Call]) -> None:
         """Record finished runs, then tell their watchers and waiters."""
@@ -623,6 +647,14 @@ class _Chunk:
     def one_done(self, _call: Call) -> None:
         if next(self._done) == self.size:
             self.finished.set()
+
+
+def _pinned(deployed: Deployed, driver: str | None) -> Deployed:
+    """`deployed`, once a run pinned to `driver` can go there (one of the function's drivers,
+    and ready); the error the caller sees otherwise, before anything is recorded."""
+    if driver and deployed.choice is not None:
+        deployed.choice.pick(driver)
+    return deployed
 
 
 def _alone(call: Call) -> bool:

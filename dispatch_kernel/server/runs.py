@@ -49,14 +49,16 @@ class RunsHandler(DispatchHandler):
         if python_form and "input" in spec:
             raise ApiError(400, "give either input (JSON) or args and kwargs (the Python call form), not both")
         python = (tuple(spec.get("args") or ()), spec.get("kwargs") or {}) if python_form else None
+        driver = spec.get("driver")
         if wait:  # no request thread held for the run: waited runs share trips to the workers
             run = await self.outcome(self.core.runs.submit, spec["function"], spec.get("input"), org=self.org,
-                                     python=python)
+                                     python=python, driver=driver)
         elif python is not None:
-            run = await self.call(self.core.runs.run, spec["function"], *python, wait=False, org=self.org)
+            run = await self.call(self.core.runs.run, spec["function"], *python, wait=False, org=self.org,
+                                  driver=driver)
         else:
             run = await self.call(self.core.runs.invoke, spec["function"], spec.get("input"), wait=False,
-                                  org=self.org)
+                                  org=self.org, driver=driver)
         if run.error is not None and run.error.type == ErrorType.INPUT.value:
             status = 422
         else:

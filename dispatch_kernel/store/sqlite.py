@@ -65,16 +65,20 @@ MIGRATIONS: list[str] = [
     CREATE INDEX runs_by_function ON runs (org, function, id);
     CREATE INDEX runs_unsettled ON runs (host) WHERE status IN ('QUEUED', 'RUNNING');
     """,
+    # Which of a function's drivers ran the run (a function may have several).
+    """
+    ALTER TABLE runs ADD COLUMN driver TEXT;
+    """,
 ]
 
 _RUN_COLUMNS = (
     "id, org, function, function_revision, status, queued, started, finished, cold_start, "
-    "input, output, error, logs, event, http, tags"
+    "input, output, error, logs, event, http, tags, driver"
 )
 # OR IGNORE: replaying a journal whose batch was applied before its process died is harmless.
-_INSERT_RUN = f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}, host) VALUES ({','.join('?' * 17)})"
+_INSERT_RUN = f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}, host) VALUES ({','.join('?' * 18)})"
 _FINISH_RUN = (
-    "UPDATE runs SET status=?, started=?, finished=?, cold_start=?, output=?, error=?, logs=? "
+    "UPDATE runs SET status=?, started=?, finished=?, cold_start=?, output=?, error=?, logs=?, driver=? "
     "WHERE id=?"
 )
 _STATEMENTS = {"add": _INSERT_RUN, "finish": _FINISH_RUN}
@@ -352,6 +356,7 @@ def _run_row(run: Run) -> tuple:
         None if run.event is None else dumps(run.event),
         None if run.http is None else dumps(run.http),
         dumps(run.tags) if run.tags else None,
+        run.driver or None,
     )
 
 
@@ -365,13 +370,14 @@ def _finish_row(run: Run) -> tuple:
         None if run.output is None else dumps(run.output),
         None if run.error is None else dumps(run.error.__dict__),
         _EMPTY_LOGS if not (logs.get("stdout") or logs.get("stderr")) else dumps(logs),
+        run.driver or None,
         run.id,
     )
 
 
 def _run_from_row(row: tuple) -> Run:
     (id_, org, function, revision, status, queued, started, finished, cold, input_, output,
-     error, logs, event, http, tags) = row
+     error, logs, event, http, tags, driver) = row
     return Run(
         function=function,
         id=id_,
@@ -389,4 +395,5 @@ def _run_from_row(row: tuple) -> Run:
         cold_start=bool(cold),
         function_revision=revision,
         tags=json.loads(tags) if tags else {},
+        driver=driver or "",
     )

@@ -9,6 +9,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ..drivers.choice import describe_drivers
 from ..model import Function
 from . import _format as fmt
 from ._base import DispatchWidget
@@ -112,7 +113,7 @@ class FunctionCard(DispatchWidget, widgets.VBox):
             environment = "host (the caller's own Python environment)"
         scaling = function.scaling or {}
         pairs = [
-            ("driver", function.driver),
+            ("driver", describe_drivers(function.drivers, function.driver_status) or function.driver),
             ("environment", environment),
             ("requirements", requirements or "(none)"),
             ("handler", f"{function.handler} ({function.convention})"),
