@@ -157,6 +157,51 @@ def roundtrip(quick: bool = False) -> list[Result]:
     ]
 
 
+@contextmanager
+def cpu_hog() -> Iterator[int]:
+    """One busy Python process per core for the length of the block; yields how many.
+
+    Each hog is started in its own session and killed with its whole group afterwards, so a
+    benchmark that crashes leaves none behind."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True,
+                             stdin=subprocess.DEVNULL)
+            for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.2)  # let the scheduler see them as CPU-bound before anything is measured
+        yield len(hogs)
+    finally:
+        for hog in hogs:
+            try:
+                os.killpg(hog.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            hog.wait()
+
+
+def roundtrip_hog(quick: bool = False) -> list[Result]:
+    """Warm `fn(1)` while one busy process per core competes for the CPU, against a warm
+    ProcessPoolExecutor(1) under the same hogs; p50 and p99 in µs."""
+    iterations, warmup = (300, 50) if quick else (3000, 300)
+    with cpu_hog() as hogs:
+        with ProcessPoolExecutor(1) as pool:
+            pool_samples = _timed(lambda: pool.submit(inc, 1).result(), iterations, warmup)
+    with fresh_client() as (client, _home):
+        fn = client.deploy(inc, name="roundtrip-hog", min_workers=1)
+        if fn(1) != 2:
+            raise RuntimeError("roundtrip_hog: inc(1) did not return 2")
+        with cpu_hog():
+            samples = _timed(lambda: fn(1), iterations, warmup)
+    mid, tail = p50(samples) * _US, p99(samples) * _US
+    pool_mid = p50(pool_samples) * _US
+    pool_name = f"ProcessPoolExecutor(1) under the same {hogs} hogs"
+    return [
+        Result("roundtrip_hog", "p50 µs", mid, pool_name, pool_mid, "< baseline", mid < pool_mid,
+               f"{iterations} timed calls after {warmup} warm-up, while {hogs} processes "
+               "spin (one per core)"),
+        Result("roundtrip_hog", "p99 µs", tail, pool_name, p99(pool_samples) * _US),
+    ]
+
+
 # ---------------------------------------------------------------------------- 2. cold start
 
 
@@ -269,6 +314,7 @@ def deploy(quick: bool = False) -> list[Result]:
 
 BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "roundtrip": roundtrip,
+    "roundtrip_hog": roundtrip_hog,
     "coldstart": coldstart,
     "throughput": throughput,
     "deploy": deploy,

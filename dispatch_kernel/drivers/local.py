@@ -26,6 +26,7 @@ from ..model import DeployError, Function
 from ..packaging import FunctionSource
 from ..runtime.channel import Channel, ChannelClosed
 from ..runtime.protocol import Job, Outcome, load_answer
+from ..runtime.spin import Spin
 from ..secrets import without_credentials
 from ..settings import Settings
 from .base import OutcomeSink, Runs
@@ -38,6 +39,7 @@ _REQUEST_TIMEOUT = 60.0
 _EXIT_REPORT_TIMEOUT = 2.0
 # A lone blocking run polls for its answer this long before the thread sleeps (see
 # Channel.recv). Only one thread spins at a time: spinning threads would fight for the GIL.
+# The Spin keeps it from polling when answers come slowly or other work wants the CPU.
 _SPIN_FOR_ANSWER = 0.0002
 
 
@@ -269,7 +271,8 @@ class LocalDriver(PooledDriver):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._zygotes: dict[str, Zygote] = {}
-        self._spinning = threading.Lock()
+        self._spinning = threading.Lock()  # held by the one thread that may spin
+        self._spin = Spin(_SPIN_FOR_ANSWER)  # used only under self._spinning
 
     def _zygote(self, environment: Environment) -> Zygote:
         with self._lock:
@@ -333,7 +336,7 @@ class LocalDriver(PooledDriver):
         while len(done) < len(jobs):
             deadline = None if timeout is None else progress + timeout
             try:
-                message = channel.recv(deadline, _SPIN_FOR_ANSWER if spin else 0.0)
+                message = channel.recv(deadline, self._spin if spin else None)
             except TimeoutError:
                 worker.kill()
                 done.append(failed_outcome(jobs[len(done)], progress,

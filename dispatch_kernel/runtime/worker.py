@@ -29,6 +29,7 @@ from .channel import Channel, ChannelClosed
 from .context import Context
 from .encoding import strict_dumps
 from .protocol import Failure, Job, Outcome
+from .spin import Spin
 
 LOG_LIMIT = 1 << 20  # characters kept per stream per run
 FLUSH_INTERVAL = 0.001  # seconds: results of quick runs travel in batches, slow ones at once
@@ -37,7 +38,8 @@ _WATCHER_STACK = 256 * 1024  # bytes: the outbox's thread counts against a run's
 # After answering, poll for the next job a while before sleeping, yielding the CPU between
 # polls: calls that follow each other closely (a client waiting on each answer through a
 # server) then find the worker awake. Waking a process whose virtual CPU has gone idle cost
-# about 400 µs on the 2-core VM we measure on, against about 70 µs once it is awake.
+# about 400 µs on the 2-core VM we measure on, against about 70 µs once it is awake. The Spin
+# polls only while jobs come that fast and nothing else wants the CPU (see runtime/spin.py).
 SPIN_AFTER_ANSWER = 0.002
 
 
@@ -184,13 +186,12 @@ class Worker:
         # Before any user code runs: the outbox sets a small stack size for its thread, which
         # is process-wide while it is set.
         self.outbox = _Outbox(self.channel)
-        spin = 0.0
+        spin = Spin(SPIN_AFTER_ANSWER)
         while True:
             try:
                 message = self.channel.recv(spin=spin, polite=True)
             except ChannelClosed:
                 return
-            spin = SPIN_AFTER_ANSWER
             if message[0] != "run":
                 return
             if not self._run_batch(message[1]):
