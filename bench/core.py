@@ -233,6 +233,66 @@ def coldstart(quick: bool = False) -> list[Result]:
     ]
 
 
+# What a fresh process (a new kernel, a script) runs: its first deploy-and-run, timed inside it
+# from before `import dispatch_kernel` to the first answer, printed in ms as its last line.
+_FIRST_CELL = """
+import sys, time
+started = time.perf_counter()
+import dispatch_kernel as dk
+def inc(x):
+    return x + 1
+client = dk.connect(home=sys.argv[1])
+fn = client.deploy(inc, name="inc")
+assert fn(1) == 2
+print((time.perf_counter() - started) * 1e3, flush=True)
+client.close()
+"""
+
+
+def _fresh_process_env(pycache: Path) -> dict[str, str]:
+    """This environment, with bytecode cached (in `pycache`, not beside the sources) as on any
+    machine where the package was installed: what a user's new kernel starts with."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "DISPATCH_URL")}
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
+
+
+def coldstart_process(quick: bool = False) -> list[Result]:
+    """A new process that imports dispatch_kernel, connects, deploys `inc` and runs it once:
+    the whole process, and the part from the import to the first answer, against
+    `python -c "import dispatch_kernel"`; p50 in ms."""
+    iterations, warmup = (3, 1) if quick else (30, 3)
+    scratch = Path(tempfile.mkdtemp(prefix="dk-bench-fresh-"))
+    env = _fresh_process_env(scratch / "pycache")
+    whole: list[float] = []
+    inside: list[float] = []
+    try:
+        importing = _timed(lambda: subprocess.run([sys.executable, "-c", "import dispatch_kernel"],
+                                                  env=env, check=True), iterations, warmup)
+        for i in range(warmup + iterations):
+            home = scratch / f"home-{i}"
+            start = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", _FIRST_CELL, str(home)], env=env, check=True,
+                                 capture_output=True, text=True, timeout=60)
+            elapsed = time.perf_counter() - start
+            if i >= warmup:
+                whole.append(elapsed)
+                inside.append(float(out.stdout.split()[-1]) / _MS)
+            shutil.rmtree(home, ignore_errors=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    baseline_name = 'python -c "import dispatch_kernel"'
+    first = p50(inside) * _MS
+    return [
+        Result("coldstart_process", "import..first answer p50 ms", first, baseline_name,
+               p50(importing) * _MS, "<= 100 ms", first <= 100,
+               f"{iterations} new processes, each on a new home (bytecode cached, as once installed); "
+               "the first row is timed inside the process, the second is the whole process with its exit"),
+        Result("coldstart_process", "whole process p50 ms", p50(whole) * _MS, baseline_name,
+               p50(importing) * _MS),
+    ]
+
+
 # ---------------------------------------------------------------------------- 3. throughput
 
 
@@ -316,6 +376,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "roundtrip": roundtrip,
     "roundtrip_hog": roundtrip_hog,
     "coldstart": coldstart,
+    "coldstart_process": coldstart_process,
     "throughput": throughput,
     "deploy": deploy,
 }

@@ -271,11 +271,17 @@ class LocalDriver(PooledDriver):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._zygotes: dict[str, Zygote] = {}
+        # Starting a fork server takes tens of ms: under a lock of its own, so that runs
+        # (which take self._lock) never wait for one.
+        self._zygote_lock = threading.Lock()
+        self._zygotes_closed = False
         self._spinning = threading.Lock()  # held by the one thread that may spin
         self._spin = Spin(_SPIN_FOR_ANSWER)  # used only under self._spinning
 
     def _zygote(self, environment: Environment) -> Zygote:
-        with self._lock:
+        with self._zygote_lock:
+            if self._zygotes_closed:
+                raise ZygoteError("the local driver is closed")
             zygote = self._zygotes.get(environment.id)
             if zygote is not None and zygote.alive:
                 return zygote
@@ -284,6 +290,12 @@ class LocalDriver(PooledDriver):
             zygote = Zygote(environment, self.settings.home / "logs" / f"zygote-{environment.id}.log")
             self._zygotes[environment.id] = zygote
             return zygote
+
+    def prestart(self, artifact: Environment) -> None:
+        """Start the environment's fork server now (unless the option `prestart` is false):
+        the first deploy then finds it up."""
+        if self.options.get("prestart", True):
+            self._zygote(artifact)
 
     def deploy(self, function: Function, source: FunctionSource, artifact: Environment,
                progress: Progress | None = None) -> None:
@@ -364,7 +376,8 @@ class LocalDriver(PooledDriver):
 
     def close(self) -> None:
         self._close_pools()
-        with self._lock:
+        with self._zygote_lock:
+            self._zygotes_closed = True
             zygotes, self._zygotes = list(self._zygotes.values()), {}
         for zygote in zygotes:
             zygote.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import dis
 import hashlib
-import importlib.metadata
 import inspect
 import json
 import linecache
@@ -24,8 +23,6 @@ from functools import lru_cache
 from typing import Any, Callable
 
 import cloudpickle
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 
 from ..model import InvalidRequestError
 from ..runtime.worker import cell_is_filled
@@ -249,7 +246,7 @@ def _walk(fn: Callable[..., Any]) -> tuple[set[str], list[types.FunctionType]]:
         module = (getattr(func, "__module__", None) or "").partition(".")[0]
         if module and module != "__main__":
             found.add(module)
-            if module in _distributions() or not _is_third_party(module):
+            if not _is_third_party(module) or module in _distributions():
                 continue  # installed code travels by reference: no need to look inside
         if isinstance(func, types.FunctionType):
             local.append(func)
@@ -289,9 +286,12 @@ def _is_third_party(module: str) -> bool:
 
 def _local_modules(fn: Callable[..., Any]) -> list[str]:
     """Modules `fn` uses that no installed distribution provides: they travel by value."""
+    referenced = referenced_modules(fn)
+    if not referenced:  # the map of distributions costs ~100 ms to build: only when needed
+        return []
     distributions = _distributions()
     local = []
-    for module in referenced_modules(fn):
+    for module in referenced:
         if module in distributions or module not in sys.modules:
             continue
         if getattr(sys.modules[module], "__file__", None):
@@ -301,11 +301,17 @@ def _local_modules(fn: Callable[..., Any]) -> list[str]:
 
 @lru_cache(maxsize=1)
 def _distributions() -> dict[str, list[str]]:
+    import importlib.metadata
+
     return importlib.metadata.packages_distributions()
 
 
 def requirements_for(modules: list[str] | set[str]) -> list[str]:
     """`name==version` for the installed distributions that provide `modules`."""
+    if not modules:
+        return []
+    import importlib.metadata
+
     distributions = _distributions()
     pins = set()
     for module in modules:
@@ -326,6 +332,10 @@ def merge_requirements(detected: list[str], extra: list[str]) -> list[str]:
 
 
 def _requirement_name(requirement: str) -> str:
+    # packaging's requirement parser costs ~25 ms to import: only deploys that name one pay it.
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
     try:
         return canonicalize_name(Requirement(requirement).name)
     except InvalidRequirement:
