@@ -22,9 +22,10 @@ from pathlib import Path
 
 from ..images.base import Environment, Progress
 from ..images.venv import HOST_ENVIRONMENT
-from ..model import DeployError, Function
+from ..model import DeployError, Function, InvalidRequestError
 from ..packaging import FunctionSource
 from ..runtime.channel import Channel, ChannelClosed
+from ..runtime.limits import Limits
 from ..runtime.protocol import Job, Outcome, load_answer
 from ..runtime.spin import Spin
 from ..secrets import without_credentials
@@ -146,11 +147,12 @@ class Zygote:
                 self._cond.wait(remaining)
             return self._replies.pop(token)
 
-    def fork(self) -> tuple[int, Channel]:
-        """A new worker process and the host's end of its channel."""
+    def fork(self, limits: Limits = Limits()) -> tuple[int, Channel]:
+        """A new worker process under `limits`, and the host's end of its channel."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            reply = self._request(("fork", next(self._tokens)), [theirs.fileno()])
+            reply = self._request(("fork", next(self._tokens), tuple(vars(limits).values())),
+                                  [theirs.fileno()])
         finally:
             theirs.close()
         return reply[2], Channel(ours, loads=load_answer)
@@ -199,11 +201,8 @@ class WorkerProcess:
         self.cold = cold  # started on demand: its first run waited for it (a cold start)
 
     def kill(self) -> None:
-        """End the worker now (SIGKILL) and close the channel."""
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        """End the worker now (SIGKILL, to its whole process group) and close the channel."""
+        _kill_group(self.pid)
         self.channel.close()
 
     def stop(self) -> None:
@@ -212,8 +211,17 @@ class WorkerProcess:
 
     def interrupt(self) -> None:
         """SIGKILL, leaving the channel to the thread reading it (which sees it close)."""
+        _kill_group(self.pid)
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL a worker and the processes of its group (a worker leads a session of its own;
+    its fork server ends what escaped the group once it sees the worker end)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         try:
-            os.kill(self.pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 
@@ -238,12 +246,14 @@ def describe_exit(status: int | None) -> str:
 class ProcessPool(WorkerPool):
     """A function's worker processes, forked from its environment's fork server."""
 
-    def __init__(self, zygote: Zygote, function: Function, source: FunctionSource) -> None:
+    def __init__(self, zygote: Zygote, function: Function, source: FunctionSource,
+                 limits: Limits = Limits()) -> None:
         self.zygote = zygote
+        self.limits = limits
         super().__init__(function, _load_message(function, source))
 
     def _start_worker(self, load: bytes, digest: str, cold: bool) -> WorkerProcess:
-        pid, channel = self.zygote.fork()
+        pid, channel = self.zygote.fork(self.limits)
         channel.send_bytes(load)
         return WorkerProcess(pid, channel, digest, cold)
 
@@ -271,6 +281,10 @@ class LocalDriver(PooledDriver):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._zygotes: dict[str, Zygote] = {}
+        try:
+            self.limits = Limits.from_options(self.options)
+        except ValueError as exc:
+            raise InvalidRequestError(f"plugin_options['local']: {exc}") from None
         # Starting a fork server takes tens of ms: under a lock of its own, so that runs
         # (which take self._lock) never wait for one.
         self._zygote_lock = threading.Lock()
@@ -310,7 +324,7 @@ class LocalDriver(PooledDriver):
             if pool is None or pool.zygote is not zygote:
                 if pool is not None:
                     pool.close()
-                pool = self._pools[key] = ProcessPool(zygote, function, source)
+                pool = self._pools[key] = ProcessPool(zygote, function, source, self.limits)
             else:
                 pool.configure(function, _load_message(function, source))
         pool.warm_up()

@@ -28,6 +28,7 @@ import cloudpickle
 from .channel import Channel, ChannelClosed
 from .context import Context
 from .encoding import strict_dumps
+from .limits import Limits, Restorer, enter
 from .protocol import Failure, Job, Outcome
 from .spin import Spin
 
@@ -180,6 +181,8 @@ class Worker:
         self.logger.addHandler(_CurrentStderrHandler())
         self.logger.propagate = False
         self.outbox: _Outbox | None = None  # made by serve()
+        self.pid = os.getpid()
+        self.restorer = Restorer()  # what this worker is now is what every run starts from
 
     def serve(self) -> None:
         """Answer "run" messages until the host closes the channel."""
@@ -228,7 +231,13 @@ class Worker:
             args = job.args
             if self.dispatch_style:
                 args = (self._context(job, started), *args)
-            value = self.fn(*args, **job.kwargs)
+            try:
+                value = self.fn(*args, **job.kwargs)
+            finally:
+                if os.getpid() != self.pid:
+                    # A process the function forked came back here: it must never act as the
+                    # worker (answer on its channel, take its next job).
+                    os._exit(0)
             output = strict_dumps(value).encode() if job.json_output else _pickle_output(value)
         except MemoryError:
             # The state of a process that hit its cap is suspect: report, then retire.
@@ -241,6 +250,19 @@ class Worker:
             failure = Failure("FunctionError", _describe(exc), _user_traceback(exc))
         finally:
             sys.stdout, sys.stderr = saved
+        try:
+            for note in self.restorer.restore():
+                err.write(f"[dispatch] after the run: {note}\n")
+            if failure is not None and self.restorer.descriptors_nearly_exhausted():
+                # What the run left open (in a global, say) would fail the next runs too: a
+                # SystemError, so that the host retires this worker, as for its memory limit.
+                limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                failure = Failure("SystemError", f"the run used up the {limit} file descriptors of its "
+                                  f"worker ({failure.message}); the worker was retired")
+                fatal = True
+        except Exception as exc:  # the worker cannot vouch for itself: retire it
+            err.write(f"[dispatch] after the run: could not clean up ({_describe(exc)}); worker retired\n")
+            fatal = True
         finished = time.time()
         fd_out, out_dropped = self.fd_out.take()
         fd_err, err_dropped = self.fd_err.take()
