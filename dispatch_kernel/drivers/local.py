@@ -19,6 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
+from typing import Callable
 
 from ..images.base import Environment, Progress
 from ..images.venv import HOST_ENVIRONMENT
@@ -77,6 +78,7 @@ class Zygote:
         self._exits: OrderedDict[int, int] = OrderedDict()
         self._tokens = itertools.count(1)
         self._alive = True
+        self.on_exit: Callable[[Zygote], None] | None = None  # called once it is seen to end
         self._hello = threading.Event()
         threading.Thread(target=self._read, name=f"zygote-{environment.id}", daemon=True).start()
         if not self._hello.wait(_ZYGOTE_START_TIMEOUT) or not self._alive:
@@ -101,6 +103,8 @@ class Zygote:
                     self._alive = False
                     self._cond.notify_all()
                 self._hello.set()
+                if self.on_exit is not None:
+                    self.on_exit(self)
                 return
             try:  # the fork server imports what functions need: trust nothing it sends
                 message = load_answer(data)
@@ -162,6 +166,20 @@ class Zygote:
         if not modules:
             return {}
         return self._request(("preload", next(self._tokens), list(modules)))[2]
+
+    def describe_end(self) -> str:
+        """How this fork server ended, in words (when it has)."""
+        try:
+            status = self.process.wait(_EXIT_REPORT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return f"the fork server of environment {self.environment.id} stopped answering"
+        if status < 0:
+            try:
+                name = signal.Signals(-status).name
+            except ValueError:
+                name = f"signal {-status}"
+            return f"the fork server of environment {self.environment.id} was killed by {name}"
+        return f"the fork server of environment {self.environment.id} exited with code {status}"
 
     def exit_status(self, pid: int, timeout: float = _EXIT_REPORT_TIMEOUT) -> int | None:
         """The wait status of worker `pid` once it has ended, or None if not reported in time."""
@@ -247,12 +265,15 @@ class ProcessPool(WorkerPool):
     """A function's worker processes, forked from its environment's fork server."""
 
     def __init__(self, zygote: Zygote, function: Function, source: FunctionSource,
-                 limits: Limits = Limits()) -> None:
+                 limits: Limits = Limits(), revive: Callable[[], Zygote] | None = None) -> None:
         self.zygote = zygote
         self.limits = limits
+        self._revive = revive  # a fork server in place of one that died
         super().__init__(function, _load_message(function, source))
 
     def _start_worker(self, load: bytes, digest: str, cold: bool) -> WorkerProcess:
+        if not self.zygote.alive and self._revive is not None:
+            self.zygote = self._revive()
         pid, channel = self.zygote.fork(self.limits)
         channel.send_bytes(load)
         return WorkerProcess(pid, channel, digest, cold)
@@ -302,8 +323,23 @@ class LocalDriver(PooledDriver):
             if zygote is not None:
                 zygote.close()
             zygote = Zygote(environment, self.settings.home / "logs" / f"zygote-{environment.id}.log")
+            zygote.on_exit = self._fork_server_ended
             self._zygotes[environment.id] = zygote
             return zygote
+
+    def _revived(self, environment: Environment, modules: list[str]) -> Zygote:
+        """The environment's fork server, started anew if it died, with `modules` imported."""
+        zygote = self._zygote(environment)
+        zygote.preload(modules)
+        return zygote
+
+    def _fork_server_ended(self, zygote: Zygote) -> None:
+        """Its workers died with it (they are killed when their parent dies): forget the idle
+        ones, so that the next runs start new workers instead of failing on dead ones."""
+        with self._lock:
+            pools = [pool for pool in self._pools.values() if pool.zygote is zygote]
+        for pool in pools:
+            pool.drop_idle()
 
     def prestart(self, artifact: Environment) -> None:
         """Start the environment's fork server now (unless the option `prestart` is false):
@@ -324,7 +360,8 @@ class LocalDriver(PooledDriver):
             if pool is None or pool.zygote is not zygote:
                 if pool is not None:
                     pool.close()
-                pool = self._pools[key] = ProcessPool(zygote, function, source, self.limits)
+                pool = self._pools[key] = ProcessPool(zygote, function, source, self.limits,
+                                                      lambda: self._revived(artifact, source.modules))
             else:
                 pool.configure(function, _load_message(function, source))
         pool.warm_up()
@@ -369,7 +406,11 @@ class LocalDriver(PooledDriver):
                                            f"the run timed out after {_seconds(timeout)} and its worker was killed"))
                 return done, False
             except (ChannelClosed, OSError):
-                cause = describe_exit(pool.zygote.exit_status(worker.pid))
+                status = pool.zygote.exit_status(worker.pid)
+                if status is None and not pool.zygote.alive:
+                    cause = f"{pool.zygote.describe_end()}, and the worker process with it,"
+                else:
+                    cause = describe_exit(status)
                 worker.kill()
                 done.append(failed_outcome(jobs[len(done)], progress, f"{cause} during the run"))
                 return done, False
