@@ -22,10 +22,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable
 
-import cloudpickle
-
 from ..model import InvalidRequestError
-from ..runtime.worker import cell_is_filled
 
 # The runtime brings these itself; a function that uses them does not need them declared.
 _RUNTIME_MODULES = {"dispatch_kernel", "cloudpickle"}
@@ -161,6 +158,10 @@ def package(fn: Callable[..., Any], requirements: list[str] | None = None) -> Fu
     """Package `fn` with the requirements detected from its code plus `requirements`."""
     if not callable(fn):
         raise InvalidRequestError(f"expected a function, got {type(fn).__name__}")
+    # Imported here, not with the core: a fresh process then starts its fork server before
+    # it pays for them (see Dispatch), and the two overlap.
+    import cloudpickle
+
     modules = sorted(referenced_modules(fn))
     by_value = [m for m in _local_modules(fn) if m not in sys.builtin_module_names]
     for module in by_value:
@@ -222,6 +223,8 @@ def referenced_modules(fn: Callable[..., Any]) -> set[str]:
 def _walk(fn: Callable[..., Any]) -> tuple[set[str], list[types.FunctionType]]:
     """The modules `fn` reaches, and the functions it reaches that travel by value (its own,
     helpers it calls, closures, methods of classes defined beside it)."""
+    from ..runtime.worker import cell_is_filled
+
     found: set[str] = set()
     local: list[types.FunctionType] = []
     seen: set[int] = set()

@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 PR_SET_CHILD_SUBREAPER = 36
 # Signals a function may take over for its run; the worker's own dispositions come back after.
@@ -155,7 +156,7 @@ def end_group(group: Path, grace: float = 2.0) -> bool:
             time.sleep(0.005)
 
 
-def sweep_groups(parent: Path, prefix: str, alive: callable) -> None:
+def sweep_groups(parent: Path, prefix: str, alive: Callable[[int], bool]) -> None:
     """Remove the cgroups `<prefix><pid>` under `parent` whose pid `alive(pid)` says is gone
     (left by a fork server that was killed), ending what is still in them."""
     try:
