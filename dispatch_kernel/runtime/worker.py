@@ -28,7 +28,7 @@ import cloudpickle
 from .channel import Channel, ChannelClosed
 from .context import Context
 from .encoding import strict_dumps
-from .limits import Limits, Restorer, enter
+from .limits import Restorer
 from .protocol import Failure, Job, Outcome
 from .spin import Spin
 
