@@ -284,11 +284,11 @@ def coldstart_process(quick: bool = False) -> list[Result]:
     baseline_name = 'python -c "import dispatch_kernel"'
     first = p50(inside) * _MS
     return [
-        Result("coldstart_process", "import..first answer p50 ms", first, baseline_name,
+        Result("coldstart", "new process: import..answer p50 ms", first, baseline_name,
                p50(importing) * _MS, "<= 100 ms", first <= 100,
                f"{iterations} new processes, each on a new home (bytecode cached, as once installed); "
                "the first row is timed inside the process, the second is the whole process with its exit"),
-        Result("coldstart_process", "whole process p50 ms", p50(whole) * _MS, baseline_name,
+        Result("coldstart", "new process: whole p50 ms", p50(whole) * _MS, baseline_name,
                p50(importing) * _MS),
     ]
 
