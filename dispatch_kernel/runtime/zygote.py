@@ -108,15 +108,18 @@ def main(ctrl_fd: int) -> None:
                 except BlockingIOError:
                     pass
                 while children:
-                    try:
-                        pid, status = os.waitpid(-1, os.WNOHANG)
+                    try:  # look without reaping: while the worker is a zombie, its pid (and so
+                        # its group's id) cannot be taken by another process
+                        info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
                     except ChildProcessError:
                         break
-                    if pid == 0:
+                    if info is None or info.si_pid == 0:
                         break
+                    pid = info.si_pid
+                    _end_worker(pid, groups)
+                    _, status = os.waitpid(pid, 0)
                     children.discard(pid)
                     _send(ctrl, ("exited", pid, status))
-                    _end_worker(pid, groups)
                 continue
             try:
                 data, fds, _, _ = socket.recv_fds(ctrl, 1 << 20, 4)
