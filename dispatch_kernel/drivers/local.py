@@ -81,9 +81,15 @@ class Zygote:
         self.on_exit: Callable[[Zygote], None] | None = None  # called once it is seen to end
         self._hello = threading.Event()
         threading.Thread(target=self._read, name=f"zygote-{environment.id}", daemon=True).start()
+
+    def ready(self) -> None:
+        """Wait until the fork server has started (it says hello once its imports are done);
+        ZygoteError with the end of its log if it cannot."""
+        if self._hello.is_set() and self._alive:
+            return
         if not self._hello.wait(_ZYGOTE_START_TIMEOUT) or not self._alive:
             self.close()
-            raise ZygoteError(f"the worker environment {environment.id} did not start: {self._log_tail()}")
+            raise ZygoteError(f"the worker environment {self.environment.id} did not start: {self._log_tail()}")
 
     def _log_tail(self) -> str:
         try:
@@ -134,6 +140,7 @@ class Zygote:
         return self._alive and self.process.poll() is None
 
     def _request(self, message: tuple, fds: list[int] = ()) -> tuple:
+        self.ready()
         token = message[1]
         with self._send_lock:
             try:
@@ -194,6 +201,8 @@ class Zygote:
 
     def close(self) -> None:
         """Stop the fork server; it kills its workers when its control socket closes."""
+        if not self._hello.is_set():
+            self.process.kill()  # still importing, with no worker yet: nothing to wind down
         try:
             self._ctrl.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -342,14 +351,15 @@ class LocalDriver(PooledDriver):
             pool.drop_idle()
 
     def prestart(self, artifact: Environment) -> None:
-        """Start the environment's fork server now (unless the option `prestart` is false):
-        the first deploy then finds it up."""
+        """Start the environment's fork server now, without waiting for it (unless the option
+        `prestart` is false): the first deploy then finds it up, or nearly."""
         if self.options.get("prestart", True):
             self._zygote(artifact)
 
     def deploy(self, function: Function, source: FunctionSource, artifact: Environment,
                progress: Progress | None = None) -> None:
         zygote = self._zygote(artifact)
+        zygote.ready()  # a fork server that cannot start fails the deploy, saying why
         failed = zygote.preload(source.modules)
         if progress and failed:
             for module, why in failed.items():
