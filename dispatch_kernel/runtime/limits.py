@@ -112,13 +112,20 @@ def _join(mount_point: str, root: str, own: str) -> Path:
     return Path(mount_point) / relative.lstrip("./") if relative != "." else Path(mount_point)
 
 
-def make_group(parent: Path, name: str) -> Path | None:
-    """A new cgroup `name` under `parent` (None when it cannot be made)."""
+def make_group(parent: Path, name: str, delegate: bool = False) -> Path | None:
+    """A new cgroup `name` under `parent` (None when it cannot be made). With `delegate`, its
+    own children get the pids controller too (cgroup v2 asks for it; v1 has no such file)."""
     path = parent / name
     try:
         path.mkdir(exist_ok=True)
     except OSError:
         return None
+    control = path / "cgroup.subtree_control"
+    if delegate and control.exists():
+        try:
+            control.write_text("+pids")
+        except OSError:
+            pass
     return path
 
 

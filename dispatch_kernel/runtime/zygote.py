@@ -71,7 +71,7 @@ def _groups() -> Path | None:
     if root is None:
         return None
     contain.sweep_groups(root, "dispatch-", contain.pid_alive)
-    return contain.make_group(root, f"dispatch-{os.getpid()}")
+    return contain.make_group(root, f"dispatch-{os.getpid()}", delegate=True)
 
 
 def _end_worker(pid: int, groups: Path | None) -> None:
