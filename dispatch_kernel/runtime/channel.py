@@ -107,13 +107,16 @@ class Channel:
             last = time.monotonic()
             while True:
                 try:
-                    return sock.recv(1 << 16)
+                    chunk = sock.recv(1 << 16)
                 except BlockingIOError:
-                    pass
+                    chunk = None
                 now = time.monotonic()
                 if now - last > PREEMPTED_GAP:
                     spin.preempted(now)
-                    return None
+                    return chunk
+                if chunk is not None:
+                    spin.undisturbed()
+                    return chunk
                 if now >= until:
                     spin.undisturbed()
                     return None

@@ -12,28 +12,33 @@ So a `Spin` polls only while both of these hold:
 
 - the last wait was short (the message came within the spin's budget): an idle thread spins
   once after its last message and then sleeps, using no CPU at all;
-- nothing preempted it lately: a poll loop that finds a gap between two of its polls was taken
-  off the CPU for other work, so it stops at once and spinning stays off for a pause that
-  doubles (up to MAX_PAUSE) while the CPU stays contested.
+- nothing keeps preempting it: a poll loop that finds a gap between two of its polls was taken
+  off the CPU for other work, so it stops at once (and the thread sleeps). A short task that
+  ran meanwhile (a kernel thread, this process's journal flush) says nothing of the next wait;
+  STRIKES preemptions in a row, with no clean spin between them, say that something busy
+  shares the CPU: spinning then stays off for a pause that doubles (up to MAX_PAUSE) while
+  the CPU stays contested.
 """
 
 from __future__ import annotations
 
 PREEMPTED_GAP = 100e-6  # seconds between two polls: longer means another task had the CPU
-FIRST_PAUSE = 0.05  # seconds without spinning after the first preemption
+STRIKES = 3  # preempted spins in a row that stop spinning for a while
+FIRST_PAUSE = 0.05  # seconds without spinning, the first time
 MAX_PAUSE = 1.0
 
 
 class Spin:
     """The spinning policy of one waiting thread (not thread-safe: one waiter uses it)."""
 
-    __slots__ = ("limit", "_resume_at", "_pause", "_last_wait")
+    __slots__ = ("limit", "_resume_at", "_pause", "_last_wait", "_strikes")
 
     def __init__(self, limit: float) -> None:
         self.limit = limit  # seconds: the longest spin
         self._resume_at = 0.0  # time.monotonic() before which this thread does not spin
         self._pause = FIRST_PAUSE
         self._last_wait = 0.0  # seconds the last wait took, spinning or sleeping
+        self._strikes = 0  # spins preempted since the last clean one
 
     def budget(self, now: float) -> float:
         """Seconds to poll before sleeping, for a wait that starts at `now` (monotonic)."""
@@ -46,13 +51,17 @@ class Spin:
         self._last_wait = seconds
 
     def preempted(self, now: float) -> None:
-        """The poll loop lost the CPU: no spinning for a while, longer each time in a row."""
-        self._resume_at = now + self._pause
-        self._pause = min(2 * self._pause, MAX_PAUSE)
+        """The poll loop lost the CPU. After STRIKES times in a row: no spinning for a while,
+        longer each time the CPU is still contested when spinning resumes."""
+        self._strikes += 1
+        if self._strikes >= STRIKES:
+            self._resume_at = now + self._pause
+            self._pause = min(2 * self._pause, MAX_PAUSE)
 
     def undisturbed(self) -> None:
         """A spin ran its course without losing the CPU: the CPU is free again."""
+        self._strikes = 0
         self._pause = FIRST_PAUSE
 
 
-__all__ = ["FIRST_PAUSE", "MAX_PAUSE", "PREEMPTED_GAP", "Spin"]
+__all__ = ["FIRST_PAUSE", "MAX_PAUSE", "PREEMPTED_GAP", "STRIKES", "Spin"]

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from dispatch_kernel.runtime.channel import Channel
-from dispatch_kernel.runtime.spin import FIRST_PAUSE, Spin
+from dispatch_kernel.runtime.spin import FIRST_PAUSE, STRIKES, Spin
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -70,13 +70,21 @@ def test_a_spin_polls_only_after_short_waits_and_not_during_a_pause():
     assert spin.budget(1.0) == 0.0
     spin.waited(0.0001)
     assert spin.budget(1.0) == 0.002
-    spin.preempted(1.0)
+    for _ in range(STRIKES - 1):  # a short task took the CPU now and then: spinning goes on
+        spin.preempted(1.0)
+        assert spin.budget(1.0) == 0.002
+    spin.undisturbed()
+    for _ in range(STRIKES - 1):  # a clean spin between them started the count again
+        spin.preempted(1.0)
+    assert spin.budget(1.0) == 0.002
+    spin.preempted(1.0)  # STRIKES in a row: something busy shares the CPU
     assert spin.budget(1.0 + FIRST_PAUSE / 2) == 0.0
     assert spin.budget(1.0 + FIRST_PAUSE) == 0.002
-    spin.preempted(2.0)  # again in a row: the pause doubles
+    spin.preempted(2.0)  # still contested when spinning resumed: the pause doubles
     assert spin.budget(2.0 + FIRST_PAUSE * 1.5) == 0.0
     spin.undisturbed()
-    spin.preempted(3.0)  # after a clean spin the pause starts short again
+    for _ in range(STRIKES):  # after a clean spin, the pause starts short again
+        spin.preempted(3.0)
     assert spin.budget(3.0 + FIRST_PAUSE) == 0.002
 
 
