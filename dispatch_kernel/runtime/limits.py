@@ -228,8 +228,8 @@ def _set(kind: int, value: int) -> None:
 
 class Restorer:
     """What a worker puts back after every run: no leftover processes, its working directory,
-    environment, signal handlers and signal mask. Cheap when nothing changed (a few µs):
-    it runs after every warm run."""
+    environment, signal handlers and signal mask. Cheap when nothing changed (about 1.5 µs,
+    and 1 µs more after the answer is sent): it runs after every warm run."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
@@ -253,14 +253,17 @@ class Restorer:
             os.environ.clear()
             os.environ.update(self.environ)
             notes.append("restored the environment variables")
+        return notes
+
+    def restore_signals(self) -> None:
+        """Put back the signal handlers and mask. Separate from restore() so that a worker
+        can do it after answering, off the warm path (about 1 µs)."""
         getsignal = _signal.getsignal
         for number, handler in self.handlers.items():
             if getsignal(number) is not handler:
                 signal.signal(number, handler)
         if _signal.pthread_sigmask(signal.SIG_BLOCK, []) != self.mask:
             signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
-            notes.append("restored the signal mask")
-        return notes
 
     def descriptors_nearly_exhausted(self) -> bool:
         """Whether this process has used nine tenths of its file descriptors (listing them

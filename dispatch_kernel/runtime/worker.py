@@ -205,6 +205,7 @@ class Worker:
         if len(jobs) == 1:
             outcome, fatal = self.run(jobs[0])
             self.channel.send(("done", [outcome]))
+            self.restorer.restore_signals()
             return not fatal
         outbox = self.outbox
         if outbox is None:  # serve() makes it; a direct caller of _run_batch may not have
@@ -212,6 +213,7 @@ class Worker:
         for job in jobs:
             outcome, fatal = self.run(job)
             outbox.put(outcome)
+            self.restorer.restore_signals()
             if fatal:
                 outbox.flush()
                 return False
