@@ -16,16 +16,18 @@ So a `Spin` polls only while both of these hold:
   off the CPU for other work, so it stops at once (and the thread sleeps). After STRIKES
   such spins in a row (a clean spin, one that got its message or ran its course, starts the
   count again) spinning stays off for a pause that doubles, up to MAX_PAUSE, while the CPU
-  stays contested, and starts short again once a spin is clean. Measured with one busy
-  process per core, pausing at the first preemption did best (STRIKES = 1); the pauses are
-  short so that a CPU free again is found within a quarter of a second.
+  stays contested, and starts short again once a spin is clean. Measured on the 2-core VM:
+  pausing at the first preemption did best under one busy process per core (STRIKES = 1),
+  and a first pause of 2 ms keeps a short task that ran meanwhile (a kernel thread, this
+  process's journal flush) from turning spinning off for long; a CPU free again is found
+  within a quarter of a second.
 """
 
 from __future__ import annotations
 
 PREEMPTED_GAP = 100e-6  # seconds between two polls: longer means another task had the CPU
 STRIKES = 1  # preempted spins in a row that stop spinning for a while
-FIRST_PAUSE = 0.02  # seconds without spinning, the first time
+FIRST_PAUSE = 0.002  # seconds without spinning, the first time: a short task costs little
 MAX_PAUSE = 0.25  # short enough to find the CPU free again soon after a busy spell
 
 
