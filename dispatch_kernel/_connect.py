@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._http import HttpClient
 from ._local import LocalClient
 
 if TYPE_CHECKING:
+    from ._http import HttpClient
     from .settings import Settings
 
 
@@ -29,6 +29,8 @@ def connect(url: str | None = None, *, token: str | None = None, home: str | Pat
     if url is not None:
         if home is not None or settings is not None or org is not None:
             raise TypeError("connect(url) talks to a server: home, settings and org are the server's")
+        from ._http import HttpClient  # the HTTP stack is paid for only by who talks REST
+
         return HttpClient(url, token)
 
     from .core import Dispatch

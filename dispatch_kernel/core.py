@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from . import plugins
 from .apis import ApiManager
 from .drivers.base import FaaSDriver
-from .functions import FunctionManager
+from .functions import FunctionManager, prestart
 from .hosts import HostLease
 from .images.manager import ImageManager
 from .runs.manager import RunManager
@@ -45,17 +45,30 @@ class Dispatch:
         self.settings = settings = settings or Settings()
         self.secrets: SecretManager | None = None
         settings.home.mkdir(parents=True, exist_ok=True)
-        self.store: EntityStore = plugins.load("store", settings.store)(settings)
+        self.drivers: plugins.Loaded[FaaSDriver] = plugins.Loaded("driver", self._make_driver)
+        # The first deploy of a fresh process would wait ~50 ms for the fork server of this
+        # interpreter's environment: have it start while the rest is built.
+        threading.Thread(target=prestart, args=(settings, self.drivers), name="dispatch-prestart",
+                         daemon=True).start()
+        try:
+            self.store: EntityStore = plugins.load("store", settings.store)(settings)
+        except BaseException:
+            self.drivers.close()  # and with it the fork server being started
+            raise
         try:
             self.lease = HostLease(settings.home / "hosts")
             self.secrets = SecretManager(self.store, load_key(settings.home / "secret.key"))
+            # A driver made before the secrets (the prestart thread's) gets them now; the
+            # loader's lock orders this after any make in progress.
+            for driver in self.drivers.made():
+                driver.secrets = self.secrets
             self.images = ImageManager(settings, self.store)
-            self.drivers: plugins.Loaded[FaaSDriver] = plugins.Loaded("driver", self._make_driver)
             self.functions = FunctionManager(settings, self.store, self.images, self.drivers, self.secrets)
             self.runs = RunManager(settings, self.store, self.functions, self.secrets, self.lease.id)
             self.apis = ApiManager(self.store)
         except BaseException:
             self.store.close()
+            self.drivers.close()
             raise
         self.settled_on_start = self.runs.settle_interrupted(self.lease)
         self._events: EventManager | None = None
