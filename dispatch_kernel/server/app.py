@@ -43,7 +43,10 @@ class DispatchApp(ExtensionApp):
         help="Where the core keeps its database, environments and keys "
              "(default: DISPATCH_HOME, else the user data directory).",
     )
-    store = Unicode("sqlite", config=True, help="The store plug-in (entry point dispatch_kernel.stores).")
+    store = Unicode(config=True,
+                    help="The store plug-in (entry point dispatch_kernel.stores): sqlite, the embedded "
+                         'default, or postgres (with plugin_options["postgres"]["dsn"]) shared by several '
+                         "servers; or a postgresql:// URL. Default: DISPATCH_STORE_URL, else sqlite.")
     driver = Unicode("local", config=True, help="The default driver (entry point dispatch_kernel.drivers).")
     images = Unicode("venv", config=True, help="The image builder (entry point dispatch_kernel.images).")
     org = Unicode("default", config=True, help="The organization this server's users work in.")
@@ -68,6 +71,12 @@ class DispatchApp(ExtensionApp):
     def get_extension_package(cls) -> str:
         # The extension points live in this subpackage: `import dispatch_kernel` stays light.
         return "dispatch_kernel.server"
+
+    @default("store")
+    def _default_store(self) -> str:
+        from ..settings import default_store
+
+        return default_store()
 
     @default("open_browser")
     def _default_open_browser(self) -> bool:
