@@ -11,6 +11,7 @@ import time
 
 import psycopg
 import pytest
+from cryptography.fernet import Fernet
 
 import dispatch_kernel as dk
 from dispatch_kernel.model import Function, InvalidRequestError, Run, RunStatus
@@ -77,10 +78,11 @@ def test_the_store_is_chosen_by_name_by_url_and_by_environment(pg_dsn, tmp_path,
         Settings(home=tmp_path, store="mysql://db/x")
 
 
-def test_connect_with_a_store_url_keeps_functions_in_postgres(pg_dsn, tmp_path):
+def test_connect_with_a_store_url_keeps_functions_in_postgres(pg_dsn, tmp_path, monkeypatch):
     def double(x):
         return 2 * x
 
+    monkeypatch.setenv("DISPATCH_SECRET_KEY", Fernet.generate_key().decode())  # the team's key
     with dk.connect(home=tmp_path / "one", store=pg_dsn) as client:
         client.deploy(double)
         assert client.call("double", 21) == 42
@@ -90,6 +92,10 @@ def test_connect_with_a_store_url_keeps_functions_in_postgres(pg_dsn, tmp_path):
         runs = client.list_runs(function="double")
         assert [(r.status, r.output) for r in runs] == [(RunStatus.SUCCEEDED, 42)]
         assert client.call("double", 4) == 8  # its workers start here, from the stored package
+    # A server with another key is refused: it would seal secrets the others cannot read.
+    monkeypatch.setenv("DISPATCH_SECRET_KEY", Fernet.generate_key().decode())
+    with pytest.raises(dk.DispatchError, match="every server that shares a store must have the same"):
+        dk.connect(home=tmp_path / "three", store=pg_dsn)
 
 
 def test_another_server_learns_of_an_entity_change_by_notification(pg_dsn):
