@@ -69,7 +69,9 @@ class Dispatch:
         self._events: EventManager | None = None
         self._events_lock = threading.Lock()
         self._closed = False
-        if settings.events and ((settings.home / "events.db").exists() or settings.bus != "sqlite"):
+        # With a shared store, sources created through another server may fall to this one.
+        if settings.events and ((settings.home / "events.db").exists() or settings.bus != "sqlite"
+                                or self.store.shared):
             try:
                 self.events  # deliveries left by a previous process go on without waiting for an emit
             except Exception:  # reported, not fatal: functions work without events

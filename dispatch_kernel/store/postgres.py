@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
@@ -32,7 +33,7 @@ from psycopg_pool import ConnectionPool
 from ..model import ConflictError, Entity, ErrorType, InvalidRequestError, NotFoundError, Run, RunStatus, dumps, now
 from ..settings import Settings
 from .base import E, EntityStore, RunsCallback
-from .journal import RunJournal
+from .journal import FLUSH_INTERVAL, RunJournal
 from .pg_listen import Listener
 from .pg_schema import migrate, schema_version
 from .sqlite import _finish_row, _run_from_row, _run_row
@@ -232,12 +233,16 @@ class PostgresStore(EntityStore):
 
     def get_run(self, org: str, run_id: str) -> Run:
         self._flush()
-        with self._pool.connection() as conn:
-            row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE org=%s AND id=%s",
-                               (org, run_id)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no run with id {run_id!r}")
-        return _run_from_row(row)
+        for attempt in range(3):
+            with self._pool.connection() as conn:
+                row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE org=%s AND id=%s",
+                                   (org, run_id)).fetchone()
+            if row is not None:
+                return _run_from_row(row)
+            # A run another server started a moment ago may still be in its journal: it is
+            # written within a flush interval, so look again before saying there is none.
+            time.sleep(FLUSH_INTERVAL)
+        raise NotFoundError(f"no run with id {run_id!r}")
 
     def run_host(self, org: str, run_id: str) -> str:
         """The server that owns the run (NotFoundError when there is none)."""
