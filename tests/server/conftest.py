@@ -29,10 +29,30 @@ def dispatch_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def jp_server_config(dispatch_home, dispatch_config):
+def dispatch_store() -> dict[str, Any]:
+    """c.DispatchApp.store, when not the default SQLite: a module that runs its tests on every
+    store overrides this fixture with `store_params` (below)."""
+    return {}
+
+
+def store_params(request) -> Any:
+    """For a `dispatch_store` fixture parametrized ["sqlite", "postgres"]: the server's store
+    settings (a new PostgreSQL database of the test's own for "postgres")."""
+    if request.param == "sqlite":
+        return {}
+    from tests.postgres_support import fresh_database
+
+    database = fresh_database()
+    dsn = database.__enter__()
+    request.addfinalizer(lambda: database.__exit__(None, None, None))
+    return {"store": dsn}
+
+
+@pytest.fixture
+def jp_server_config(dispatch_home, dispatch_config, dispatch_store):
     return Config({
         "ServerApp": {"jpserver_extensions": {"dispatch_kernel.server": True}},
-        "DispatchApp": {"home": str(dispatch_home), "export_env": False, **dispatch_config},
+        "DispatchApp": {"home": str(dispatch_home), "export_env": False, **dispatch_store, **dispatch_config},
     })
 
 

@@ -7,8 +7,15 @@ import json
 import pytest
 
 from .api import ADD_SOURCE, HANDLE_SOURCE, NAME_SCHEMA
+from .conftest import store_params
 
 NAP_SOURCE = "def nap(seconds):\n    import time\n    time.sleep(seconds)\n    return seconds\n"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def dispatch_store(request):
+    """Every test here runs on both stores."""
+    return store_params(request)
 
 
 @pytest.fixture
