@@ -26,11 +26,10 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
-import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
-from ..model import ConflictError, Entity, ErrorType, InvalidRequestError, NotFoundError, Run, RunStatus, dumps, now
+from ..model import ConflictError, ErrorType, InvalidRequestError, NotFoundError, Run, RunStatus, dumps, now
 from ..settings import Settings
 from .base import E, EntityStore, RunsCallback
 from .journal import FLUSH_INTERVAL, RunJournal
@@ -77,7 +76,10 @@ class PostgresStore(EntityStore):
 
     shared = True
 
-    def __init__(self, location: Settings | str, *, journal_home: Any = None) -> None:
+    def __init__(self, location: Settings | str) -> None:
+        """From Settings (a server's or an embedded core's: run records go through a journal in
+        its home), or from a DSN alone (a tool such as `dispatch store copy`: written at once)."""
+        journal_home = None
         if isinstance(location, Settings):
             self.dsn = dsn_of(location)
             journal_home = location.home
@@ -89,10 +91,16 @@ class PostgresStore(EntityStore):
                                         kwargs={"autocommit": True}, open=True, name="dispatch-store")
             self._pool.wait(timeout=15)
         except Exception as exc:
+            if hasattr(self, "_pool"):
+                self._pool.close()
             raise InvalidRequestError(f"cannot reach the PostgreSQL store at {_safe(self.dsn)}: {exc}") from None
         self._closed = False
-        with self._pool.connection() as conn:
-            self.migrated = migrate(conn, applied_by=_who())
+        try:
+            with self._pool.connection() as conn:
+                self.migrated = migrate(conn, applied_by=_who())
+        except BaseException:
+            self._pool.close()
+            raise
         self._version = 0
         self._version_lock = threading.Lock()
         self.listener = Listener(self.dsn, [ENTITIES, RUNS, CANCEL])
