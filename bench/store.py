@@ -5,6 +5,8 @@
                        against the same on SQLite
     store-rest         POST runs with wait from 16 clients spread over two servers sharing one
                        database, against the same 16 clients on one of them
+    store-notify       how soon another server's store learns of a changed entity (goal: 100 ms),
+                       against a bare SELECT round trip
 
 Each benchmark makes a database of its own on the PostgreSQL server of DISPATCH_BENCH_POSTGRES
 (default postgresql://postgres@127.0.0.1:5432/test) and drops it afterwards.
@@ -202,4 +204,38 @@ def store_rest(quick: bool = False) -> list[Result]:
                    f"their workers and the clients share {os.cpu_count()} cores")]
 
 
-BENCHMARKS = {"store-roundtrip": store_roundtrip, "store-throughput": store_throughput, "store-rest": store_rest}
+def store_notify(quick: bool = False) -> list[Result]:
+    """Milliseconds from an update committed through one store to `version()` moving in
+    another (LISTEN/NOTIFY), p50, against a `SELECT 1` round trip on the same database."""
+    import psycopg
+
+    from dispatch_kernel.model import Function
+    from dispatch_kernel.store.postgres import PostgresStore
+
+    iterations = 50 if quick else 500
+    with database() as dsn:
+        one, two = PostgresStore(dsn), PostgresStore(dsn)
+        try:
+            function = one.create(Function(name="f"))
+            samples = []
+            for _ in range(iterations):
+                before = two.version()
+                start = time.perf_counter()
+                function = one.update(function)
+                while two.version() == before:  # bounded by the deadline below
+                    if time.perf_counter() - start > 5:
+                        raise RuntimeError("store-notify: no notification within 5 s")
+                    time.sleep(0.0001)
+                samples.append(time.perf_counter() - start)
+        finally:
+            one.close()
+            two.close()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            trips = _timed(lambda: conn.execute("SELECT 1").fetchone(), iterations, 10)
+    mid = p50(samples) * 1e3
+    return [Result("store-notify", "p50 ms", mid, "SELECT 1 round trip", p50(trips) * 1e3, "<= 100 ms", mid <= 100,
+                   f"{iterations} updates; the figure includes the update's own commit")]
+
+
+BENCHMARKS = {"store-roundtrip": store_roundtrip, "store-throughput": store_throughput, "store-rest": store_rest,
+              "store-notify": store_notify}

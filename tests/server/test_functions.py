@@ -86,6 +86,7 @@ async def test_delete(api):
     assert (await api("GET", "functions")).json == {"items": []}
 
 
+@pytest.mark.parametrize("dispatch_store", ["sqlite"], indirect=True)  # refused before the store
 @pytest.mark.parametrize(
     ("body", "message"),
     [

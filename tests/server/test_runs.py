@@ -89,6 +89,7 @@ async def test_input_that_fails_the_schema_is_422_with_the_failed_run(api):
         assert "$.name" in reply.json["error"]["message"]
 
 
+@pytest.mark.parametrize("dispatch_store", ["sqlite"], indirect=True)  # refused before the store
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
@@ -125,6 +126,7 @@ async def test_list_filters_and_cursor_pagination(api):
     assert (await api("GET", "runs", params={"function": "other"})).json == {"items": [], "next": None}
 
 
+@pytest.mark.parametrize("dispatch_store", ["sqlite"], indirect=True)  # refused before the store
 @pytest.mark.parametrize(
     ("params", "message"),
     [
