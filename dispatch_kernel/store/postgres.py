@@ -88,7 +88,8 @@ class PostgresStore(EntityStore):
         options = location.options("postgres") if isinstance(location, Settings) else {}
         try:
             self._pool = ConnectionPool(self.dsn, min_size=1, max_size=int(options.get("pool_size", 8)),
-                                        kwargs={"autocommit": True}, open=True, name="dispatch-store")
+                                        kwargs={"autocommit": True}, open=True, name="dispatch-store",
+                                        timeout=10.0)
             self._pool.wait(timeout=15)
         except Exception as exc:
             if hasattr(self, "_pool"):

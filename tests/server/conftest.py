@@ -35,6 +35,17 @@ def dispatch_store() -> dict[str, Any]:
     return {}
 
 
+@pytest.fixture(scope="session")
+def _databases():
+    """PostgreSQL databases of server tests, dropped when the session ends: pytest-jupyter's
+    autouse cleanup closes a test's server (and its core) after every fixture the test asked
+    for, so a database dropped with the test would vanish under a core still closing."""
+    opened: list[Any] = []
+    yield opened
+    for database in opened:
+        database.__exit__(None, None, None)
+
+
 def store_params(request) -> Any:
     """For a `dispatch_store` fixture parametrized ["sqlite", "postgres"]: the server's store
     settings (a new PostgreSQL database of the test's own for "postgres")."""
@@ -44,7 +55,7 @@ def store_params(request) -> Any:
 
     database = fresh_database()
     dsn = database.__enter__()
-    request.addfinalizer(lambda: database.__exit__(None, None, None))
+    request.getfixturevalue("_databases").append(database)
     return {"store": dsn}
 
 
