@@ -189,6 +189,13 @@ class RunManager:
             except Exception as exc:
                 for index in indexes:
                     results[index] = exc
+        if self.store.shared:
+            # The bus acknowledges an event once this returns: its run must then be where every
+            # server can see it, not only in this server's journal, which dies with the server.
+            try:
+                self.store.flush()
+            except DispatchError as exc:  # not acknowledged: the bus delivers them again
+                results = [result or exc for result in results]
         return results
 
     # ------------------------------------------------------------------ reading runs

@@ -120,6 +120,10 @@ class EntityStore(ABC):
         return [cls.from_dict(json.loads(body)) for kind, _org, _name, _id, _rev, body
                 in self.export_entities() if kind == cls.kind]
 
+    def flush(self) -> None:
+        """Make every run record written so far readable by other servers now (a store shared
+        by one machine's processes replays a dead process's journal itself: nothing to do)."""
+
     def watch_runs(self, callback: RunsCallback, exclude_host: str = "") -> Callable[[], None]:
         """Call `callback(runs)` with runs changed by other hosts; returns a stop function.
         A store that tells nothing (each process sees its own runs) returns a no-op."""

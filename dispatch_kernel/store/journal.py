@@ -103,6 +103,11 @@ class RunJournal:
                 path.unlink(missing_ok=True)
             self._applied_segments.clear()
 
+    def pending(self) -> int:
+        """Rows appended and not yet applied."""
+        with self._lock:
+            return self._pending_rows
+
     def _flush_loop(self) -> None:
         while not self._closed:
             self._wake.wait(FLUSH_INTERVAL)

@@ -29,7 +29,7 @@ from typing import Any, Callable
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
-from ..model import ConflictError, ErrorType, InvalidRequestError, NotFoundError, Run, RunStatus, dumps, now
+from ..model import ConflictError, DispatchError, ErrorType, InvalidRequestError, NotFoundError, Run, RunStatus, dumps, now
 from ..settings import Settings
 from .base import E, EntityStore, RunsCallback
 from .journal import FLUSH_INTERVAL, RunJournal
@@ -222,6 +222,12 @@ class PostgresStore(EntityStore):
     def _flush(self) -> None:
         if self._journal is not None:
             self._journal.flush()
+
+    def flush(self) -> None:
+        self._flush()
+        if self._journal is not None and self._journal.pending():
+            raise DispatchError("run records could not be written to the PostgreSQL store (they are kept "
+                                "in this server's journal and retried)")
 
     def _apply(self, entries: list[tuple[str, list[tuple]]]) -> None:
         """Write journal entries in one transaction: one statement per run of entries of a kind."""

@@ -79,7 +79,7 @@ def test_a_server_killed_mid_stream_loses_no_event_and_runs_none_twice(tmp_path,
                                    for r in runs.values())
                         if done:
                             break
-                        assert time.monotonic() < deadline, {k: len(v) for k, v in runs.items()}
+                        assert time.monotonic() < deadline, {k: (len(v), sum(not RunStatus(x.status).finished for x in v)) for k, v in runs.items()}
                         time.sleep(0.5)
                     time.sleep(3)  # anything extra would have arrived by now
                     for name in ("fa", "fb"):
