@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
+import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
@@ -86,22 +87,17 @@ class PostgresStore(EntityStore):
         else:
             self.dsn = location
         options = location.options("postgres") if isinstance(location, Settings) else {}
+        # One connection first, for the migrations: a database that cannot be reached is one
+        # clear error at once, not a pool retrying in the background.
         try:
-            self._pool = ConnectionPool(self.dsn, min_size=1, max_size=int(options.get("pool_size", 8)),
-                                        kwargs={"autocommit": True}, open=True, name="dispatch-store",
-                                        timeout=10.0)
-            self._pool.wait(timeout=15)
-        except Exception as exc:
-            if hasattr(self, "_pool"):
-                self._pool.close()
+            first = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
             raise InvalidRequestError(f"cannot reach the PostgreSQL store at {_safe(self.dsn)}: {exc}") from None
+        with first:
+            self.migrated = migrate(first, applied_by=_who())
+        self._pool = ConnectionPool(self.dsn, min_size=1, max_size=int(options.get("pool_size", 8)),
+                                    kwargs={"autocommit": True}, open=True, name="dispatch-store", timeout=10.0)
         self._closed = False
-        try:
-            with self._pool.connection() as conn:
-                self.migrated = migrate(conn, applied_by=_who())
-        except BaseException:
-            self._pool.close()
-            raise
         self._version = 0
         self._version_lock = threading.Lock()
         self.listener = Listener(self.dsn, [ENTITIES, RUNS, CANCEL])
