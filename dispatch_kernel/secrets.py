@@ -49,6 +49,10 @@ def load_key(key_file: Path) -> bytes:
     return key
 
 
+class WrongKeyError(DispatchError):
+    """This process's secret key is not the key of the store's secrets."""
+
+
 class SecretBox:
     """Encrypts secret values into a Secret entity and decrypts them back."""
 
@@ -108,7 +112,7 @@ class SecretManager:
         store records its key's check value)."""
         stored = self.store.set_meta(KEY_CHECK, self.box.check_value(), only_if_absent=True)
         if not self.box.opens(stored):
-            raise DispatchError(
+            raise WrongKeyError(
                 f"this server's secret key is not the key of the store's secrets: every server that "
                 f"shares a store must have the same {KEY_ENV} (or key file); refusing to start rather "
                 "than seal secrets the others cannot read")

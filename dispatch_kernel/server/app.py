@@ -90,7 +90,15 @@ class DispatchApp(ExtensionApp):
                    "run_threads": self.run_threads, "bus": self.bus,
                    "plugin_options": dict(self.plugin_options), "isolated": True}
         settings = Settings(home=Path(self.home), **options) if self.home else Settings(**options)
-        core = Dispatch(settings)
+        from ..secrets import WrongKeyError
+
+        try:
+            core = Dispatch(settings)
+        except WrongKeyError as exc:
+            # Jupyter would log a failed extension and serve on without it; a server that
+            # shares a store with another key must not run at all.
+            self.log.critical("dispatch: %s", exc)
+            raise SystemExit(f"dispatch: {exc}") from None
         # The API's handlers log through a child of the server's logger whose level is the
         # server's log_level. traitlets sets the server's logger itself to DEBUG (its handlers
         # filter), so every answered request would build a debug access-log record that no

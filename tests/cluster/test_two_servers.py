@@ -181,3 +181,13 @@ def test_a_killed_server_s_runs_and_sources_are_taken_over(pair):
 
 def _stamp(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_a_server_with_another_secret_key_refuses_to_start(pair, tmp_path):
+    a, _ = pair.clients
+    a.create_secret("login", {"password": "hunter2"})
+    env = {"DISPATCH_SECRET_KEY": Fernet.generate_key().decode(), "DISPATCH_STORE_URL": pair.dsn}
+    with pytest.raises(RuntimeError, match="the server exited") as refused:
+        LiveServer(tmp_path / "c-home", tmp_path / "c", env=env)
+    assert "not the key of the store's secrets" in str(refused.value)
+    assert a.get_secret("login").values == {"password": "hunter2"}  # nothing changed for the others
