@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from . import plugins
 from .apis import ApiManager
+from .cluster import Cluster
 from .drivers.base import FaaSDriver
 from .functions import FunctionManager, prestart
 from .hosts import HostLease
@@ -62,6 +63,8 @@ class Dispatch:
             # loader's lock orders this after any make in progress.
             for driver in self.drivers.made():
                 driver.secrets = self.secrets
+            self.secrets.check_key()  # a key other than the store's is refused before anything runs
+            self.cluster = Cluster(self.store, self.lease)
             self.images = ImageManager(settings, self.store)
             self.functions = FunctionManager(settings, self.store, self.images, self.drivers, self.secrets)
             self.runs = RunManager(settings, self.store, self.functions, self.secrets, self.lease.id)
@@ -69,12 +72,20 @@ class Dispatch:
         except BaseException:
             self.store.close()
             self.drivers.close()
+            if hasattr(self, "lease"):
+                self.lease.release()
             raise
-        self.settled_on_start = self.runs.settle_interrupted(self.lease)
+        if self.store.shared:  # other servers are alive: only the dead ones' runs are settled
+            self.settled_on_start = self.cluster.settle_dead()
+        else:
+            self.settled_on_start = self.runs.settle_interrupted(self.lease)
+        self.cluster.start(lambda org, run_id: self.runs.cancel_run(run_id, org=org))
         self._events: EventManager | None = None
         self._events_lock = threading.Lock()
         self._closed = False
-        if settings.events and ((settings.home / "events.db").exists() or settings.bus != "sqlite"):
+        # With a shared store, sources created through another server may fall to this one.
+        if settings.events and ((settings.home / "events.db").exists() or settings.bus != "sqlite"
+                                or self.store.shared):
             try:
                 self.events  # deliveries left by a previous process go on without waiting for an emit
             except Exception:  # reported, not fatal: functions work without events
@@ -97,7 +108,7 @@ class Dispatch:
                     from .events.manager import EventManager
 
                     self._events = EventManager(self.settings, self.store, self.runs, self.secrets,
-                                                Host(self.lease.id, self.lease.is_alive))
+                                                Host(self.lease.id, self.cluster.is_alive))
         return self._events
 
     def org(self, org: str | None) -> str:
@@ -116,8 +127,8 @@ class Dispatch:
         self._closed = True
         # Each part closes whatever the one before it did: a failure is raised at the end,
         # after every worker has stopped and the store is released.
-        steps = [self.runs.stop, self.drivers.close, self.runs.close, self.images.close, self.store.close,
-                 self.lease.release]
+        steps = [self.runs.stop, self.drivers.close, self.runs.close, self.images.close, self.cluster.close,
+                 self.store.close, self.lease.release]
         if self._events is not None:
             steps.insert(0, self._events.close)  # deliveries first; undelivered events stay on the bus
         failure: BaseException | None = None

@@ -44,6 +44,7 @@ BUILTINS: dict[tuple[str, str], str] = {
     ("image builder", "venv"): "dispatch_kernel.images.venv:VenvBuilder",
     ("image builder", "oci"): "dispatch_kernel.images.oci:OciBuilder",
     ("store", "sqlite"): "dispatch_kernel.store.sqlite:SqliteStore",
+    ("store", "postgres"): "dispatch_kernel.store.postgres:PostgresStore",
     ("bus", "sqlite"): "dispatch_kernel.events.bus.sqlite:SqliteBus",
     ("bus", "nats"): "dispatch_kernel.events.bus.nats:NatsBus",
     ("event source", "schedule"): "dispatch_kernel.events.sources.schedule:ScheduleSource",

@@ -197,8 +197,10 @@ def test_a_kernel_of_the_server_finds_it_through_the_environment(server, monkeyp
 
 
 def test_connect_with_a_url_takes_no_local_settings(server):
-    with pytest.raises(TypeError, match="home, settings and org are the server's"):
+    with pytest.raises(TypeError, match="home, settings, org and store are the server's"):
         dk.connect(server.url, token=server.token, org="other")
+    with pytest.raises(TypeError, match="home, settings, org and store are the server's"):
+        dk.connect(server.url, token=server.token, store="postgresql://db/dispatch")
 
 
 def test_a_wrong_token_is_forbidden(server):

@@ -126,7 +126,7 @@ def test_unknown_names_and_kinds_are_clear():
         plugins.load("event source", "nope")
     with pytest.raises(ValueError, match="no plug-in kind 'gadget'"):
         plugins.load("gadget", "x")
-    assert plugins.names("store") == ["sqlite"] and {"sqlite", "nats"} <= set(plugins.names("bus"))
+    assert plugins.names("store") == ["postgres", "sqlite"] and {"sqlite", "nats"} <= set(plugins.names("bus"))
 
 
 def test_a_broken_plugin_is_reported_and_the_others_still_load(tmp_path, monkeypatch, caplog):

@@ -24,6 +24,8 @@
     dispatch get apis | api NAME
     dispatch delete api NAME
     dispatch gateway --port P                     serve the routes of APIs (a standalone gateway)
+    dispatch store copy --from sqlite:PATH --to postgresql://...   move a home's store to a team's
+    dispatch secrets rotate-key                   re-seal secrets with DISPATCH_SECRET_KEY's first key
 
 Without a login (or --url, or DISPATCH_URL) it works on the embedded default: a core in this
 process on DISPATCH_HOME. Output is a table, or `-o json` / `-o yaml`. An error is one line on
@@ -51,6 +53,7 @@ from .commands import (
 )
 from .errors import CliError
 from .session import open_client
+from .stores import cmd_secrets_rotate_key, cmd_store_copy
 
 
 def parser() -> argparse.ArgumentParser:
@@ -147,6 +150,12 @@ def parser() -> argparse.ArgumentParser:
     delete.add_argument("kind", choices=("function", "secret", "image", "base-image", "subscription", "eventsource",
                                          "api"))
     delete.add_argument("name")
+    store = commands.add_parser("store", help="work on a store itself: copy one into another")
+    store.add_argument("action", choices=("copy",))
+    store.add_argument("--from", dest="source", required=True, help="sqlite:PATH (a home or its dispatch.db)")
+    store.add_argument("--to", dest="target", required=True, help="postgresql://... (or sqlite:PATH)")
+    secrets = commands.add_parser("secrets", help="work on the store's secrets: rotate-key")
+    secrets.add_argument("action", choices=("rotate-key",))
     commands.add_parser("gateway", help="serve the routes of APIs over HTTP (dispatch gateway --help)",
                         add_help=False)  # its arguments are the standalone gateway's own (main())
     for sub in commands.choices.values():  # `-o json` reads naturally after the command too
@@ -171,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             cmd_login(args)
         elif args.command == "logout":
             cmd_logout(args)
+        elif args.command == "store":
+            cmd_store_copy(args)
+        elif args.command == "secrets":
+            cmd_secrets_rotate_key(args)
         else:
             client = open_client(args)
             try:

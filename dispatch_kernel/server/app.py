@@ -43,7 +43,10 @@ class DispatchApp(ExtensionApp):
         help="Where the core keeps its database, environments and keys "
              "(default: DISPATCH_HOME, else the user data directory).",
     )
-    store = Unicode("sqlite", config=True, help="The store plug-in (entry point dispatch_kernel.stores).")
+    store = Unicode(config=True,
+                    help="The store plug-in (entry point dispatch_kernel.stores): sqlite, the embedded "
+                         'default, or postgres (with plugin_options["postgres"]["dsn"]) shared by several '
+                         "servers; or a postgresql:// URL. Default: DISPATCH_STORE_URL, else sqlite.")
     driver = Unicode("local", config=True, help="The default driver (entry point dispatch_kernel.drivers).")
     images = Unicode("venv", config=True, help="The image builder (entry point dispatch_kernel.images).")
     org = Unicode("default", config=True, help="The organization this server's users work in.")
@@ -69,6 +72,12 @@ class DispatchApp(ExtensionApp):
         # The extension points live in this subpackage: `import dispatch_kernel` stays light.
         return "dispatch_kernel.server"
 
+    @default("store")
+    def _default_store(self) -> str:
+        from ..settings import default_store
+
+        return default_store()
+
     @default("open_browser")
     def _default_open_browser(self) -> bool:
         return False  # an API server: nothing to show in a browser yet
@@ -81,7 +90,15 @@ class DispatchApp(ExtensionApp):
                    "run_threads": self.run_threads, "bus": self.bus,
                    "plugin_options": dict(self.plugin_options), "isolated": True}
         settings = Settings(home=Path(self.home), **options) if self.home else Settings(**options)
-        core = Dispatch(settings)
+        from ..secrets import WrongKeyError
+
+        try:
+            core = Dispatch(settings)
+        except WrongKeyError as exc:
+            # Jupyter would log a failed extension and serve on without it; a server that
+            # shares a store with another key must not run at all.
+            self.log.critical("dispatch: %s", exc)
+            raise SystemExit(f"dispatch: {exc}") from None
         # The API's handlers log through a child of the server's logger whose level is the
         # server's log_level. traitlets sets the server's logger itself to DEBUG (its handlers
         # filter), so every answered request would build a debug access-log record that no
