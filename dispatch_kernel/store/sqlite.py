@@ -86,6 +86,7 @@ _FINISH_RUN = (
     "WHERE id=?"
 )
 _STATEMENTS = {"add": _INSERT_RUN, "finish": _FINISH_RUN}
+_FINISH_ID = 8  # where the run's id is in a _finish_row: after the seven fields and the driver
 _EMPTY_LOGS = '{"stdout":"","stderr":""}'
 _CHECKPOINT_INTERVAL = 0.5  # seconds between background WAL checkpoints
 
@@ -263,14 +264,15 @@ class SqliteStore(EntityStore):
         added = self._journal.find("add", 0, run_id)
         if not added:
             return None
-        return self._with_unapplied_end(added[-1][:16])
+        return self._with_unapplied_end(added[-1][:-1])  # without the host
 
     def _with_unapplied_end(self, row: tuple) -> tuple:
-        finishes = self._journal.find("finish", 7, row[0])
+        finishes = self._journal.find("finish", _FINISH_ID, row[0])
         if not finishes:
             return row
         changed = list(row)
-        changed[4], changed[6], changed[7], changed[8], changed[10], changed[11], changed[12] = finishes[-1][:7]
+        (changed[4], changed[6], changed[7], changed[8], changed[10], changed[11], changed[12],
+         changed[16]) = finishes[-1][:_FINISH_ID]
         return tuple(changed)
 
     def list_runs(self, org: str, *, function: str | None = None, status: str | None = None,

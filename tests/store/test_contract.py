@@ -125,6 +125,17 @@ def test_runs_round_trip_and_list_newest_first_with_filters(store):
     assert [r.id for r in page + rest] == [r.id for r in reversed(runs)]
 
 
+def test_the_driver_of_a_run_is_kept_from_its_start_or_its_end(store):
+    pinned, chosen = Run(function="f", driver="local"), Run(function="f")
+    store.add_runs([pinned, chosen], host="h1")
+    assert store.get_run("default", pinned.id).driver == "local"
+    assert store.get_run("default", chosen.id).driver == ""  # not chosen yet
+    chosen.driver, chosen.status = "kubernetes", RunStatus.SUCCEEDED
+    store.finish_runs([chosen])
+    assert store.get_run("default", chosen.id).driver == "kubernetes"
+    assert {r.id: r.driver for r in store.list_runs("default")} == {pinned.id: "local", chosen.id: "kubernetes"}
+
+
 def test_values_json_cannot_carry_are_described_not_lost(store):
     run = Run(function="f", input={"when": object})
     store.add_runs([run], host="h")
