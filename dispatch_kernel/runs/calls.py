@@ -8,6 +8,9 @@ batch that runs it builds the run.
 
 from __future__ import annotations
 
+import itertools
+import threading
+from concurrent.futures import Future
 from typing import Any, Callable
 
 from ..model import Function, InvalidRequestError, Run
@@ -99,4 +102,30 @@ def python_call(function: Function, args: tuple, kwargs: dict[str, Any], *, wait
     return Call(python=(args, kwargs), waiter=waiter, driver=driver).build(function)
 
 
-__all__ = ["Call", "Waiter", "json_call", "python_call"]
+class Chunk:
+    """Calls of map() that are waited for together: `finished` is set once all are done."""
+
+    __slots__ = ("calls", "size", "finished", "_done")
+
+    def __init__(self, size: int) -> None:
+        self.calls: list[Call] = []
+        self.size = size
+        self.finished = threading.Event()
+        self._done = itertools.count(1)  # next() on a count is atomic: no lock per run
+
+    def one_done(self, _call: Call) -> None:
+        if next(self._done) == self.size:
+            self.finished.set()
+
+
+def resolve_future(future: Future, call: Call) -> None:
+    """A waiter for submit(): the Future takes the finished run, or why it could not run."""
+    if future.done():
+        return
+    if call.exception is not None:
+        future.set_exception(call.exception)
+    else:
+        future.set_result(call.run)
+
+
+__all__ = ["Call", "Chunk", "Waiter", "json_call", "python_call", "resolve_future"]

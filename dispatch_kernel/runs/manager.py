@@ -17,7 +17,6 @@ over the free lanes.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -35,10 +34,10 @@ from ..runtime.protocol import Job, Outcome
 from ..secrets import SecretManager
 from ..settings import Settings
 from ..store.base import EntityStore
-from .calls import Call, json_call, python_call
+from .calls import Call, Chunk, json_call, python_call, resolve_future
 from .coalesce import Coalescer
 from .live import LiveRuns, Watcher, snapshot
-from .settle import failed, final_state
+from .settle import failed, final_state, settle_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +121,7 @@ class RunManager:
             raise DispatchError("the core is closed")
         future: Future = Future()
         self._coalescer((org, name)).add(Call(input=input, python=python, http=http,
-                                              waiter=partial(_resolve, future), driver=driver))
+                                              waiter=partial(resolve_future, future), driver=driver))
         return future
 
     def map(self, name: str, items: Iterable[Any], *, org: str, return_exceptions: bool = False) -> Iterator[Any]:
@@ -139,7 +138,7 @@ class RunManager:
         # Resolved once, like every entry point but submit: its chunks are admitted here.
 
         def outputs() -> Iterator[Any]:
-            window: deque[_Chunk] = deque()
+            window: deque[Chunk] = deque()
             limit = 2 * max_workers(function)
             iterator, size = iter(items), FIRST_CHUNK
             while True:
@@ -147,7 +146,7 @@ class RunManager:
                     taken = list(islice(iterator, size))
                     if not taken:
                         break
-                    chunk = _Chunk(len(taken))
+                    chunk = Chunk(len(taken))
                     chunk.calls = [python_call(function, item if isinstance(item, tuple) and not dispatch_style
                                                else (item,), {}, waiter=chunk.one_done) for item in taken]
                     if self._closed:
@@ -640,16 +639,7 @@ class RunManager:
 
     def settle_interrupted(self, lease: HostLease) -> int:
         """Fail runs that a process which has since died left QUEUED or RUNNING."""
-        settled = 0
-        for host in self.store.unsettled_hosts():
-            if host == lease.id or lease.is_alive(host):
-                continue
-            settled += self.store.fail_unsettled(
-                host, "the run was interrupted: the process running it ended before it finished")
-            lease.forget(host)
-        if settled:
-            log.warning("failed %d run(s) interrupted by a process that ended", settled)
-        return settled
+        return settle_interrupted(self.store, lease)
 
     def stop(self) -> None:
         """Take no new runs; runs not yet on a thread will not start (close() settles them)."""
@@ -678,22 +668,6 @@ class RunManager:
                 call.done()
 
 
-class _Chunk:
-    """Calls of map() that are waited for together: `finished` is set once all are done."""
-
-    __slots__ = ("calls", "size", "finished", "_done")
-
-    def __init__(self, size: int) -> None:
-        self.calls: list[Call] = []
-        self.size = size
-        self.finished = threading.Event()
-        self._done = itertools.count(1)  # next() on a count is atomic: no lock per run
-
-    def one_done(self, _call: Call) -> None:
-        if next(self._done) == self.size:
-            self.finished.set()
-
-
 def _pinned(deployed: Deployed, driver: str | None) -> Deployed:
     """`deployed`, once a run pinned to `driver` can go there (one of the function's drivers,
     and ready); the error the caller sees otherwise, before anything is recorded."""
@@ -705,16 +679,6 @@ def _pinned(deployed: Deployed, driver: str | None) -> Deployed:
 def _alone(call: Call) -> bool:
     """Whether a call goes to a worker in a batch of its own (Call.alone)."""
     return call.alone
-
-
-def _resolve(future: Future, call: Call) -> None:
-    """submit()'s waiter: the Future takes the finished run, or why it could not run."""
-    if future.done():
-        return
-    if call.exception is not None:
-        future.set_exception(call.exception)
-    else:
-        future.set_result(call.run)
 
 
 __all__ = ["MAX_BATCH", "RunManager"]

@@ -9,14 +9,19 @@ a function returned.
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import time
 from typing import Any, Callable, NamedTuple
 
 from ..drivers.base import NEVER_STARTED
+from ..hosts import HostLease
 from ..model import ErrorType, RunFailure, RunStatus
 from ..runtime.protocol import Outcome
 from ..secrets import redact
+from ..store.base import EntityStore
+
+log = logging.getLogger(__name__)
 
 Validate = Callable[[Any], "str | None"]
 
@@ -69,4 +74,19 @@ def failed(message: str) -> Settled:
                    time.time(), False)
 
 
-__all__ = ["STOPPED", "Settled", "failed", "final_state"]
+def settle_interrupted(store: EntityStore, lease: HostLease) -> int:
+    """Fail the runs that processes which have since died left QUEUED or RUNNING (not this
+    process's, nor a live one's); how many."""
+    settled = 0
+    for host in store.unsettled_hosts():
+        if host == lease.id or lease.is_alive(host):
+            continue
+        settled += store.fail_unsettled(
+            host, "the run was interrupted: the process running it ended before it finished")
+        lease.forget(host)
+    if settled:
+        log.warning("failed %d run(s) interrupted by a process that ended", settled)
+    return settled
+
+
+__all__ = ["STOPPED", "Settled", "failed", "final_state", "settle_interrupted"]

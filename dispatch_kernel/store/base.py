@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable, TypeVar
 
-from ..model import Entity, Run
+from ..model import Entity, Run, RunStatus
 
 E = TypeVar("E", bound=Entity)
 RunsCallback = Callable[[list[Run]], None]
@@ -164,3 +164,17 @@ class EntityStore(ABC):
 
     def put_source_state(self, source_id: str, value: dict[str, Any]) -> None:
         """Keep an event source's checkpoint (a store that keeps none ignores it)."""
+
+
+def run_filter(org: str, *, function: str | None, status: str | None, since: float | None,
+               before: str | None, limit: int, mark: str) -> tuple[str, list[Any]]:
+    """The WHERE clause of list_runs (then `ORDER BY id DESC LIMIT` its last parameter) and its
+    parameters, with `mark` as the driver's placeholder ("?" for SQLite, "%s" for psycopg)."""
+    clauses, params = [f"org={mark}"], [org]
+    for column, value in (("function=", function), ("status=", None if status is None else RunStatus(status).value),
+                          ("queued>=", since), ("id<", before)):
+        if value is not None:
+            clauses.append(column + mark)
+            params.append(value)
+    params.append(int(limit))
+    return " AND ".join(clauses), params

@@ -32,7 +32,7 @@ from psycopg_pool import ConnectionPool
 
 from ..model import ConflictError, DispatchError, ErrorType, InvalidRequestError, NotFoundError, Run, RunStatus, dumps, now
 from ..settings import Settings
-from .base import E, EntityStore, RunsCallback
+from .base import E, EntityStore, RunsCallback, run_filter
 from .journal import FLUSH_INTERVAL, RunJournal
 from .pg_listen import Listener
 from .pg_schema import migrate, schema_version
@@ -266,24 +266,12 @@ class PostgresStore(EntityStore):
 
     def list_runs(self, org: str, *, function: str | None = None, status: str | None = None,
                   since: float | None = None, before: str | None = None, limit: int = 100) -> list[Run]:
-        clauses, params = ["org=%s"], [org]
-        if function is not None:
-            clauses.append("function=%s")
-            params.append(function)
-        if status is not None:
-            clauses.append("status=%s")
-            params.append(RunStatus(status).value)
-        if since is not None:
-            clauses.append("queued>=%s")
-            params.append(since)
-        if before is not None:
-            clauses.append("id<%s")
-            params.append(before)
-        params.append(int(limit))
+        where, params = run_filter(org, function=function, status=status, since=since, before=before,
+                                   limit=limit, mark="%s")
         self._flush()
         with self._pool.connection() as conn:
             rows = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT %s",
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where} ORDER BY id DESC LIMIT %s",
                 params).fetchall()
         return [_run_from_row(row) for row in rows]
 

@@ -28,7 +28,7 @@ from ..model import (
     now,
 )
 from ..settings import Settings
-from .base import E, EntityStore
+from .base import E, EntityStore, run_filter
 from .journal import RunJournal
 
 # Each entry moves the schema one version up; PRAGMA user_version records how far a file is.
@@ -277,24 +277,12 @@ class SqliteStore(EntityStore):
 
     def list_runs(self, org: str, *, function: str | None = None, status: str | None = None,
                   since: float | None = None, before: str | None = None, limit: int = 100) -> list[Run]:
-        clauses, params = ["org=?"], [org]
-        if function is not None:
-            clauses.append("function=?")
-            params.append(function)
-        if status is not None:
-            clauses.append("status=?")
-            params.append(RunStatus(status).value)
-        if since is not None:
-            clauses.append("queued>=?")
-            params.append(since)
-        if before is not None:
-            clauses.append("id<?")
-            params.append(before)
-        params.append(int(limit))
+        where, params = run_filter(org, function=function, status=status, since=since, before=before,
+                                   limit=limit, mark="?")
         self._journal.flush()
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE {' AND '.join(clauses)} "
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where} "
                 "ORDER BY id DESC LIMIT ?",
                 params,
             ).fetchall()
