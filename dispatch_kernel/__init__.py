@@ -31,7 +31,9 @@ from .model import (
     Image,
     InvalidRequestError,
     NotFoundError,
+    Organization,
     PayloadTooLargeError,
+    Policy,
     Run,
     RunError,
     RunFailure,
@@ -40,8 +42,10 @@ from .model import (
     RunStatus,
     RunSystemError,
     Secret,
+    ServiceAccount,
     StorageError,
     Subscription,
+    UnauthorizedError,
 )
 from .runtime.context import Context
 from .runtime.response import Response
@@ -81,7 +85,9 @@ __all__ = [
     "InvalidRequestError",
     "LocalClient",
     "NotFoundError",
+    "Organization",
     "PayloadTooLargeError",
+    "Policy",
     "Response",
     "Run",
     "RunError",
@@ -92,7 +98,9 @@ __all__ = [
     "RunStatus",
     "RunSystemError",
     "Secret",
+    "ServiceAccount",
     "StorageError",
     "Subscription",
+    "UnauthorizedError",
     "connect",
 ]
