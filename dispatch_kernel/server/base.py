@@ -130,7 +130,6 @@ class DispatchHandler(APIHandler):
             self._token_org = identity.token_org(token)
             self.principal = identity.verify_token(token, self.org if header else None)
         except DispatchError as exc:
-            self.set_header("WWW-Authenticate", 'Bearer realm="dispatch", error="invalid_token"')
             raise ApiError(401, str(exc)) from None
         from jupyter_server.auth import User
 
@@ -237,6 +236,8 @@ class DispatchHandler(APIHandler):
         if status_code == 403 and not self.current_user:
             message = ("not authenticated: send the server's token (Authorization: token ...), "
                        f"or log in and send the X-XSRFToken header ({message})")
+        if status_code == 401:  # set here: sending an error clears the headers set before
+            self.set_header("WWW-Authenticate", 'Bearer realm="dispatch", error="invalid_token"')
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"code": status_code, "message": message, **extra}))
 
