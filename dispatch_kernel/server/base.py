@@ -101,7 +101,17 @@ class DispatchHandler(APIHandler):
     def target(self) -> tuple[str, str] | None:
         """(action, resource) this request needs a policy for; None for what needs none.
         By default from the method and the path (_identity.default_target)."""
-        return default_target(self.request.method or "GET", self.path, tuple(self.path_args))
+        action, resource = default_target(self.request.method or "GET", self.path, tuple(self.path_args))
+        if action == "create" and "/" not in resource:
+            # Creating is done on the name the body gives (`functions/nightly-a`), so a rule on
+            # `functions/nightly-*` may allow it; a body without one is answered 400 later.
+            try:
+                name = json.loads(self.request.body).get("name")
+            except (ValueError, UnicodeDecodeError, AttributeError):
+                name = None
+            if isinstance(name, str) and name:
+                resource = f"{resource}/{name}"
+        return action, resource
 
     async def prepare(self) -> None:  # type: ignore[override]
         """Authenticate (Jupyter's login, or a service account's JWT), then authorize the
