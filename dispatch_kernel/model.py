@@ -294,7 +294,9 @@ class Entity:
     def from_dict(cls, data: dict[str, Any]):
         """Rebuild the entity from `to_dict()` output, ignoring unknown keys."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        # Recorded before entities recorded their actors: nobody known, not whoever reads it now.
+        known = {"created_by": "", "updated_by": ""}
+        return cls(**{**known, **{k: v for k, v in data.items() if k in names}})
 
 
 @dataclass

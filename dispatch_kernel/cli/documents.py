@@ -216,7 +216,8 @@ def _make_iam_entity(client: Any, doc: dict[str, Any], base: Path) -> tuple[Any,
 
 # What `create -f` makes of each kind but functions; none of these can be updated in place.
 _MAKERS = {"organization": (_make_iam_entity, "organizations"), "policy": (_make_iam_entity, "policies"),
-           "serviceaccount": (_make_iam_entity, "service accounts"), "secret": (_make_secret, "secrets"), "baseimage": (_make_image, "images"),
+           "serviceaccount": (_make_iam_entity, "service accounts"),
+           "secret": (_make_secret, "secrets"), "baseimage": (_make_image, "images"),
            "image": (_make_image, "images"), "subscription": (_make_event_entity, "subscriptions"),
            "eventsource": (_make_event_entity, "eventsources")}
 

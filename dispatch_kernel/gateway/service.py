@@ -132,7 +132,8 @@ class Gateway:
             raise GatewayError(403, str(exc)) from None
         except NotFoundError:
             # Exactly what a route that does not exist answers (_serve).
-            raise GatewayError(404, f"no route for {request.method} /{'/'.join(segments(request.path))[:200]}") from None
+            path = "/".join(segments(request.path))[:200]
+            raise GatewayError(404, f"no route for {request.method} /{path}") from None
 
     def _preflight(self, path: list[str], request: Request, origin: str | None, wanted: str) -> Reply:
         """A browser asks whether `origin` may send `wanted` here: 204 with the API's CORS

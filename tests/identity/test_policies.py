@@ -155,6 +155,7 @@ def test_entities_record_who_created_and_changed_them(core):
     assert (changed.created_by, changed.updated_by) == ("ada", "bob")
     assert core.identity.get_policy("p", "ds").updated_by == "bob"
     assert Function.from_dict(Function(name="f").to_dict()).created_by  # every entity has one
+    assert Function.from_dict({"name": "older"}).created_by == ""  # stored before: nobody known
 
 
 def test_organizations_are_listed_to_their_members_and_deleted_when_empty(core):
