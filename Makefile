@@ -40,6 +40,9 @@ system-deps:
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	test -x $(UV) || $(PY) -m pip install --quiet --disable-pip-version-check uv
+	@# The panel's link must not be there while the package installs: its shared data would be
+	@# written through the link into the build (make labextension puts the link back).
+	test ! -L $(LABEXT_LINK) || rm $(LABEXT_LINK)
 	SKIP_JUPYTER_BUILDER=1 $(UV) pip install --quiet --python $(PY) -e '.[test]'
 	touch $@
 

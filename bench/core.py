@@ -157,6 +157,51 @@ def roundtrip(quick: bool = False) -> list[Result]:
     ]
 
 
+@contextmanager
+def cpu_hog() -> Iterator[int]:
+    """One busy Python process per core for the length of the block; yields how many.
+
+    Each hog is started in its own session and killed with its whole group afterwards, so a
+    benchmark that crashes leaves none behind."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True,
+                             stdin=subprocess.DEVNULL)
+            for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.2)  # let the scheduler see them as CPU-bound before anything is measured
+        yield len(hogs)
+    finally:
+        for hog in hogs:
+            try:
+                os.killpg(hog.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            hog.wait()
+
+
+def roundtrip_hog(quick: bool = False) -> list[Result]:
+    """Warm `fn(1)` while one busy process per core competes for the CPU, against a warm
+    ProcessPoolExecutor(1) under the same hogs; p50 and p99 in µs."""
+    iterations, warmup = (300, 50) if quick else (3000, 300)
+    with cpu_hog() as hogs:
+        with ProcessPoolExecutor(1) as pool:
+            pool_samples = _timed(lambda: pool.submit(inc, 1).result(), iterations, warmup)
+    with fresh_client() as (client, _home):
+        fn = client.deploy(inc, name="roundtrip-hog", min_workers=1)
+        if fn(1) != 2:
+            raise RuntimeError("roundtrip_hog: inc(1) did not return 2")
+        with cpu_hog():
+            samples = _timed(lambda: fn(1), iterations, warmup)
+    mid, tail = p50(samples) * _US, p99(samples) * _US
+    pool_mid = p50(pool_samples) * _US
+    pool_name = f"ProcessPoolExecutor(1) under the same {hogs} hogs"
+    return [
+        Result("roundtrip_hog", "p50 µs", mid, pool_name, pool_mid, "< baseline", mid < pool_mid,
+               f"{iterations} timed calls after {warmup} warm-up, while {hogs} processes "
+               "spin (one per core)"),
+        Result("roundtrip_hog", "p99 µs", tail, pool_name, p99(pool_samples) * _US),
+    ]
+
+
 # ---------------------------------------------------------------------------- 2. cold start
 
 
@@ -185,6 +230,66 @@ def coldstart(quick: bool = False) -> list[Result]:
         Result("coldstart", "p50 ms", mid, "subprocess.run([python, -c, pass])", p50(python) * _MS,
                "<= 20 ms", mid <= 20,
                f"{iterations} new functions; {cold_flags}/{iterations} runs recorded cold_start=True"),
+    ]
+
+
+# What a fresh process (a new kernel, a script) runs: its first deploy-and-run, timed inside it
+# from before `import dispatch_kernel` to the first answer, printed in ms as its last line.
+_FIRST_CELL = """
+import sys, time
+started = time.perf_counter()
+import dispatch_kernel as dk
+def inc(x):
+    return x + 1
+client = dk.connect(home=sys.argv[1])
+fn = client.deploy(inc, name="inc")
+assert fn(1) == 2
+print((time.perf_counter() - started) * 1e3, flush=True)
+client.close()
+"""
+
+
+def _fresh_process_env(pycache: Path) -> dict[str, str]:
+    """This environment, with bytecode cached (in `pycache`, not beside the sources) as on any
+    machine where the package was installed: what a user's new kernel starts with."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "DISPATCH_URL")}
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
+
+
+def coldstart_process(quick: bool = False) -> list[Result]:
+    """A new process that imports dispatch_kernel, connects, deploys `inc` and runs it once:
+    the whole process, and the part from the import to the first answer, against
+    `python -c "import dispatch_kernel"`; p50 in ms."""
+    iterations, warmup = (3, 1) if quick else (30, 3)
+    scratch = Path(tempfile.mkdtemp(prefix="dk-bench-fresh-"))
+    env = _fresh_process_env(scratch / "pycache")
+    whole: list[float] = []
+    inside: list[float] = []
+    try:
+        importing = _timed(lambda: subprocess.run([sys.executable, "-c", "import dispatch_kernel"],
+                                                  env=env, check=True), iterations, warmup)
+        for i in range(warmup + iterations):
+            home = scratch / f"home-{i}"
+            start = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", _FIRST_CELL, str(home)], env=env, check=True,
+                                 capture_output=True, text=True, timeout=60)
+            elapsed = time.perf_counter() - start
+            if i >= warmup:
+                whole.append(elapsed)
+                inside.append(float(out.stdout.split()[-1]) / _MS)
+            shutil.rmtree(home, ignore_errors=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    baseline_name = 'python -c "import dispatch_kernel"'
+    first = p50(inside) * _MS
+    return [
+        Result("coldstart", "new process: import..answer p50 ms", first, baseline_name,
+               p50(importing) * _MS, "<= 100 ms", first <= 100,
+               f"{iterations} new processes, each on a new home (bytecode cached, as once installed); "
+               "the first row is timed inside the process, the second is the whole process with its exit"),
+        Result("coldstart", "new process: whole p50 ms", p50(whole) * _MS, baseline_name,
+               p50(importing) * _MS),
     ]
 
 
@@ -269,7 +374,9 @@ def deploy(quick: bool = False) -> list[Result]:
 
 BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "roundtrip": roundtrip,
+    "roundtrip_hog": roundtrip_hog,
     "coldstart": coldstart,
+    "coldstart_process": coldstart_process,
     "throughput": throughput,
     "deploy": deploy,
 }

@@ -5,52 +5,93 @@
     add = client.deploy(lambda x, y: x + y, name="add")
     add(1, 2)
 
-Importing this package is cheap on purpose: it loads only the model and the clients (the
-standard library's HTTP for the REST one), so a worker process (which imports
-dispatch_kernel.runtime) pays for nothing else; the core is built only when `connect()` is
-called without a server. The clients live in private modules, re-exported here: _client (the
-Client protocol), _handles, _local (in-process) and _http (REST).
+Importing this package is cheap on purpose: each public name is imported when first used, so
+a worker process (which imports dispatch_kernel.runtime) pays for nothing else, the HTTP stack
+is loaded only for the REST client, and the core is built only when `connect()` is called
+without a server. The clients live in private modules, re-exported here: _client (the Client
+protocol), _handles, _local (in-process) and _http (REST).
 """
 
-from ._client import Client
-from ._connect import connect
-from ._handles import FunctionHandle, RunHandle
-from ._http import HttpClient
-from ._local import LocalClient
-from .model import (
-    Api,
-    BaseImage,
-    ConflictError,
-    DeployError,
-    DispatchError,
-    ErrorType,
-    EventSource,
-    ForbiddenError,
-    Function,
-    FunctionStatus,
-    Image,
-    InvalidRequestError,
-    NotFoundError,
-    Organization,
-    PayloadTooLargeError,
-    Policy,
-    Run,
-    RunError,
-    RunFailure,
-    RunFunctionError,
-    RunInputError,
-    RunStatus,
-    RunSystemError,
-    Secret,
-    ServiceAccount,
-    StorageError,
-    Subscription,
-    UnauthorizedError,
-)
-from .runtime.context import Context
-from .runtime.response import Response
+from typing import TYPE_CHECKING, Any
+
 from .version import __version__ as __version__
 
+# Where each public name lives. They are imported on first use (PEP 562): `import
+# dispatch_kernel` then costs almost nothing, and a fork server or worker (which imports
+# dispatch_kernel.runtime) pays for neither the model, the clients nor the HTTP stack.
+_MODEL_NAMES = (
+    "Api", "BaseImage", "ConflictError", "DeployError", "DispatchError", "ErrorType", "EventSource",
+    "ForbiddenError", "Function", "FunctionStatus", "Image", "InvalidRequestError", "NotFoundError",
+    "Organization", "PayloadTooLargeError", "Policy", "Run", "RunError", "RunFailure", "RunFunctionError",
+    "RunInputError", "RunStatus", "RunSystemError", "Secret", "ServiceAccount", "StorageError", "Subscription",
+    "UnauthorizedError",
+)
+_HOMES: dict[str, str] = {
+    "Client": "._client",
+    "connect": "._connect",
+    "FunctionHandle": "._handles",
+    "RunHandle": "._handles",
+    "HttpClient": "._http",
+    "LocalClient": "._local",
+    "Context": ".runtime.context",
+    "Response": ".runtime.response",
+    **dict.fromkeys(_MODEL_NAMES, ".model"),
+}
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
+    from ._client import Client
+    from ._connect import connect
+    from ._handles import FunctionHandle, RunHandle
+    from ._http import HttpClient
+    from ._local import LocalClient
+    from .model import (
+        Api,
+        BaseImage,
+        ConflictError,
+        DeployError,
+        DispatchError,
+        ErrorType,
+        EventSource,
+        ForbiddenError,
+        Function,
+        FunctionStatus,
+        Image,
+        InvalidRequestError,
+        NotFoundError,
+        Organization,
+        PayloadTooLargeError,
+        Policy,
+        Run,
+        RunError,
+        RunFailure,
+        RunFunctionError,
+        RunInputError,
+        RunStatus,
+        RunSystemError,
+        Secret,
+        ServiceAccount,
+        StorageError,
+        Subscription,
+        UnauthorizedError,
+    )
+    from .runtime.context import Context
+    from .runtime.response import Response
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module the first time the name is used."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(home, __name__), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 def load_ipython_extension(ip) -> None:

@@ -6,15 +6,16 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._http import HttpClient
 from ._local import LocalClient
 
 if TYPE_CHECKING:
+    from ._http import HttpClient
     from .settings import Settings
 
 
 def connect(url: str | None = None, *, token: str | None = None, home: str | Path | None = None,
-            settings: Settings | None = None, org: str | None = None) -> LocalClient | HttpClient:
+            settings: Settings | None = None, org: str | None = None,
+            store: str | None = None) -> LocalClient | HttpClient:
     """A client on the Dispatch server at `url`, or on the embedded default.
 
     With a URL (a Jupyter server's, base URL included) the client speaks REST with `token`.
@@ -22,21 +23,28 @@ def connect(url: str | None = None, *, token: str | None = None, home: str | Pat
     Without one, DISPATCH_URL and DISPATCH_TOKEN are used when set and neither `home` nor
     `settings` is given: a kernel started by a server with the dispatch extension finds it so.
     Otherwise the embedded default: a Dispatch core in this process, whose home (database,
-    environments, keys) is `home`, else DISPATCH_HOME, else the platform's user data directory.
+    environments, keys) is `home`, else DISPATCH_HOME, else the platform's user data directory;
+    `store` picks its store: a plug-in name, or postgresql://... for a PostgreSQL database that
+    servers of a team share (default: DISPATCH_STORE_URL, else the home's SQLite file).
     """
     if url is None and home is None and settings is None and os.environ.get("DISPATCH_URL"):
         url = os.environ["DISPATCH_URL"]
         token = token or os.environ.get("DISPATCH_TOKEN") or None
     if url is not None:
-        if home is not None or settings is not None:
-            raise TypeError("connect(url) talks to a server: home and settings are the server's")
+        if home is not None or settings is not None or store is not None:
+            raise TypeError("connect(url) talks to a server: home, settings and store are the server's")
+        from ._http import HttpClient  # the HTTP stack is paid for only by who talks REST
+
         return HttpClient(url, token, org=org)
 
     from .core import Dispatch
     from .settings import Settings
 
     if settings is None:
-        settings = Settings(home=home) if home is not None else Settings()
+        options = {} if store is None else {"store": store}
+        settings = Settings(home=home, **options) if home is not None else Settings(**options)
+    elif store is not None:
+        raise TypeError("connect(settings=...) takes the store from the settings")
     return LocalClient(Dispatch(settings), org)
 
 

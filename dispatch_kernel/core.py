@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 
 from . import plugins
 from .apis import ApiManager
+from .cluster import Cluster
 from .drivers.base import FaaSDriver
-from .functions import FunctionManager
+from .functions import FunctionManager, prestart
 from .hosts import HostLease
 from .identity import IdentityManager
 from .images.manager import ImageManager
@@ -47,24 +48,47 @@ class Dispatch:
         self.settings = settings = settings or Settings()
         self.secrets: SecretManager | None = None
         settings.home.mkdir(parents=True, exist_ok=True)
-        self.store: EntityStore = plugins.load("store", settings.store)(settings)
+        self.drivers: plugins.Loaded[FaaSDriver] = plugins.Loaded("driver", self._make_driver)
+        # The first deploy of a fresh process would wait ~50 ms for the fork server of this
+        # interpreter's environment: have it start while the rest is built.
+        threading.Thread(target=prestart, args=(settings, self.drivers), name="dispatch-prestart",
+                         daemon=True).start()
+        try:
+            self.store: EntityStore = plugins.load("store", settings.store)(settings)
+        except BaseException:
+            self.drivers.close()  # and with it the fork server being started
+            raise
         try:
             self.lease = HostLease(settings.home / "hosts")
             self.secrets = SecretManager(self.store, load_key(settings.home / "secret.key"))
+            # A driver made before the secrets (the prestart thread's) gets them now; the
+            # loader's lock orders this after any make in progress.
+            for driver in self.drivers.made():
+                driver.secrets = self.secrets
+            self.secrets.check_key()  # a key other than the store's is refused before anything runs
+            self.cluster = Cluster(self.store, self.lease)
             self.images = ImageManager(settings, self.store)
-            self.drivers: plugins.Loaded[FaaSDriver] = plugins.Loaded("driver", self._make_driver)
             self.functions = FunctionManager(settings, self.store, self.images, self.drivers, self.secrets)
             self.runs = RunManager(settings, self.store, self.functions, self.secrets, self.lease.id)
             self.apis = ApiManager(self.store)
             self.identity = IdentityManager(self.store, settings.org)
         except BaseException:
             self.store.close()
+            self.drivers.close()
+            if hasattr(self, "lease"):
+                self.lease.release()
             raise
-        self.settled_on_start = self.runs.settle_interrupted(self.lease)
+        if self.store.shared:  # other servers are alive: only the dead ones' runs are settled
+            self.settled_on_start = self.cluster.settle_dead()
+        else:
+            self.settled_on_start = self.runs.settle_interrupted(self.lease)
+        self.cluster.start(lambda org, run_id: self.runs.cancel_run(run_id, org=org))
         self._events: EventManager | None = None
         self._events_lock = threading.Lock()
         self._closed = False
-        if settings.events and ((settings.home / "events.db").exists() or settings.bus != "sqlite"):
+        # With a shared store, sources created through another server may fall to this one.
+        if settings.events and ((settings.home / "events.db").exists() or settings.bus != "sqlite"
+                                or self.store.shared):
             try:
                 self.events  # deliveries left by a previous process go on without waiting for an emit
             except Exception:  # reported, not fatal: functions work without events
@@ -87,7 +111,7 @@ class Dispatch:
                     from .events.manager import EventManager
 
                     self._events = EventManager(self.settings, self.store, self.runs, self.secrets,
-                                                Host(self.lease.id, self.lease.is_alive))
+                                                Host(self.lease.id, self.cluster.is_alive))
         return self._events
 
     def org(self, org: str | None) -> str:
@@ -106,8 +130,8 @@ class Dispatch:
         self._closed = True
         # Each part closes whatever the one before it did: a failure is raised at the end,
         # after every worker has stopped and the store is released.
-        steps = [self.runs.stop, self.drivers.close, self.runs.close, self.images.close, self.store.close,
-                 self.lease.release]
+        steps = [self.runs.stop, self.drivers.close, self.runs.close, self.images.close, self.cluster.close,
+                 self.store.close, self.lease.release]
         if self._events is not None:
             steps.insert(0, self._events.close)  # deliveries first; undelivered events stay on the bus
         failure: BaseException | None = None

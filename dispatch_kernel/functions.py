@@ -29,6 +29,7 @@ from .store.base import EntityStore
 from .units import parse_duration, parse_size
 
 log = logging.getLogger(__name__)
+
 STORE_POLL = 0.02  # seconds between checks for functions changed by other processes
 
 Validator = Callable[[Any], "str | None"]
@@ -62,6 +63,20 @@ class Deployed:
 def max_workers(function: Function) -> int:
     """How many workers the function may have at once (at least one)."""
     return max(1, int(function.scaling.get("max_workers", 1)))
+
+
+def prestart(settings: Settings, drivers: plugins.Loaded[FaaSDriver]) -> None:
+    """Have the default driver get ready for functions that need nothing beyond this
+    interpreter (the local driver starts its fork server), so that a notebook's first cell
+    finds it up. The core runs this on a thread of its own while it starts; a failure only
+    means the first deploy does the work (and says why if it fails again)."""
+    try:
+        driver = drivers.get(settings.driver)
+        if driver.runs == Runs.ENVIRONMENT:
+            builder = plugins.load("image builder", settings.images)(settings)
+            driver.prestart(builder.prepare([]))
+    except Exception as exc:
+        log.debug("prestarting the %s driver failed: %s", settings.driver, exc)
 
 
 class FunctionManager:

@@ -2,6 +2,12 @@
 
 The key comes from DISPATCH_SECRET_KEY, else from a key file generated once with mode 0600.
 Decrypted values live only in memory and in the worker that runs the function.
+
+Every server of a store must use the same key: the store keeps a check value sealed with it,
+and a core whose key cannot open it refuses to start rather than seal secrets nobody else can
+read. The key may be a comma-separated list, newest first (cryptography's MultiFernet: seal
+with the first, open with any), which is how a key is rotated without downtime: start the
+servers with "NEW,OLD", run `dispatch secrets rotate-key`, then drop OLD.
 """
 
 from __future__ import annotations
@@ -10,15 +16,17 @@ import json
 import os
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from .model import DispatchError, Function, InvalidRequestError, NotFoundError, Secret, check_name
+from .model import ConflictError, DispatchError, Function, InvalidRequestError, NotFoundError, Secret, check_name
 from .store.base import EntityStore
 
 KEY_ENV = "DISPATCH_SECRET_KEY"
 # What a process that runs functions must not inherit: the server's own credentials. (A
 # worker still runs as the server's user; the container driver isolates it further.)
 CREDENTIAL_ENV = ("DISPATCH_TOKEN", KEY_ENV, "JUPYTER_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_API_TOKEN")
+KEY_CHECK = "secret-key-check"  # the store's meta value sealed with the key of its secrets
+_CHECK_TEXT = b"dispatch-kernel secret key check"
 
 
 def load_key(key_file: Path) -> bytes:
@@ -41,14 +49,34 @@ def load_key(key_file: Path) -> bytes:
     return key
 
 
+class WrongKeyError(DispatchError):
+    """This process's secret key is not the key of the store's secrets."""
+
+
 class SecretBox:
     """Encrypts secret values into a Secret entity and decrypts them back."""
 
     def __init__(self, key: bytes) -> None:
         try:
-            self._fernet = Fernet(key)
+            self._fernet = MultiFernet([Fernet(part.strip()) for part in key.split(b",") if part.strip()])
         except ValueError as exc:
-            raise DispatchError(f"{KEY_ENV} or the key file does not hold a valid Fernet key") from exc
+            raise DispatchError(f"{KEY_ENV} or the key file does not hold a valid Fernet key "
+                                "(or a comma-separated list of them, newest first)") from exc
+
+    def check_value(self) -> str:
+        """A value sealed with the current key, that only a box with this key opens."""
+        return self._fernet.encrypt(_CHECK_TEXT).decode()
+
+    def opens(self, token: str) -> bool:
+        """Whether one of this box's keys opens `token`."""
+        try:
+            return self._fernet.decrypt(token.encode()) == _CHECK_TEXT
+        except InvalidToken:
+            return False
+
+    def rotate(self, token: str) -> str:
+        """`token` sealed again with the newest key."""
+        return self._fernet.rotate(token.encode()).decode()
 
     def seal(self, secret: Secret, values: dict[str, str]) -> Secret:
         """Set the secret's ciphertext from `values` (keys and values must be strings)."""
@@ -78,6 +106,39 @@ class SecretManager:
     def __init__(self, store: EntityStore, key: bytes) -> None:
         self.store = store
         self.box = SecretBox(key)
+
+    def check_key(self) -> None:
+        """Refuse a key that is not the one of the store's secrets (the first core to use a
+        store records its key's check value)."""
+        stored = self.store.set_meta(KEY_CHECK, self.box.check_value(), only_if_absent=True)
+        if not self.box.opens(stored):
+            raise WrongKeyError(
+                f"this server's secret key is not the key of the store's secrets: every server that "
+                f"shares a store must have the same {KEY_ENV} (or key file); refusing to start rather "
+                "than seal secrets the others cannot read")
+
+    def rotate_key(self) -> int:
+        """Seal every secret of every organization, and the key check, with the newest key
+        (the first of DISPATCH_SECRET_KEY's list); returns how many secrets. A secret that no
+        key opens stops the rotation with an error naming it, before it is changed."""
+        rotated = 0
+        for secret in self.store.all_entities(Secret):
+            for _ in range(5):  # another server may change it meanwhile: read it again
+                try:
+                    secret.ciphertext = self.box.rotate(secret.ciphertext)
+                except InvalidToken:
+                    raise DispatchError(f"secret {secret.name!r} of {secret.org!r} cannot be opened with "
+                                        f"any key of {KEY_ENV}; nothing more was rotated") from None
+                try:
+                    self.store.update(secret)
+                    rotated += 1
+                    break
+                except ConflictError:
+                    secret = self.store.get(Secret, secret.org, secret.name)
+                except NotFoundError:
+                    break
+        self.store.set_meta(KEY_CHECK, self.box.check_value())
+        return rotated
 
     def create(self, name: str, values: dict[str, str], *, org: str,
                tags: dict[str, str] | None = None) -> Secret:

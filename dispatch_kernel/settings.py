@@ -10,6 +10,13 @@ from typing import Any
 from .model import DEFAULT_ORG, InvalidRequestError
 
 HOME_ENV = "DISPATCH_HOME"
+STORE_ENV = "DISPATCH_STORE_URL"
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def default_store() -> str:
+    """DISPATCH_STORE_URL if set (postgresql://...), else "sqlite"."""
+    return os.environ.get(STORE_ENV) or "sqlite"
 
 
 def default_home() -> Path:
@@ -33,7 +40,8 @@ class Settings:
     """
 
     home: Path = field(default_factory=default_home)
-    store: str = "sqlite"
+    # A plug-in name, or a URL: postgresql://... is the postgres store with that DSN.
+    store: str = field(default_factory=default_store)
     driver: str = "local"
     images: str = "venv"
     bus: str = "sqlite"  # the event bus plug-in (entry point group dispatch_kernel.buses)
@@ -52,6 +60,13 @@ class Settings:
         for name, options in self.plugin_options.items():
             if not isinstance(options, dict):
                 raise InvalidRequestError(f"plugin_options[{name!r}] must be a dict of options")
+        if self.store.startswith(_POSTGRES_SCHEMES):
+            self.plugin_options = {**self.plugin_options,
+                                   "postgres": {**self.options("postgres"), "dsn": self.store}}
+            self.store = "postgres"
+        elif "://" in self.store:
+            raise InvalidRequestError(f"unknown store URL {self.store.split('://')[0]}://... "
+                                      "(a store is a plug-in name such as sqlite, or postgresql://...)")
 
     def options(self, plugin: str) -> dict[str, Any]:
         """The options of the plug-in called `plugin` (empty when none are set)."""

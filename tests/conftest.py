@@ -36,3 +36,12 @@ def ip(home: Path):
     yield shell
     shell.run_line_magic("unload_ext", "dispatch_kernel")
     shell.reset(new_session=False)
+
+
+@pytest.fixture
+def pg_dsn() -> Iterator[str]:
+    """The DSN of a new PostgreSQL database of this test's own (dropped after it)."""
+    from .postgres_support import fresh_database
+
+    with fresh_database() as dsn:
+        yield dsn

@@ -16,6 +16,19 @@ def handle(ctx, payload):
     return {"greeting": f"hello {payload['name']}, {ctx.secrets['greeting']['word']}"}
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def client(request, home):
+    """The embedded client on each store: SQLite in the home, or a PostgreSQL database."""
+    if request.param == "sqlite":
+        with dk.connect(home=home) as the_client:
+            yield the_client
+        return
+    from tests.postgres_support import fresh_database
+
+    with fresh_database() as dsn, dk.connect(home=home, store=dsn) as the_client:
+        yield the_client
+
+
 NAME_SCHEMA = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
 
 

@@ -197,8 +197,10 @@ def test_a_kernel_of_the_server_finds_it_through_the_environment(server, monkeyp
 
 
 def test_connect_with_a_url_takes_no_local_settings(server):
-    with pytest.raises(TypeError, match="home and settings are the server's"):
+    with pytest.raises(TypeError, match="home, settings and store are the server's"):
         dk.connect(server.url, token=server.token, home=server.home)
+    with pytest.raises(TypeError, match="home, settings and store are the server's"):
+        dk.connect(server.url, token=server.token, store="postgresql://db/dispatch")
 
 
 def test_connect_with_a_url_and_an_org_works_in_that_org(server):

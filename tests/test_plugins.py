@@ -126,7 +126,7 @@ def test_unknown_names_and_kinds_are_clear():
         plugins.load("event source", "nope")
     with pytest.raises(ValueError, match="no plug-in kind 'gadget'"):
         plugins.load("gadget", "x")
-    assert plugins.names("store") == ["sqlite"] and {"sqlite", "nats"} <= set(plugins.names("bus"))
+    assert plugins.names("store") == ["postgres", "sqlite"] and {"sqlite", "nats"} <= set(plugins.names("bus"))
 
 
 def test_a_broken_plugin_is_reported_and_the_others_still_load(tmp_path, monkeypatch, caplog):
@@ -186,3 +186,13 @@ def test_each_plugin_reads_its_own_options(home):
     assert _Minimal(Settings(home=home)).options == {}
     with pytest.raises(dk.InvalidRequestError, match="must be a dict"):
         Settings(home=home, plugin_options={"minimal": 5})
+
+
+def test_the_builtins_loaded_without_metadata_are_our_own_entry_points():
+    import importlib.metadata
+
+    ours = importlib.metadata.distribution("dispatch-kernel").entry_points
+    declared = {(ep.group, ep.name): ep.value for ep in ours}
+    for (kind, name), value in plugins.BUILTINS.items():
+        assert declared.get((plugins.GROUPS[kind], name)) == value, (kind, name)
+        assert plugins.load(kind, name) is importlib.metadata.EntryPoint(name, value, kind).load()

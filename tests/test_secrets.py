@@ -86,8 +86,41 @@ def test_the_key_can_come_from_the_environment(home, monkeypatch):
         client.create_secret("s", {"k": "v"})
     assert not (home / "secret.key").exists()
     monkeypatch.setenv("DISPATCH_SECRET_KEY", Fernet.generate_key().decode())
-    with dk.connect(home=home) as client, pytest.raises(dk.DispatchError, match="cannot be decrypted"):
-        client.get_secret("s")
+    # Another key than the store's: the core refuses to start, rather than seal unreadable secrets.
+    with pytest.raises(dk.DispatchError, match="not the key of the store's secrets"):
+        dk.connect(home=home)
+
+
+def test_a_secret_no_key_opens_is_a_clear_error(home, monkeypatch):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    monkeypatch.setenv("DISPATCH_SECRET_KEY", old)
+    with dk.connect(home=home) as client:
+        client.create_secret("s", {"k": "v"})
+        # sealed by hand with another key, as a copy from elsewhere could be
+        from dispatch_kernel.secrets import SecretBox
+
+        secret = client.dispatch.store.get(dk.Secret, "default", "s")
+        SecretBox(new.encode()).seal(secret, {"k": "v"})
+        client.dispatch.store.update(secret)
+        with pytest.raises(dk.DispatchError, match="cannot be decrypted"):
+            client.get_secret("s")
+
+
+def test_rotating_the_key_reseals_every_secret_without_downtime(home, monkeypatch):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    monkeypatch.setenv("DISPATCH_SECRET_KEY", old)
+    with dk.connect(home=home) as client:
+        client.create_secret("s", {"k": "v"})
+    monkeypatch.setenv("DISPATCH_SECRET_KEY", f"{new},{old}")  # both open; the new one seals
+    with dk.connect(home=home) as client:
+        assert client.get_secret("s").values == {"k": "v"}
+        assert client.dispatch.secrets.rotate_key() == 1
+    monkeypatch.setenv("DISPATCH_SECRET_KEY", new)  # the old key is gone
+    with dk.connect(home=home) as client:
+        assert client.get_secret("s").values == {"k": "v"}
+    monkeypatch.setenv("DISPATCH_SECRET_KEY", old)
+    with pytest.raises(dk.DispatchError, match="not the key of the store's secrets"):
+        dk.connect(home=home)
 
 
 def test_a_deleted_secret_fails_the_next_run_clearly(client):

@@ -24,6 +24,8 @@
     dispatch get apis | api NAME
     dispatch delete api NAME
     dispatch gateway --port P                     serve the routes of APIs (a standalone gateway)
+    dispatch store copy --from sqlite:PATH --to postgresql://...   move a home's store to a team's
+    dispatch secrets rotate-key                   re-seal secrets with DISPATCH_SECRET_KEY's first key
     dispatch iam create organization|policy|serviceaccount NAME ...   (see cli/iam.py)
     dispatch iam get|delete ... ; dispatch iam explain SUBJECT ACTION RESOURCE
     dispatch whoami                               subject, groups, organizations, what you may do
@@ -57,6 +59,7 @@ from .errors import CliError
 from .iam import add_parsers as add_iam_parsers
 from .iam import cmd_iam, cmd_whoami
 from .session import open_client
+from .stores import cmd_secrets_rotate_key, cmd_store_copy
 
 
 def parser() -> argparse.ArgumentParser:
@@ -154,6 +157,12 @@ def parser() -> argparse.ArgumentParser:
     delete.add_argument("kind", choices=("function", "secret", "image", "base-image", "subscription", "eventsource",
                                          "api"))
     delete.add_argument("name")
+    store = commands.add_parser("store", help="work on a store itself: copy one into another")
+    store.add_argument("action", choices=("copy",))
+    store.add_argument("--from", dest="source", required=True, help="sqlite:PATH (a home or its dispatch.db)")
+    store.add_argument("--to", dest="target", required=True, help="postgresql://... (or sqlite:PATH)")
+    secrets = commands.add_parser("secrets", help="work on the store's secrets: rotate-key")
+    secrets.add_argument("action", choices=("rotate-key",))
     commands.add_parser("gateway", help="serve the routes of APIs over HTTP (dispatch gateway --help)",
                         add_help=False)  # its arguments are the standalone gateway's own (main())
     add_iam_parsers(commands)
@@ -182,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             cmd_login(args)
         elif args.command == "logout":
             cmd_logout(args)
+        elif args.command == "store":
+            cmd_store_copy(args)
+        elif args.command == "secrets":
+            cmd_secrets_rotate_key(args)
         else:
             client = open_client(args)
             try:

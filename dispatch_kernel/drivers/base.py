@@ -68,6 +68,12 @@ class FaaSDriver(ABC):
         `source`) and a FunctionImage when it is IMAGE (the code is inside the image).
         """
 
+    def prestart(self, artifact: Artifact) -> None:
+        """Get ready, ahead of any deploy, to run functions from `artifact` (called once per
+        core, on a thread of its own, with the environment of functions that need nothing
+        beyond the caller's interpreter), so the first deploy does not wait for it. Optional:
+        the default does nothing."""
+
     @abstractmethod
     def undeploy(self, function: Function) -> None:
         """Stop the function's workers; its runs in flight end first or fail."""

@@ -19,13 +19,16 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
+from typing import Callable
 
 from ..images.base import Environment, Progress
 from ..images.venv import HOST_ENVIRONMENT
-from ..model import DeployError, Function
+from ..model import DeployError, Function, InvalidRequestError
 from ..packaging import FunctionSource
 from ..runtime.channel import Channel, ChannelClosed
+from ..runtime.limits import Limits
 from ..runtime.protocol import Job, Outcome, load_answer
+from ..runtime.spin import Spin
 from ..secrets import without_credentials
 from ..settings import Settings
 from .base import OutcomeSink, Runs
@@ -38,6 +41,7 @@ _REQUEST_TIMEOUT = 60.0
 _EXIT_REPORT_TIMEOUT = 2.0
 # A lone blocking run polls for its answer this long before the thread sleeps (see
 # Channel.recv). Only one thread spins at a time: spinning threads would fight for the GIL.
+# The Spin keeps it from polling when answers come slowly or other work wants the CPU.
 _SPIN_FOR_ANSWER = 0.0002
 
 
@@ -74,11 +78,18 @@ class Zygote:
         self._exits: OrderedDict[int, int] = OrderedDict()
         self._tokens = itertools.count(1)
         self._alive = True
+        self.on_exit: Callable[[Zygote], None] | None = None  # called once it is seen to end
         self._hello = threading.Event()
         threading.Thread(target=self._read, name=f"zygote-{environment.id}", daemon=True).start()
+
+    def ready(self) -> None:
+        """Wait until the fork server has started (it says hello once its imports are done);
+        ZygoteError with the end of its log if it cannot."""
+        if self._hello.is_set() and self._alive:
+            return
         if not self._hello.wait(_ZYGOTE_START_TIMEOUT) or not self._alive:
             self.close()
-            raise ZygoteError(f"the worker environment {environment.id} did not start: {self._log_tail()}")
+            raise ZygoteError(f"the worker environment {self.environment.id} did not start: {self._log_tail()}")
 
     def _log_tail(self) -> str:
         try:
@@ -98,6 +109,8 @@ class Zygote:
                     self._alive = False
                     self._cond.notify_all()
                 self._hello.set()
+                if self.on_exit is not None:
+                    self.on_exit(self)
                 return
             try:  # the fork server imports what functions need: trust nothing it sends
                 message = load_answer(data)
@@ -127,6 +140,7 @@ class Zygote:
         return self._alive and self.process.poll() is None
 
     def _request(self, message: tuple, fds: list[int] = ()) -> tuple:
+        self.ready()
         token = message[1]
         with self._send_lock:
             try:
@@ -144,11 +158,12 @@ class Zygote:
                 self._cond.wait(remaining)
             return self._replies.pop(token)
 
-    def fork(self) -> tuple[int, Channel]:
-        """A new worker process and the host's end of its channel."""
+    def fork(self, limits: Limits = Limits()) -> tuple[int, Channel]:
+        """A new worker process under `limits`, and the host's end of its channel."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            reply = self._request(("fork", next(self._tokens)), [theirs.fileno()])
+            reply = self._request(("fork", next(self._tokens), tuple(vars(limits).values())),
+                                  [theirs.fileno()])
         finally:
             theirs.close()
         return reply[2], Channel(ours, loads=load_answer)
@@ -158,6 +173,20 @@ class Zygote:
         if not modules:
             return {}
         return self._request(("preload", next(self._tokens), list(modules)))[2]
+
+    def describe_end(self) -> str:
+        """How this fork server ended, in words (when it has)."""
+        try:
+            status = self.process.wait(_EXIT_REPORT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return f"the fork server of environment {self.environment.id} stopped answering"
+        if status < 0:
+            try:
+                name = signal.Signals(-status).name
+            except ValueError:
+                name = f"signal {-status}"
+            return f"the fork server of environment {self.environment.id} was killed by {name}"
+        return f"the fork server of environment {self.environment.id} exited with code {status}"
 
     def exit_status(self, pid: int, timeout: float = _EXIT_REPORT_TIMEOUT) -> int | None:
         """The wait status of worker `pid` once it has ended, or None if not reported in time."""
@@ -172,6 +201,8 @@ class Zygote:
 
     def close(self) -> None:
         """Stop the fork server; it kills its workers when its control socket closes."""
+        if not self._hello.is_set():
+            self.process.kill()  # still importing, with no worker yet: nothing to wind down
         try:
             self._ctrl.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -197,11 +228,8 @@ class WorkerProcess:
         self.cold = cold  # started on demand: its first run waited for it (a cold start)
 
     def kill(self) -> None:
-        """End the worker now (SIGKILL) and close the channel."""
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        """End the worker now (SIGKILL, to its whole process group) and close the channel."""
+        _kill_group(self.pid)
         self.channel.close()
 
     def stop(self) -> None:
@@ -210,8 +238,17 @@ class WorkerProcess:
 
     def interrupt(self) -> None:
         """SIGKILL, leaving the channel to the thread reading it (which sees it close)."""
+        _kill_group(self.pid)
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL a worker and the processes of its group (a worker leads a session of its own;
+    its fork server ends what escaped the group once it sees the worker end)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         try:
-            os.kill(self.pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 
@@ -236,12 +273,17 @@ def describe_exit(status: int | None) -> str:
 class ProcessPool(WorkerPool):
     """A function's worker processes, forked from its environment's fork server."""
 
-    def __init__(self, zygote: Zygote, function: Function, source: FunctionSource) -> None:
+    def __init__(self, zygote: Zygote, function: Function, source: FunctionSource,
+                 limits: Limits = Limits(), revive: Callable[[], Zygote] | None = None) -> None:
         self.zygote = zygote
+        self.limits = limits
+        self._revive = revive  # a fork server in place of one that died
         super().__init__(function, _load_message(function, source))
 
     def _start_worker(self, load: bytes, digest: str, cold: bool) -> WorkerProcess:
-        pid, channel = self.zygote.fork()
+        if not self.zygote.alive and self._revive is not None:
+            self.zygote = self._revive()
+        pid, channel = self.zygote.fork(self.limits)
         channel.send_bytes(load)
         return WorkerProcess(pid, channel, digest, cold)
 
@@ -269,22 +311,55 @@ class LocalDriver(PooledDriver):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._zygotes: dict[str, Zygote] = {}
-        self._spinning = threading.Lock()
+        try:
+            self.limits = Limits.from_options(self.options)
+        except ValueError as exc:
+            raise InvalidRequestError(f"plugin_options['local']: {exc}") from None
+        # Starting a fork server takes tens of ms: under a lock of its own, so that runs
+        # (which take self._lock) never wait for one.
+        self._zygote_lock = threading.Lock()
+        self._zygotes_closed = False
+        self._spinning = threading.Lock()  # held by the one thread that may spin
+        self._spin = Spin(_SPIN_FOR_ANSWER)  # used only under self._spinning
 
     def _zygote(self, environment: Environment) -> Zygote:
-        with self._lock:
+        with self._zygote_lock:
+            if self._zygotes_closed:
+                raise ZygoteError("the local driver is closed")
             zygote = self._zygotes.get(environment.id)
             if zygote is not None and zygote.alive:
                 return zygote
             if zygote is not None:
                 zygote.close()
             zygote = Zygote(environment, self.settings.home / "logs" / f"zygote-{environment.id}.log")
+            zygote.on_exit = self._fork_server_ended
             self._zygotes[environment.id] = zygote
             return zygote
+
+    def _revived(self, environment: Environment, modules: list[str]) -> Zygote:
+        """The environment's fork server, started anew if it died, with `modules` imported."""
+        zygote = self._zygote(environment)
+        zygote.preload(modules)
+        return zygote
+
+    def _fork_server_ended(self, zygote: Zygote) -> None:
+        """Its workers died with it (they are killed when their parent dies): forget the idle
+        ones, so that the next runs start new workers instead of failing on dead ones."""
+        with self._lock:
+            pools = [pool for pool in self._pools.values() if pool.zygote is zygote]
+        for pool in pools:
+            pool.drop_idle()
+
+    def prestart(self, artifact: Environment) -> None:
+        """Start the environment's fork server now, without waiting for it (unless the option
+        `prestart` is false): the first deploy then finds it up, or nearly."""
+        if self.options.get("prestart", True):
+            self._zygote(artifact)
 
     def deploy(self, function: Function, source: FunctionSource, artifact: Environment,
                progress: Progress | None = None) -> None:
         zygote = self._zygote(artifact)
+        zygote.ready()  # a fork server that cannot start fails the deploy, saying why
         failed = zygote.preload(source.modules)
         if progress and failed:
             for module, why in failed.items():
@@ -295,7 +370,8 @@ class LocalDriver(PooledDriver):
             if pool is None or pool.zygote is not zygote:
                 if pool is not None:
                     pool.close()
-                pool = self._pools[key] = ProcessPool(zygote, function, source)
+                pool = self._pools[key] = ProcessPool(zygote, function, source, self.limits,
+                                                      lambda: self._revived(artifact, source.modules))
             else:
                 pool.configure(function, _load_message(function, source))
         pool.warm_up()
@@ -333,14 +409,18 @@ class LocalDriver(PooledDriver):
         while len(done) < len(jobs):
             deadline = None if timeout is None else progress + timeout
             try:
-                message = channel.recv(deadline, _SPIN_FOR_ANSWER if spin else 0.0)
+                message = channel.recv(deadline, self._spin if spin else None)
             except TimeoutError:
                 worker.kill()
                 done.append(failed_outcome(jobs[len(done)], progress,
                                            f"the run timed out after {_seconds(timeout)} and its worker was killed"))
                 return done, False
             except (ChannelClosed, OSError):
-                cause = describe_exit(pool.zygote.exit_status(worker.pid))
+                status = pool.zygote.exit_status(worker.pid)
+                if status is None and not pool.zygote.alive:
+                    cause = f"{pool.zygote.describe_end()}, and the worker process with it,"
+                else:
+                    cause = describe_exit(status)
                 worker.kill()
                 done.append(failed_outcome(jobs[len(done)], progress, f"{cause} during the run"))
                 return done, False
@@ -361,7 +441,8 @@ class LocalDriver(PooledDriver):
 
     def close(self) -> None:
         self._close_pools()
-        with self._lock:
+        with self._zygote_lock:
+            self._zygotes_closed = True
             zygotes, self._zygotes = list(self._zygotes.values()), {}
         for zygote in zygotes:
             zygote.close()

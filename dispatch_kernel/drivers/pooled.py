@@ -121,6 +121,16 @@ class WorkerPool(ABC):
             else:
                 worker.kill()
 
+    def drop_idle(self) -> None:
+        """Forget the idle workers (known to be gone: their host died), ending what is left of
+        them; the next runs start new ones, up to min_workers again at the next warm_up()."""
+        with self._cond:
+            idle, self._idle = self._idle, []
+            self._count -= len(idle)
+            self._cond.notify_all()
+        for worker in idle:
+            worker.kill()
+
     def reap(self, now: float) -> None:
         """End workers idle longer than the idle timeout, keeping min_workers."""
         with self._cond:

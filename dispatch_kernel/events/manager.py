@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 REPLAY_TAG = "dispatch/replay-of"  # on a run that replays a dead letter: the letter's id
 CACHE_CHECK = 0.02  # seconds between checks whether subscriptions changed in the store
 RECONCILE = 1.0  # seconds between comparisons of running sources with the stored ones
+# With a store that several servers share, a source runs on the server that holds its lease,
+# renewed every RECONCILE: a dead server's sources move to another within SOURCE_LEASE + RECONCILE.
+SOURCE_LEASE = 5.0
 
 
 class EventRuns(Protocol):
@@ -69,8 +72,11 @@ class EventManager:
         self._lock = threading.Lock()
         self._running: dict[tuple[str, str], str] = {}  # (org, name) -> entity id of a running source
         self._reconciling = None  # an asyncio.Lock, made on the loop
+        self.host = host
         self.state = SourceState(settings.home / "event-sources.db")
         self._orgs |= self.state.orgs()
+        # Checkpoints live where every server that may take a source over can read them.
+        self._checkpoints = _StoreCheckpoints(store) if store.shared else self.state
         try:
             bus_class = plugins.load("bus", settings.bus)
             self.bus: EventBus = bus_class(settings, host)
@@ -323,6 +329,9 @@ class EventManager:
             for org in sorted(self._orgs):
                 for source in await loop.run_in_executor(None, self.store.list, EventSource, org):
                     wanted[(org, source.name)] = source
+            if self.store.shared:  # one server runs each source: the one holding its lease
+                wanted = {key: source for key, source in wanted.items()
+                          if await loop.run_in_executor(None, self._lease, source.id)}
             for key, source_id in list(self._running.items()):
                 if key not in wanted or wanted[key].id != source_id:
                     del self._running[key]
@@ -331,6 +340,20 @@ class EventManager:
                 if key not in self._running:
                     self._running[key] = source.id
                     self._launch(source)
+
+    def _lease(self, source_id: str) -> bool:
+        try:
+            return self.store.acquire_lease(f"event-source:{source_id}", self.host.id, SOURCE_LEASE)
+        except Exception:  # the database is away: keep what runs, start nothing
+            log.exception("renewing the lease of event source %s failed", source_id)
+            return any(running == source_id for running in self._running.values())
+
+    def _release_leases(self) -> None:
+        for source_id in list(self._running.values()):
+            try:
+                self.store.release_lease(f"event-source:{source_id}", self.host.id)
+            except Exception:  # the lease expires by itself
+                log.exception("releasing the lease of event source %s failed", source_id)
 
     def _launch(self, source: EventSource) -> None:
         task = _task_name((source.org, source.name), source.id)
@@ -344,7 +367,8 @@ class EventManager:
             for secret in source.secrets:
                 secrets[secret] = (await loop.run_in_executor(None, self.secrets.get, secret,
                                                               source.org)).values
-            context = SourceContext(source, secrets, lambda event: self._publish(event, source.org), self.state)
+            context = SourceContext(source, secrets, lambda event: self._publish(event, source.org),
+                                    self._checkpoints)
             await driver_class(context).run()
 
         def on_status(_name: str, status: str, reason: str) -> None:
@@ -385,10 +409,26 @@ class EventManager:
             for name in self.supervisor.names():
                 if name.startswith("source:") or name == "event-sources":
                     self.supervisor.stop(name)
+            if self.store.shared:  # another server takes them over at once
+                self._release_leases()
             self.bus.close()
         finally:
             self.supervisor.close()
             self.state.close()
+
+
+class _StoreCheckpoints:
+    """Sources' checkpoints kept in a shared store, so the server that takes a source over
+    goes on from the last tick or event of the one before it."""
+
+    def __init__(self, store: EntityStore) -> None:
+        self.store = store
+
+    def get(self, source_id: str) -> dict[str, Any]:
+        return self.store.get_source_state(source_id) or {}
+
+    def put(self, source_id: str, value: dict[str, Any]) -> None:
+        self.store.put_source_state(source_id, value)
 
 
 def _task_name(key: tuple[str, str], source_id: str) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import dis
 import hashlib
-import importlib.metadata
 import inspect
 import json
 import linecache
@@ -23,12 +22,7 @@ from tokenize import TokenError
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import cloudpickle
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
 from ..model import InvalidRequestError
-from ..runtime.worker import cell_is_filled
 
 # The runtime brings these itself; a function that uses them does not need them declared.
 _RUNTIME_MODULES = {"dispatch_kernel", "cloudpickle"}
@@ -164,6 +158,10 @@ def package(fn: Callable[..., Any], requirements: list[str] | None = None) -> Fu
     """Package `fn` with the requirements detected from its code plus `requirements`."""
     if not callable(fn):
         raise InvalidRequestError(f"expected a function, got {type(fn).__name__}")
+    # Imported here, not with the core: a fresh process then starts its fork server before
+    # it pays for them (see Dispatch), and the two overlap.
+    import cloudpickle
+
     modules = sorted(referenced_modules(fn))
     by_value = [m for m in _local_modules(fn) if m not in sys.builtin_module_names]
     for module in by_value:
@@ -225,11 +223,13 @@ def referenced_modules(fn: Callable[..., Any]) -> set[str]:
 def _walk(fn: Callable[..., Any]) -> tuple[set[str], list[types.FunctionType]]:
     """The modules `fn` reaches, and the functions it reaches that travel by value (its own,
     helpers it calls, closures, methods of classes defined beside it)."""
+    from ..runtime.worker import cell_is_filled
+
     found: set[str] = set()
     local: list[types.FunctionType] = []
     seen: set[int] = set()
     todo: list[Any] = [fn]
-    installed = _distributions()  # once per walk: it stats every folder on sys.path
+    installed: dict[str, list[str]] | None = None  # once per walk at most: it stats every folder on sys.path
     while todo:
         obj = todo.pop()
         if id(obj) in seen:
@@ -250,7 +250,11 @@ def _walk(fn: Callable[..., Any]) -> tuple[set[str], list[types.FunctionType]]:
         module = (getattr(func, "__module__", None) or "").partition(".")[0]
         if module and module != "__main__":
             found.add(module)
-            if module in installed or not _is_third_party(module):
+            if not _is_third_party(module):
+                continue
+            if installed is None:  # read only for a walk that meets a third-party module
+                installed = _distributions()
+            if module in installed:
                 continue  # installed code travels by reference: no need to look inside
         if isinstance(func, types.FunctionType):
             local.append(func)
@@ -290,9 +294,12 @@ def _is_third_party(module: str) -> bool:
 
 def _local_modules(fn: Callable[..., Any]) -> list[str]:
     """Modules `fn` uses that no installed distribution provides: they travel by value."""
+    referenced = referenced_modules(fn)
+    if not referenced:  # the map of distributions costs ~100 ms to build: only when needed
+        return []
     distributions = _distributions()
     local = []
-    for module in referenced_modules(fn):
+    for module in referenced:
         if module in distributions or module not in sys.modules:
             continue
         if getattr(sys.modules[module], "__file__", None):
@@ -325,6 +332,9 @@ def _distributions() -> dict[str, list[str]]:
     cached = _DISTRIBUTIONS
     if cached is not None and cached[0] == stamp:
         return cached[1]
+    import importlib
+    import importlib.metadata
+
     importlib.invalidate_caches()  # so that the finders see what was installed
     distributions = importlib.metadata.packages_distributions()
     _DISTRIBUTIONS = (stamp, distributions)
@@ -333,6 +343,10 @@ def _distributions() -> dict[str, list[str]]:
 
 def requirements_for(modules: list[str] | set[str]) -> list[str]:
     """`name==version` for the installed distributions that provide `modules`."""
+    if not modules:
+        return []
+    import importlib.metadata
+
     distributions = _distributions()
     pins = set()
     for module in modules:
@@ -353,6 +367,10 @@ def merge_requirements(detected: list[str], extra: list[str]) -> list[str]:
 
 
 def _requirement_name(requirement: str) -> str:
+    # packaging's requirement parser costs ~25 ms to import: only deploys that name one pay it.
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
     try:
         return canonicalize_name(Requirement(requirement).name)
     except InvalidRequirement:

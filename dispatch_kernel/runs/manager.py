@@ -191,6 +191,13 @@ class RunManager:
             except Exception as exc:
                 for index in indexes:
                     results[index] = exc
+        if self.store.shared:
+            # The bus acknowledges an event once this returns: its run must then be where every
+            # server can see it, not only in this server's journal, which dies with the server.
+            try:
+                self.store.flush()
+            except DispatchError as exc:  # not acknowledged: the bus delivers them again
+                results = [result or exc for result in results]
         return results
 
     # ------------------------------------------------------------------ reading runs
@@ -248,8 +255,25 @@ class RunManager:
     def watch(self, callback: Watcher) -> Callable[[], None]:
         """Call `callback(run)` (a snapshot) whenever a run of this process changes status;
         returns a function that stops it. Callbacks run on the thread that changed the run,
-        so they must be quick; an exception in one is logged, not raised."""
-        return self.live.watch(callback)
+        so they must be quick; an exception in one is logged, not raised. With a store that
+        several servers share, runs of the other servers are told too (from the store's
+        notifications, on a thread of the store's)."""
+        stop_here = self.live.watch(callback)
+
+        def elsewhere(runs: list[Run]) -> None:
+            for run in runs:
+                try:
+                    callback(run)
+                except Exception:
+                    log.exception("a run watcher failed")
+
+        stop_elsewhere = self.store.watch_runs(elsewhere, exclude_host=self.host)
+
+        def stop() -> None:
+            stop_here()
+            stop_elsewhere()
+
+        return stop
 
     # ------------------------------------------------------------------ cancelling
 
@@ -264,6 +288,8 @@ class RunManager:
         status, here = self.live.cancel_queued(run_id, org)
         if not here:
             status = RunStatus(self.store.get_run(org, run_id).status)  # NotFoundError when there is none
+            if not status.finished and self.store.shared:
+                return self._cancel_elsewhere(run_id, org, timeout)
             if not status.finished:
                 raise ConflictError(f"run {run_id} is {status.value.lower()} in another process and cannot "
                                     "be cancelled here")
@@ -280,6 +306,25 @@ class RunManager:
                 return run
             return self.store.get_run(org, run_id)  # recorded by its batch a moment ago
         return self._cancel_running(run_id, org, timeout)
+
+    def _cancel_elsewhere(self, run_id: str, org: str, timeout: float) -> Run:
+        """Cancel a run that another server of a shared store runs: that server is asked
+        through the store, and the run is read back once it has finished."""
+        host = self.store.run_host(org, run_id)
+        if host != self.host:
+            self.store.request_cancel(host, org, run_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.store.get_run(org, run_id)
+            status = RunStatus(run.status)
+            if status == RunStatus.CANCELLED:
+                return run
+            if status.finished:
+                raise ConflictError(f"run {run_id} finished ({status.value}) before it could be cancelled")
+            if time.monotonic() >= deadline:
+                raise ConflictError(f"run {run_id} runs on server {host}, which did not stop it within "
+                                    f"{timeout:g}s (a run in a batch with others is left to finish)")
+            time.sleep(STORE_POLL)
 
     def _cancel_running(self, run_id: str, org: str, timeout: float) -> Run:
         live = self.live.get(run_id, org)

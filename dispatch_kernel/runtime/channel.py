@@ -14,6 +14,8 @@ import struct
 import time
 from typing import Any, Callable
 
+from .spin import PREEMPTED_GAP, Spin
+
 _HEADER = struct.Struct("!I")
 _MAX_MESSAGE = 1 << 31
 
@@ -48,65 +50,85 @@ class Channel:
         """Send one message that is already pickled."""
         self.sock.sendall(_HEADER.pack(len(data)) + data)
 
-    def recv(self, deadline: float | None = None, spin: float = 0.0, polite: bool = False) -> Any:
+    def recv(self, deadline: float | None = None, spin: Spin | None = None, polite: bool = False) -> Any:
         """The next message; TimeoutError at `deadline` (time.monotonic()), ChannelClosed on EOF.
 
-        With `spin` > 0 the socket is polled for that many seconds before the thread sleeps:
-        waking a sleeping thread costs tens of microseconds on a VM, and hundreds when its
-        virtual CPU has gone idle, more than a short spin when the message is due soon.
-        `polite` yields the CPU between polls, so a spin never keeps runnable work waiting.
+        With a `spin` the socket may be polled a while before the thread sleeps (the Spin
+        decides how long, and learns from what this wait saw). `polite` yields the CPU between
+        polls, so a spin never keeps runnable work waiting.
         """
         buffer = self._buffer
         sock = self.sock
-        spin_until = time.monotonic() + spin if spin else 0.0
-        while True:
-            if len(buffer) >= 4:
-                (size,) = _HEADER.unpack_from(buffer)
-                if size >= _MAX_MESSAGE:
-                    raise ChannelClosed("corrupt message header")
-                end = 4 + size
-                if len(buffer) >= end:
-                    with memoryview(buffer) as view:
-                        message = self._loads(view[4:end])
-                    del buffer[:end]
-                    return message
-            chunk = None
-            if spin_until:
-                sock.setblocking(False)
-                try:
-                    while True:
-                        try:
-                            chunk = sock.recv(1 << 16)
-                            break
-                        except BlockingIOError:
-                            if time.monotonic() >= spin_until:
-                                spin_until = 0.0
-                                break
-                            if polite:
-                                os.sched_yield()
-                except ConnectionResetError:
-                    chunk = b""
-                finally:
-                    # Blocking again, whatever the spin found: a sendall on a non-blocking
-                    # socket stops partway through a large message.
-                    sock.setblocking(True)
-            if chunk is None:
-                if deadline is None:
-                    sock.settimeout(None)
-                else:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise TimeoutError("no message before the deadline")
-                    sock.settimeout(remaining)
+        began = time.monotonic() if spin is not None else 0.0
+        budget = spin.budget(began) if spin is not None else 0.0
+        try:
+            while True:
+                if len(buffer) >= 4:
+                    (size,) = _HEADER.unpack_from(buffer)
+                    if size >= _MAX_MESSAGE:
+                        raise ChannelClosed("corrupt message header")
+                    end = 4 + size
+                    if len(buffer) >= end:
+                        with memoryview(buffer) as view:
+                            message = self._loads(view[4:end])
+                        del buffer[:end]
+                        return message
+                chunk = None
+                if budget:
+                    chunk = self._poll(spin, began + budget, polite)
+                    budget = 0.0
+                if chunk is None:
+                    if deadline is None:
+                        sock.settimeout(None)
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise TimeoutError("no message before the deadline")
+                        sock.settimeout(remaining)
+                    try:
+                        chunk = sock.recv(1 << 16)
+                    except socket.timeout:
+                        raise TimeoutError("no message before the deadline") from None
+                    except ConnectionResetError:
+                        chunk = b""
+                if not chunk:
+                    raise ChannelClosed("the other end closed the channel")
+                buffer += chunk
+        finally:
+            if spin is not None:
+                spin.waited(time.monotonic() - began)
+
+    def _poll(self, spin: Spin, until: float, polite: bool) -> bytes | None:
+        """Poll the socket until `until`; what it read, or None when nothing came (or the
+        thread lost the CPU: then sleeping is cheaper than polling on)."""
+        sock = self.sock
+        sock.setblocking(False)
+        try:
+            last = time.monotonic()
+            while True:
                 try:
                     chunk = sock.recv(1 << 16)
-                except socket.timeout:
-                    raise TimeoutError("no message before the deadline") from None
-                except ConnectionResetError:
-                    chunk = b""
-            if not chunk:
-                raise ChannelClosed("the other end closed the channel")
-            buffer += chunk
+                except BlockingIOError:
+                    chunk = None
+                now = time.monotonic()
+                if now - last > PREEMPTED_GAP:
+                    spin.preempted(now)
+                    return chunk
+                if chunk is not None:
+                    spin.undisturbed()
+                    return chunk
+                if now >= until:
+                    spin.undisturbed()
+                    return None
+                if polite:
+                    os.sched_yield()
+                last = now
+        except ConnectionResetError:
+            return b""
+        finally:
+            # Blocking again, whatever the spin found: a sendall on a non-blocking socket
+            # stops partway through a large message.
+            sock.setblocking(True)
 
     def close(self) -> None:
         """Close this end."""

@@ -28,7 +28,9 @@ import cloudpickle
 from .channel import Channel, ChannelClosed
 from .context import Context
 from .encoding import strict_dumps
+from .limits import Restorer
 from .protocol import Failure, Job, Outcome
+from .spin import Spin
 
 LOG_LIMIT = 1 << 20  # characters kept per stream per run
 FLUSH_INTERVAL = 0.001  # seconds: results of quick runs travel in batches, slow ones at once
@@ -37,7 +39,8 @@ _WATCHER_STACK = 256 * 1024  # bytes: the outbox's thread counts against a run's
 # After answering, poll for the next job a while before sleeping, yielding the CPU between
 # polls: calls that follow each other closely (a client waiting on each answer through a
 # server) then find the worker awake. Waking a process whose virtual CPU has gone idle cost
-# about 400 µs on the 2-core VM we measure on, against about 70 µs once it is awake.
+# about 400 µs on the 2-core VM we measure on, against about 70 µs once it is awake. The Spin
+# polls only while jobs come that fast and nothing else wants the CPU (see runtime/spin.py).
 SPIN_AFTER_ANSWER = 0.002
 
 
@@ -178,19 +181,20 @@ class Worker:
         self.logger.addHandler(_CurrentStderrHandler())
         self.logger.propagate = False
         self.outbox: _Outbox | None = None  # made by serve()
+        self.pid = os.getpid()
+        self.restorer = Restorer()  # what this worker is now is what every run starts from
 
     def serve(self) -> None:
         """Answer "run" messages until the host closes the channel."""
         # Before any user code runs: the outbox sets a small stack size for its thread, which
         # is process-wide while it is set.
         self.outbox = _Outbox(self.channel)
-        spin = 0.0
+        spin = Spin(SPIN_AFTER_ANSWER)
         while True:
             try:
                 message = self.channel.recv(spin=spin, polite=True)
             except ChannelClosed:
                 return
-            spin = SPIN_AFTER_ANSWER
             if message[0] != "run":
                 return
             if not self._run_batch(message[1]):
@@ -201,6 +205,7 @@ class Worker:
         if len(jobs) == 1:
             outcome, fatal = self.run(jobs[0])
             self.channel.send(("done", [outcome]))
+            self.restorer.restore_signals()
             return not fatal
         outbox = self.outbox
         if outbox is None:  # serve() makes it; a direct caller of _run_batch may not have
@@ -208,6 +213,7 @@ class Worker:
         for job in jobs:
             outcome, fatal = self.run(job)
             outbox.put(outcome)
+            self.restorer.restore_signals()
             if fatal:
                 outbox.flush()
                 return False
@@ -227,7 +233,13 @@ class Worker:
             args = job.args
             if self.dispatch_style:
                 args = (self._context(job, started), *args)
-            value = self.fn(*args, **job.kwargs)
+            try:
+                value = self.fn(*args, **job.kwargs)
+            finally:
+                if os.getpid() != self.pid:
+                    # A process the function forked came back here: it must never act as the
+                    # worker (answer on its channel, take its next job).
+                    os._exit(0)
             output = strict_dumps(value).encode() if job.json_output else _pickle_output(value)
         except MemoryError:
             # The state of a process that hit its cap is suspect: report, then retire.
@@ -240,6 +252,19 @@ class Worker:
             failure = Failure("FunctionError", _describe(exc), _user_traceback(exc))
         finally:
             sys.stdout, sys.stderr = saved
+        try:
+            for note in self.restorer.restore():
+                err.write(f"[dispatch] after the run: {note}\n")
+            if failure is not None and self.restorer.descriptors_nearly_exhausted():
+                # What the run left open (in a global, say) would fail the next runs too: a
+                # SystemError, so that the host retires this worker, as for its memory limit.
+                limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                failure = Failure("SystemError", f"the run used up the {limit} file descriptors of its "
+                                  f"worker ({failure.message}); the worker was retired")
+                fatal = True
+        except Exception as exc:  # the worker cannot vouch for itself: retire it
+            err.write(f"[dispatch] after the run: could not clean up ({_describe(exc)}); worker retired\n")
+            fatal = True
         finished = time.time()
         fd_out, out_dropped = self.fd_out.take()
         fd_err, err_dropped = self.fd_err.take()

@@ -43,7 +43,10 @@ class DispatchApp(ExtensionApp):
         help="Where the core keeps its database, environments and keys "
              "(default: DISPATCH_HOME, else the user data directory).",
     )
-    store = Unicode("sqlite", config=True, help="The store plug-in (entry point dispatch_kernel.stores).")
+    store = Unicode(config=True,
+                    help="The store plug-in (entry point dispatch_kernel.stores): sqlite, the embedded "
+                         'default, or postgres (with plugin_options["postgres"]["dsn"]) shared by several '
+                         "servers; or a postgresql:// URL. Default: DISPATCH_STORE_URL, else sqlite.")
     driver = Unicode("local", config=True, help="The default driver (entry point dispatch_kernel.drivers).")
     images = Unicode("venv", config=True, help="The image builder (entry point dispatch_kernel.images).")
     org = Unicode("default", config=True,
@@ -76,6 +79,12 @@ class DispatchApp(ExtensionApp):
         # The extension points live in this subpackage: `import dispatch_kernel` stays light.
         return "dispatch_kernel.server"
 
+    @default("store")
+    def _default_store(self) -> str:
+        from ..settings import default_store
+
+        return default_store()
+
     @default("owner")
     def _default_owner(self) -> str:
         from ..model import actor
@@ -94,7 +103,15 @@ class DispatchApp(ExtensionApp):
                    "run_threads": self.run_threads, "bus": self.bus,
                    "plugin_options": dict(self.plugin_options), "isolated": True}
         settings = Settings(home=Path(self.home), **options) if self.home else Settings(**options)
-        core = Dispatch(settings)
+        from ..secrets import WrongKeyError
+
+        try:
+            core = Dispatch(settings)
+        except WrongKeyError as exc:
+            # Jupyter would log a failed extension and serve on without it; a server that
+            # shares a store with another key must not run at all.
+            self.log.critical("dispatch: %s", exc)
+            raise SystemExit(f"dispatch: {exc}") from None
         if core.identity.bootstrap([self.owner, *self.bootstrap_admins]):
             self.log.info("dispatch: organization %r created; administrators: %s", self.org,
                           ", ".join([self.owner, *self.bootstrap_admins]))

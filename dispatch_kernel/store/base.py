@@ -7,17 +7,28 @@ event loop (the Jupyter server) run store calls in a thread pool.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
-from typing import TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any, Callable, TypeVar
 
 from ..model import Entity, Run
 
 E = TypeVar("E", bound=Entity)
+RunsCallback = Callable[[list[Run]], None]
+EntityRow = tuple[str, str, str, str, int, str]  # kind, org, name, id, revision, body (JSON)
 
 
 class EntityStore(ABC):
-    """Entities scoped by organization, with optimistic concurrency, plus the run log."""
+    """Entities scoped by organization, with optimistic concurrency, plus the run log.
+
+    A store that several servers share (`shared = True`: PostgreSQL) also keeps each server's
+    heartbeat and leases, tells of changes made by the others (`version()`, `watch_runs`) and
+    forwards cancels to the server running a run. The defaults below are those of a store that
+    one machine's processes share through its files (SQLite), where none of that is needed.
+    """
+
+    shared = False
 
     @abstractmethod
     def create(self, entity: E) -> E:
@@ -72,3 +83,84 @@ class EntityStore(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the store's connections."""
+
+    # ------------------------------------------------------------ moving a store (store copy)
+
+    @abstractmethod
+    def export_entities(self) -> Iterator[EntityRow]:
+        """Every entity of every organization, as stored."""
+
+    @abstractmethod
+    def import_entities(self, rows: Iterable[EntityRow]) -> int:
+        """Store entities as they are (revision included) unless one of that kind, org and name
+        or id exists already; returns how many were new."""
+
+    @abstractmethod
+    def export_runs(self, after: str = "", limit: int = 5000) -> list[tuple[Run, str]]:
+        """Up to `limit` runs with ids after `after`, by id, each with the host that owns it."""
+
+    @abstractmethod
+    def import_runs(self, runs: list[tuple[Run, str]]) -> None:
+        """Store runs with their hosts; a run whose id exists already is left as it is."""
+
+    # ------------------------------------------------------------ settings kept in the store
+
+    @abstractmethod
+    def get_meta(self, name: str) -> str | None:
+        """A value the store keeps for Dispatch itself (the secret key's check value ...)."""
+
+    @abstractmethod
+    def set_meta(self, name: str, value: str, *, only_if_absent: bool = False) -> str:
+        """Set it (unless it is set and `only_if_absent`); returns the value now stored."""
+
+    # ------------------------------------------------------------ several servers
+
+    def all_entities(self, cls: type[E]) -> list[E]:
+        """Every entity of that kind in every organization (for key rotation)."""
+        return [cls.from_dict(json.loads(body)) for kind, _org, _name, _id, _rev, body
+                in self.export_entities() if kind == cls.kind]
+
+    def flush(self) -> None:
+        """Make every run record written so far readable by other servers now (a store shared
+        by one machine's processes replays a dead process's journal itself: nothing to do)."""
+
+    def watch_runs(self, callback: RunsCallback, exclude_host: str = "") -> Callable[[], None]:
+        """Call `callback(runs)` with runs changed by other hosts; returns a stop function.
+        A store that tells nothing (each process sees its own runs) returns a no-op."""
+        return lambda: None
+
+    def on_cancel(self, host: str, callback: Callable[[str, str], None]) -> Callable[[], None]:
+        """Call `callback(org, run_id)` when another server asks `host` to cancel a run."""
+        return lambda: None
+
+    def request_cancel(self, host: str, org: str, run_id: str) -> None:
+        """Ask the server `host` to cancel a run it is running."""
+        raise NotImplementedError("this store cannot reach other servers")
+
+    def run_host(self, org: str, run_id: str) -> str:
+        """The host that owns the run."""
+        raise NotImplementedError
+
+    def heartbeat(self, host: str) -> None:
+        """Say that `host` is alive now."""
+
+    def live_hosts(self, within: float) -> set[str]:
+        """Hosts whose last heartbeat is at most `within` seconds old."""
+        return set()
+
+    def forget_host(self, host: str) -> None:
+        """Remove a dead host's heartbeat."""
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew the lease `name` for `ttl` seconds; False when another holder has it."""
+        return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up, if `holder` has it."""
+
+    def get_source_state(self, source_id: str) -> dict[str, Any] | None:
+        """An event source's checkpoint, when the store keeps them (None: it does not)."""
+        return None
+
+    def put_source_state(self, source_id: str, value: dict[str, Any]) -> None:
+        """Keep an event source's checkpoint (a store that keeps none ignores it)."""

@@ -192,6 +192,11 @@ class RunJournal:
             for path in done + ([old_path] if old_path is not None else []):
                 path.unlink(missing_ok=True)
 
+    def pending(self) -> int:
+        """Rows appended and not yet applied."""
+        with self._lock:
+            return self._pending_rows
+
     def _flush_loop(self) -> None:
         while not self._closed:
             self._wake.wait(FLUSH_INTERVAL)

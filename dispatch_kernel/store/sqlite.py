@@ -65,9 +65,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX runs_by_function ON runs (org, function, id);
     CREATE INDEX runs_unsettled ON runs (host) WHERE status IN ('QUEUED', 'RUNNING');
     """,
-    # Which of a function's drivers ran the run (a function may have several).
+    # 2: which of a function's drivers ran the run (a function may have several)
     """
     ALTER TABLE runs ADD COLUMN driver TEXT;
+    """,
+    # 3: values kept for Dispatch itself (the secret key's check value)
+    """
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
 ]
 
@@ -314,6 +318,44 @@ class SqliteStore(EntityStore):
             )
         return cursor.rowcount
 
+    # ---------------------------------------------------------------- moving, meta
+
+    def export_entities(self) -> Iterator[tuple[str, str, str, str, int, str]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kind, org, name, id, revision, body FROM entities ORDER BY kind, org, name").fetchall()
+        yield from rows
+
+    def import_entities(self, rows: Iterable[tuple[str, str, str, str, int, str]]) -> int:
+        batch = list(rows)
+        with self._lock:
+            before = self._db.total_changes
+            self._db.executemany("INSERT OR IGNORE INTO entities (kind, org, name, id, revision, body) "
+                                 "VALUES (?,?,?,?,?,?)", batch)
+            return self._db.total_changes - before
+
+    def export_runs(self, after: str = "", limit: int = 5000) -> list[tuple[Run, str]]:
+        self._journal.flush()
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_RUN_COLUMNS}, host FROM runs WHERE id > ? ORDER BY id LIMIT ?",
+                                    (after, limit)).fetchall()
+        return [(_run_from_row(row[:-1]), row[-1]) for row in rows]
+
+    def import_runs(self, runs: list[tuple[Run, str]]) -> None:
+        if runs:
+            self._apply([("add", [_run_row(run) + (host,) for run, host in runs])])
+
+    def get_meta(self, name: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, name: str, value: str, *, only_if_absent: bool = False) -> str:
+        verb = "INSERT OR IGNORE" if only_if_absent else "INSERT OR REPLACE"
+        with self._lock:
+            self._db.execute(f"{verb} INTO meta (name, value) VALUES (?, ?)", (name, value))
+            return self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()[0]
+
     def _checkpoint_loop(self) -> None:
         db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
         try:
@@ -330,6 +372,8 @@ class SqliteStore(EntityStore):
             return self._db.execute("PRAGMA data_version").fetchone()[0]
 
     def close(self) -> None:
+        if self._closing.is_set():  # closed already: a second close() changes nothing
+            return
         self._journal.close()
         self._closing.set()
         self._checkpointer.join()

@@ -73,6 +73,26 @@ def _rest(lab: JupyterLab, method: str, path: str, body: Any = None) -> tuple[in
         return status, text.decode(errors="replace")
 
 
+def _open_tab(driver: Any, describe: Callable[[], str] = lambda: "") -> Any:
+    """Click the Dispatch tab once JupyterLab's layout lets a click reach it: the tab is in the
+    page before the shell has laid out the sidebar, and a click then lands on what still covers
+    it (the file browser) and fails."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+    from selenium.webdriver.common.by import By
+
+    def click() -> Any:
+        tabs = driver.find_elements(By.CSS_SELECTOR, TAB)
+        if not tabs:
+            return None
+        try:
+            tabs[0].click()
+        except ElementClickInterceptedException:
+            return None
+        return tabs[0]
+
+    return _wait("the Dispatch tab in the left sidebar, clickable", WAIT, click, describe)
+
+
 def _wait(what: str, timeout: float, probe: Callable[[], Any], describe: Callable[[], str] = lambda: "",
           every: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
@@ -148,10 +168,8 @@ def test_the_panel_shows_and_drives_what_dispatch_holds(jupyterlab: JupyterLab, 
     # 1. Open JupyterLab with a notebook, then the panel from its sidebar tab.
     path = _write_notebook(lab.root)
     driver.get(lab.page(path))
-    tab = _wait("the Dispatch tab in the left sidebar", WAIT,
-                lambda: driver.find_elements(By.CSS_SELECTOR, TAB), describe)[0]
+    tab = _open_tab(driver, describe)
     assert tab.get_attribute("title") == "Dispatch"
-    tab.click()
     _widen_sidebar(driver, 520)
     _wait("the panel to list no functions yet", WAIT, lambda: "No functions yet" in _panel_text(driver), describe)
     assert "No runs yet" in _panel_text(driver)
@@ -338,7 +356,7 @@ def test_the_panel_says_so_when_the_server_does_not_serve_the_api(jupyterlab: Ju
     lab, driver = jupyterlab, browser
     assert _rest(lab, "GET", "functions")[0] == 404, "the server extension should be off here"
     driver.get(f"{lab.url}/lab?token={lab.token}")
-    _wait("the Dispatch tab", WAIT, lambda: driver.find_elements(By.CSS_SELECTOR, TAB))[0].click()
+    _open_tab(driver, lambda: _panel_text(driver))
     message = _wait("the message", WAIT, lambda: (m := _find(driver, ".jp-Dispatch-unreachable")) and m.text,
                     lambda: _panel_text(driver))
     assert "The Dispatch API is not served here" in message and "dispatch_kernel server extension" in message

@@ -29,10 +29,41 @@ def dispatch_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def jp_server_config(dispatch_home, dispatch_config):
+def dispatch_store() -> dict[str, Any]:
+    """c.DispatchApp.store, when not the default SQLite: a module that runs its tests on every
+    store overrides this fixture with `store_params` (below)."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def _databases():
+    """PostgreSQL databases of server tests, dropped when the session ends: pytest-jupyter's
+    autouse cleanup closes a test's server (and its core) after every fixture the test asked
+    for, so a database dropped with the test would vanish under a core still closing."""
+    opened: list[Any] = []
+    yield opened
+    for database in opened:
+        database.__exit__(None, None, None)
+
+
+def store_params(request) -> Any:
+    """For a `dispatch_store` fixture parametrized ["sqlite", "postgres"]: the server's store
+    settings (a new PostgreSQL database of the test's own for "postgres")."""
+    if request.param == "sqlite":
+        return {}
+    from tests.postgres_support import fresh_database
+
+    database = fresh_database()
+    dsn = database.__enter__()
+    request.getfixturevalue("_databases").append(database)
+    return {"store": dsn}
+
+
+@pytest.fixture
+def jp_server_config(dispatch_home, dispatch_config, dispatch_store):
     return Config({
         "ServerApp": {"jpserver_extensions": {"dispatch_kernel.server": True}},
-        "DispatchApp": {"home": str(dispatch_home), "export_env": False, **dispatch_config},
+        "DispatchApp": {"home": str(dispatch_home), "export_env": False, **dispatch_store, **dispatch_config},
     })
 
 

@@ -6,6 +6,13 @@ import pytest
 from dispatch_kernel.packaging import package
 
 from .api import ADD_SOURCE, HANDLE_SOURCE, add
+from .conftest import store_params
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def dispatch_store(request):
+    """Every test here runs on both stores."""
+    return store_params(request)
 
 
 async def test_create_from_source_text_then_get_list_and_run(api):
@@ -79,6 +86,7 @@ async def test_delete(api):
     assert (await api("GET", "functions")).json == {"items": []}
 
 
+@pytest.mark.parametrize("dispatch_store", ["sqlite"], indirect=True)  # refused before the store
 @pytest.mark.parametrize(
     ("body", "message"),
     [

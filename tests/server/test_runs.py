@@ -7,8 +7,15 @@ import json
 import pytest
 
 from .api import ADD_SOURCE, HANDLE_SOURCE, NAME_SCHEMA
+from .conftest import store_params
 
 NAP_SOURCE = "def nap(seconds):\n    import time\n    time.sleep(seconds)\n    return seconds\n"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def dispatch_store(request):
+    """Every test here runs on both stores."""
+    return store_params(request)
 
 
 @pytest.fixture
@@ -82,6 +89,7 @@ async def test_input_that_fails_the_schema_is_422_with_the_failed_run(api):
         assert "$.name" in reply.json["error"]["message"]
 
 
+@pytest.mark.parametrize("dispatch_store", ["sqlite"], indirect=True)  # refused before the store
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
@@ -118,6 +126,7 @@ async def test_list_filters_and_cursor_pagination(api):
     assert (await api("GET", "runs", params={"function": "other"})).json == {"items": [], "next": None}
 
 
+@pytest.mark.parametrize("dispatch_store", ["sqlite"], indirect=True)  # refused before the store
 @pytest.mark.parametrize(
     ("params", "message"),
     [
