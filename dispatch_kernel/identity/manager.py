@@ -28,7 +28,6 @@ from ..model import (
     check_name,
 )
 from ..store.base import EntityStore
-from . import tokens
 from .policies import Decision, PolicySet, Principal, check_rules
 
 audit = logging.getLogger("dispatch_kernel.audit")
@@ -121,6 +120,8 @@ class IdentityManager:
     def create_service_account(self, name: str, org: str, public_key: str, *, description: str = "",
                                tags: dict[str, str] | None = None) -> ServiceAccount:
         """A service account that signs JWTs with the private half of `public_key` (PEM)."""
+        from . import tokens  # PyJWT and its HTTP stack only where keys and tokens are handled
+
         check_name("service account", name)
         algorithm = tokens.key_algorithm(public_key)
         account = self.store.create(ServiceAccount(name=name, org=org, public_key=public_key.strip() + "\n",
@@ -144,11 +145,15 @@ class IdentityManager:
 
     def verify_token(self, token: str, org: str | None = None) -> Principal:
         """The principal of a service account's JWT; UnauthorizedError for a bad token."""
+        from . import tokens
+
         account, _ = tokens.verify(token, self._account, org=org)
         return Principal(f"serviceaccount:{account.name}")
 
     def token_org(self, token: str) -> str:
         """The organization a JWT's issuer names (before it is verified)."""
+        from . import tokens
+
         return tokens.issuer(token)[0]
 
     def _account(self, org: str, name: str) -> ServiceAccount | None:
