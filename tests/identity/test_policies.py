@@ -18,9 +18,17 @@ BOB = Principal("bob@example.org", ("finance",))
 ETL = Principal("serviceaccount:etl")
 
 
-@pytest.fixture
-def core(tmp_path):
-    with Dispatch(Settings(home=tmp_path / "home")) as core:
+@pytest.fixture(params=["sqlite", "postgres"])
+def core(request, tmp_path):
+    """A core on either store: identity is kept through the generic EntityStore API."""
+    store = "sqlite"
+    if request.param == "postgres":
+        from tests.postgres_support import fresh_database
+
+        database = fresh_database()
+        store = database.__enter__()
+        request.addfinalizer(lambda: database.__exit__(None, None, None))
+    with Dispatch(Settings(home=tmp_path / "home", store=store)) as core:
         assert core.identity.bootstrap(["owner", "group:ops"])
         core.identity.create_organization("ds", Principal("owner"))
         yield core
@@ -140,7 +148,8 @@ def test_a_policy_change_is_seen_at_once_and_by_another_process(core, tmp_path):
     core.identity.create_policy("p", "ds", [{"subjects": ["ada@example.org"], "resources": ["functions"],
                                              "actions": ["get"]}])
     assert allowed(core, ADA, "get", "functions")
-    with Dispatch(Settings(home=core.settings.home)) as other:  # the same store, another core
+    same = Settings(home=core.settings.home, store=core.settings.store, plugin_options=core.settings.plugin_options)
+    with Dispatch(same) as other:  # the same store, another core
         assert other.identity.decide("ds", ADA, "get", "functions").allowed
         other.identity.delete_policy("p", "ds")
     assert not allowed(core, ADA, "get", "functions")
