@@ -16,11 +16,11 @@ import time
 import traceback
 from collections.abc import Callable
 
-from . import Result, core, drivers, events, gateway, images, notebook, render, server, store
+from . import Result, core, drivers, events, gateway, identity, images, notebook, render, server, store
 
 MODULES = {"core": core.BENCHMARKS, "notebook": notebook.BENCHMARKS, "server": server.BENCHMARKS,
            "images": images.BENCHMARKS, "events": events.BENCHMARKS, "gateway": gateway.BENCHMARKS,
-           "drivers": drivers.BENCHMARKS, "store": store.BENCHMARKS}
+           "drivers": drivers.BENCHMARKS, "store": store.BENCHMARKS, "identity": identity.BENCHMARKS}
 # Far above any benchmark's own run time: only a hang reaches it, and then we would rather
 # see every thread's stack and exit than sit until an outer timeout kills us silently.
 _HANG_BUDGET = 300.0

@@ -22,8 +22,9 @@ from .version import __version__ as __version__
 _MODEL_NAMES = (
     "Api", "BaseImage", "ConflictError", "DeployError", "DispatchError", "ErrorType", "EventSource",
     "ForbiddenError", "Function", "FunctionStatus", "Image", "InvalidRequestError", "NotFoundError",
-    "PayloadTooLargeError", "Run", "RunError", "RunFailure", "RunFunctionError", "RunInputError",
-    "RunStatus", "RunSystemError", "Secret", "StorageError", "Subscription",
+    "Organization", "PayloadTooLargeError", "Policy", "Run", "RunError", "RunFailure", "RunFunctionError",
+    "RunInputError", "RunStatus", "RunSystemError", "Secret", "ServiceAccount", "StorageError", "Subscription",
+    "UnauthorizedError",
 )
 _HOMES: dict[str, str] = {
     "Client": "._client",
@@ -57,7 +58,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         Image,
         InvalidRequestError,
         NotFoundError,
+        Organization,
         PayloadTooLargeError,
+        Policy,
         Run,
         RunError,
         RunFailure,
@@ -66,8 +69,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         RunStatus,
         RunSystemError,
         Secret,
+        ServiceAccount,
         StorageError,
         Subscription,
+        UnauthorizedError,
     )
     from .runtime.context import Context
     from .runtime.response import Response
@@ -121,7 +126,9 @@ __all__ = [
     "InvalidRequestError",
     "LocalClient",
     "NotFoundError",
+    "Organization",
     "PayloadTooLargeError",
+    "Policy",
     "Response",
     "Run",
     "RunError",
@@ -132,7 +139,9 @@ __all__ = [
     "RunStatus",
     "RunSystemError",
     "Secret",
+    "ServiceAccount",
     "StorageError",
     "Subscription",
+    "UnauthorizedError",
     "connect",
 ]

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
-from .model import Api, BaseImage, EventSource, Function, Image, Run, Secret, Subscription
+from .model import (Api, BaseImage, EventSource, Function, Image, Organization, Policy, Run, Secret,
+                    ServiceAccount, Subscription)
 
 if TYPE_CHECKING:
     from ._handles import FunctionHandle, RunHandle
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
 @runtime_checkable
 class Client(Protocol):
     """What every face can do: deploy and manage functions, run them, manage secrets, emit
-    events, subscribe functions to them and manage event sources, and route HTTP to them (APIs)."""
+    events, subscribe functions to them and manage event sources, route HTTP to them (APIs), and
+    manage identity: organizations, service accounts and policies."""
 
     def deploy(self, fn: Callable[..., Any], name: str | None = None, **options: Any) -> FunctionHandle:
         """Package and deploy `fn`; options as Dispatch.deploy (timeout, secrets, schema_in,
@@ -180,6 +182,55 @@ class Client(Protocol):
     def api_urls(self, api: Api) -> list[str]:
         """Where the API's routes answer: URLs on the server of a REST client; for the embedded
         client, paths below the root of whichever gateway serves them (`dispatch gateway`)."""
+
+    def create_organization(self, name: str, *, description: str = "",
+                            tags: dict[str, str] | None = None) -> Organization:
+        """A new organization, administered by its creator."""
+
+    def get_organization(self, name: str) -> Organization:
+        """One organization the caller is a member of."""
+
+    def list_organizations(self) -> list[Organization]:
+        """The organizations the caller is a member of, by name."""
+
+    def delete_organization(self, name: str) -> None:
+        """Remove an empty organization with its policies and service accounts."""
+
+    def create_service_account(self, name: str, public_key: str, *, description: str = "",
+                               tags: dict[str, str] | None = None) -> ServiceAccount:
+        """A service account that signs JWTs with the private half of `public_key` (PEM)."""
+
+    def get_service_account(self, name: str) -> ServiceAccount:
+        """One service account (its public key)."""
+
+    def list_service_accounts(self) -> list[ServiceAccount]:
+        """The organization's service accounts, by name."""
+
+    def delete_service_account(self, name: str) -> None:
+        """Remove a service account: its tokens are refused from then on."""
+
+    def create_policy(self, name: str, rules: list[dict[str, list[str]]], *, is_global: bool = False,
+                      tags: dict[str, str] | None = None) -> Policy:
+        """A policy: rules [{subjects, resources, actions}] (global: in every organization)."""
+
+    def get_policy(self, name: str, *, is_global: bool = False) -> Policy:
+        """One policy of the organization (or a global one)."""
+
+    def list_policies(self) -> list[Policy]:
+        """The organization's policies, then the global ones."""
+
+    def update_policy(self, name: str, rules: list[dict[str, list[str]]], *, revision: int | None = None,
+                      is_global: bool = False) -> Policy:
+        """Replace a policy's rules (ConflictError when no administrator would be left)."""
+
+    def delete_policy(self, name: str, *, is_global: bool = False) -> None:
+        """Remove a policy (ConflictError when no administrator would be left)."""
+
+    def whoami(self) -> dict[str, Any]:
+        """Who this client is: subject, groups, organizations, its rules in this organization."""
+
+    def explain(self, subject: str, action: str, resource: str) -> dict[str, Any]:
+        """Which rule lets `subject` do `action` on `resource` here, or why none does."""
 
     def describe(self) -> str:
         """Where this client's functions live, in words."""

@@ -19,6 +19,7 @@ def connect(url: str | None = None, *, token: str | None = None, home: str | Pat
     """A client on the Dispatch server at `url`, or on the embedded default.
 
     With a URL (a Jupyter server's, base URL included) the client speaks REST with `token`.
+    `org` is the organization to work in (the X-Dispatch-Org header of a server client).
     Without one, DISPATCH_URL and DISPATCH_TOKEN are used when set and neither `home` nor
     `settings` is given: a kernel started by a server with the dispatch extension finds it so.
     Otherwise the embedded default: a Dispatch core in this process, whose home (database,
@@ -30,11 +31,11 @@ def connect(url: str | None = None, *, token: str | None = None, home: str | Pat
         url = os.environ["DISPATCH_URL"]
         token = token or os.environ.get("DISPATCH_TOKEN") or None
     if url is not None:
-        if home is not None or settings is not None or org is not None or store is not None:
-            raise TypeError("connect(url) talks to a server: home, settings, org and store are the server's")
+        if home is not None or settings is not None or store is not None:
+            raise TypeError("connect(url) talks to a server: home, settings and store are the server's")
         from ._http import HttpClient  # the HTTP stack is paid for only by who talks REST
 
-        return HttpClient(url, token)
+        return HttpClient(url, token, org=org)
 
     from .core import Dispatch
     from .settings import Settings

@@ -26,6 +26,7 @@ import urllib.request
 from urllib.parse import quote, urlencode, urlsplit
 
 from ._handles import FunctionHandle, RunHandle
+from ._iam_clients import HttpIam
 from .inputs import json_or_file
 from .model import (
     ConflictError,
@@ -42,6 +43,7 @@ from .model import (
     Secret,
     StorageError,
     Subscription,
+    UnauthorizedError,
 )
 from .model import Api, BaseImage, Image
 
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 
 _ERRORS: dict[int, type[DispatchError]] = {
     400: InvalidRequestError,
+    401: UnauthorizedError,
     403: ForbiddenError,
     404: NotFoundError,
     409: ConflictError,
@@ -61,10 +64,13 @@ _MAP_THREADS = 8
 _RECONNECT_DELAY = 1.0
 
 
-class HttpClient:
-    """The Client over REST: `dispatch_kernel.connect(url, token=...)`."""
+class HttpClient(HttpIam):
+    """The Client over REST: `dispatch_kernel.connect(url, token=..., org=...)`. `token` is the
+    server's token, or a service account's JWT; `org` the organization to work in (default:
+    the server's, or the JWT's)."""
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float | None = None) -> None:
+    def __init__(self, url: str, token: str | None = None, *, timeout: float | None = None,
+                 org: str | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidRequestError(f"not a server URL: {url!r} (try http://127.0.0.1:8888/)")
@@ -78,7 +84,12 @@ class HttpClient:
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._headers = {"Accept": "application/json", "Content-Type": "application/json"}
         if self.token:
-            self._headers["Authorization"] = f"token {self.token}"
+            # A JWT (a service account's) is a bearer credential; the server's token is Jupyter's.
+            jwt = self.token.count(".") == 2 and self.token.startswith("eyJ")
+            self._headers["Authorization"] = f"{'Bearer' if jwt else 'token'} {self.token}"
+        self.org = org or None
+        if self.org:
+            self._headers["X-Dispatch-Org"] = self.org
         # Keep the cookies the server sets, as a browser or requests.Session does: a Jupyter
         # server gives each new token-only client a fresh identity and a login cookie, on
         # every request, unless the cookie comes back.

@@ -9,13 +9,14 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._handles import FunctionHandle, RunHandle
+from ._iam_clients import LocalIam
 from .model import Api, BaseImage, EventSource, Function, Image, Run, Secret, Subscription
 
 if TYPE_CHECKING:
     from .core import Dispatch
 
 
-class LocalClient:
+class LocalClient(LocalIam):
     """The Client over a Dispatch core in this process."""
 
     def __init__(self, dispatch: Dispatch, org: str | None = None) -> None:

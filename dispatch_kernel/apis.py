@@ -76,6 +76,7 @@ class ApiManager:
                                     f"based on {revision}); fetch it again and retry")
             _apply(api, {key: value for key, value in changes.items() if value is not None})
             check_conflicts(api, self.store.list(Api, org))
+            api.touch()
             self.store.update(api)
         self._forget(org)
         return api

@@ -8,6 +8,7 @@ wires them together and owns their lifetimes; the work is the managers'.
     core.images      ImageManager      base images, images, what drivers run
     core.events      EventManager      emit, subscriptions, event sources (started on first use)
     core.apis        ApiManager        APIs (HTTP routes to functions) and their route tables
+    core.identity    IdentityManager   organizations, service accounts, policies, authorize()
     core.drivers     the driver plug-ins, made on first use by name
     core.store       the EntityStore plug-in
 
@@ -27,6 +28,7 @@ from .cluster import Cluster
 from .drivers.base import FaaSDriver
 from .functions import FunctionManager, prestart
 from .hosts import HostLease
+from .identity import IdentityManager
 from .images.manager import ImageManager
 from .runs.manager import RunManager
 from .secrets import SecretManager, load_key
@@ -69,6 +71,7 @@ class Dispatch:
             self.functions = FunctionManager(settings, self.store, self.images, self.drivers, self.secrets)
             self.runs = RunManager(settings, self.store, self.functions, self.secrets, self.lease.id)
             self.apis = ApiManager(self.store)
+            self.identity = IdentityManager(self.store, settings.org)
         except BaseException:
             self.store.close()
             self.drivers.close()

@@ -171,6 +171,7 @@ class FunctionManager:
                 function.status = FunctionStatus.CREATING
             else:
                 function.status = FunctionStatus.UPDATING
+            function.touch()
             self.store.update(function)
             try:
                 self._activate(function, progress, source)

@@ -6,6 +6,8 @@ function's own environment, where nothing but cloudpickle is guaranteed to be in
 
 from __future__ import annotations
 
+import contextvars
+import getpass
 import json
 import os
 import re
@@ -98,6 +100,12 @@ class ConflictError(DispatchError):
     """The name is taken, or an update carried a stale revision."""
 
     code = 409
+
+
+class UnauthorizedError(DispatchError):
+    """The credential is missing, malformed, expired or wrongly signed (HTTP 401)."""
+
+    code = 401
 
 
 class ForbiddenError(DispatchError, PermissionError):
@@ -228,9 +236,37 @@ def new_id() -> str:
     return f"{time.time_ns():016x}{next(_suffixes, None) or _draw_suffixes()}"
 
 
+_actor: contextvars.ContextVar[str] = contextvars.ContextVar("dispatch_actor", default="")
+_process_user: list[str] = []
+
+
+def actor() -> str:
+    """Who is acting: the subject a server request runs as (set by `acting_as`), else the user
+    of this process (the embedded client, a script)."""
+    name = _actor.get()
+    if name:
+        return name
+    if not _process_user:
+        try:
+            _process_user.append(getpass.getuser())
+        except Exception:  # no user name in this environment (a container without passwd)
+            _process_user.append(f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown")
+    return _process_user[0]
+
+
+def acting_as(subject: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)` with `subject` as the actor entities record as creator and changer."""
+    token = _actor.set(subject)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _actor.reset(token)
+
+
 @dataclass
 class Entity:
-    """Fields every entity carries (Dispatch's BaseEntity, snake_case)."""
+    """Fields every entity carries (Dispatch's BaseEntity, snake_case), and who created it and
+    who last changed it."""
 
     name: str
     org: str = DEFAULT_ORG
@@ -241,8 +277,14 @@ class Entity:
     tags: dict[str, str] = field(default_factory=dict)
     status: str = ""
     reason: str = ""
+    created_by: str = field(default_factory=actor)
+    updated_by: str = field(default_factory=actor)
 
     kind = "entity"
+
+    def touch(self) -> None:
+        """Record that whoever is acting changes the entity (the store sets `modified`)."""
+        self.updated_by = actor()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
@@ -252,7 +294,9 @@ class Entity:
     def from_dict(cls, data: dict[str, Any]):
         """Rebuild the entity from `to_dict()` output, ignoring unknown keys."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        # Recorded before entities recorded their actors: nobody known, not whoever reads it now.
+        known = {"created_by": "", "updated_by": ""}
+        return cls(**{**known, **{k: v for k, v in data.items() if k in names}})
 
 
 @dataclass
@@ -392,6 +436,45 @@ class Image(Entity):
     digest: str = ""
 
     kind = "image"
+
+
+SYSTEM_ORG = "*"  # where organizations and global policies are kept: never a valid org name
+
+
+@dataclass
+class Organization(Entity):
+    """A tenant: its functions, runs, secrets, events and APIs are seen by its members only.
+    Organizations are stored in the pseudo-organization SYSTEM_ORG."""
+
+    description: str = ""
+
+    kind = "organization"
+
+
+@dataclass
+class ServiceAccount(Entity):
+    """A program's identity in an organization: it signs short-lived JWTs (RS256 or ES256,
+    `iss` = "{org}/{name}") with a private key that never reaches the server; the server keeps
+    only the public key (PEM) to verify them."""
+
+    public_key: str = ""
+    algorithm: str = ""  # RS256 or ES256, from the key's type
+    description: str = ""
+
+    kind = "serviceaccount"
+
+
+@dataclass
+class Policy(Entity):
+    """Who may do what: `rules` = [{"subjects", "resources", "actions"}], each a list of names
+    with `*` wildcards (subjects: a user, `group:NAME`, `serviceaccount:NAME`; resources: a
+    kind such as `functions`, or `functions/nightly-*`; actions: get, create, update, delete,
+    invoke). An `is_global` policy (stored in SYSTEM_ORG) applies in every organization."""
+
+    rules: list[dict[str, list[str]]] = field(default_factory=list)
+    is_global: bool = False
+
+    kind = "policy"
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pytest
 
 import dispatch_kernel as dk
 from dispatch_kernel import HttpClient
-from dispatch_kernel.model import ForbiddenError
+from dispatch_kernel.model import ForbiddenError, NotFoundError
 from tests.server.live import ThreadedServer
 from tests.test_functions import (  # noqa: F401  (collected again, over both clients)
     test_a_failed_deploy_leaves_the_function_in_error_with_the_reason,
@@ -197,10 +197,17 @@ def test_a_kernel_of_the_server_finds_it_through_the_environment(server, monkeyp
 
 
 def test_connect_with_a_url_takes_no_local_settings(server):
-    with pytest.raises(TypeError, match="home, settings, org and store are the server's"):
-        dk.connect(server.url, token=server.token, org="other")
-    with pytest.raises(TypeError, match="home, settings, org and store are the server's"):
+    with pytest.raises(TypeError, match="home, settings and store are the server's"):
+        dk.connect(server.url, token=server.token, home=server.home)
+    with pytest.raises(TypeError, match="home, settings and store are the server's"):
         dk.connect(server.url, token=server.token, store="postgresql://db/dispatch")
+
+
+def test_connect_with_a_url_and_an_org_works_in_that_org(server):
+    with dk.connect(server.url, token=server.token, org="elsewhere") as client:
+        assert client.org == "elsewhere"
+        with pytest.raises(NotFoundError, match="no organization named 'elsewhere'"):
+            client.list_functions()
 
 
 def test_a_wrong_token_is_forbidden(server):

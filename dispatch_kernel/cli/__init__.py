@@ -26,6 +26,10 @@
     dispatch gateway --port P                     serve the routes of APIs (a standalone gateway)
     dispatch store copy --from sqlite:PATH --to postgresql://...   move a home's store to a team's
     dispatch secrets rotate-key                   re-seal secrets with DISPATCH_SECRET_KEY's first key
+    dispatch iam create organization|policy|serviceaccount NAME ...   (see cli/iam.py)
+    dispatch iam get|delete ... ; dispatch iam explain SUBJECT ACTION RESOURCE
+    dispatch whoami                               subject, groups, organizations, what you may do
+    dispatch --org ORG ...                        work in organization ORG (X-Dispatch-Org)
 
 Without a login (or --url, or DISPATCH_URL) it works on the embedded default: a core in this
 process on DISPATCH_HOME. Output is a table, or `-o json` / `-o yaml`. An error is one line on
@@ -52,6 +56,8 @@ from .commands import (
     cmd_update,
 )
 from .errors import CliError
+from .iam import add_parsers as add_iam_parsers
+from .iam import cmd_iam, cmd_whoami
 from .session import open_client
 from .stores import cmd_secrets_rotate_key, cmd_store_copy
 
@@ -62,7 +68,8 @@ def parser() -> argparse.ArgumentParser:
                                   "deploy, run and inspect them on a Dispatch server or the embedded default.")
     top.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
     top.add_argument("--url", help="a Jupyter server with the dispatch extension (default: the login)")
-    top.add_argument("--token", help="its token")
+    top.add_argument("--token", help="its token, or a service account's JWT")
+    top.add_argument("--org", help="the organization to work in (default: the server's)")
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     login = commands.add_parser("login", help="remember a server and its token")
@@ -158,13 +165,17 @@ def parser() -> argparse.ArgumentParser:
     secrets.add_argument("action", choices=("rotate-key",))
     commands.add_parser("gateway", help="serve the routes of APIs over HTTP (dispatch gateway --help)",
                         add_help=False)  # its arguments are the standalone gateway's own (main())
+    add_iam_parsers(commands)
     for sub in commands.choices.values():  # `-o json` reads naturally after the command too
+        if sub.prog.endswith(" iam"):
+            continue  # its verbs take them (cli/iam.py)
         sub.add_argument("-o", "--output", choices=("table", "json", "yaml"), default=argparse.SUPPRESS)
+        sub.add_argument("--org", default=argparse.SUPPRESS, help="the organization to work in")
     return top
 
 
 COMMANDS = {"create": cmd_create, "update": cmd_update, "get": cmd_get, "exec": cmd_exec, "delete": cmd_delete,
-            "emit": cmd_emit, "cancel": cmd_cancel, "replay": cmd_replay}
+            "emit": cmd_emit, "cancel": cmd_cancel, "replay": cmd_replay, "iam": cmd_iam, "whoami": cmd_whoami}
 
 
 def main(argv: list[str] | None = None) -> int:

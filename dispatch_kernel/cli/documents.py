@@ -1,6 +1,7 @@
 """Files the command reads: function source, JSON, and `-f` YAML documents (`kind: Function |
-Secret | BaseImage | Image | Subscription | EventSource | API`), each checked against the REST
-API's own schema for that kind before anything is created."""
+Secret | BaseImage | Image | Subscription | EventSource | API | Organization | Policy |
+ServiceAccount`), each checked against the REST API's own schema for that kind before anything
+is created."""
 
 from __future__ import annotations
 
@@ -73,15 +74,16 @@ def _documents(path: str) -> list[dict[str, Any]]:
     for doc in docs:
         if not isinstance(doc, dict) or str(doc.get("kind", "")).lower() not in DOCUMENT_ORDER:
             raise CliError(f"{path}: every document needs `kind: Function`, `Secret`, `BaseImage`, `Image`, "
-                           "`Subscription`, `EventSource` or `API`")
+                           "`Subscription`, `EventSource`, `API`, `Organization`, `Policy` or `ServiceAccount`")
         if not isinstance(doc.get("name"), str):
             raise CliError(f"{path}: every document needs a `name:`")
     # Secrets first: functions may use them; base images before the images built on them.
     return sorted(docs, key=lambda d: DOCUMENT_ORDER[str(d["kind"]).lower()])
 
 
-DOCUMENT_ORDER = {"secret": 0, "baseimage": 1, "image": 2, "function": 3, "api": 4, "eventsource": 5,
-                  "subscription": 6}
+# Identity first: an organization before what lives in it, policies before what they allow.
+DOCUMENT_ORDER = {"organization": -3, "serviceaccount": -2, "policy": -1, "secret": 0, "baseimage": 1, "image": 2,
+                  "function": 3, "api": 4, "eventsource": 5, "subscription": 6}
 
 
 def _events_document(doc: dict[str, Any]) -> dict[str, Any]:
@@ -191,8 +193,31 @@ def _make_event_entity(client: Any, doc: dict[str, Any], base: Path) -> tuple[An
     return source, event_source_message(source)
 
 
+def _make_iam_entity(client: Any, doc: dict[str, Any], base: Path) -> tuple[Any, str]:
+    kind = str(doc["kind"]).lower()
+    spec = {k: v for k, v in doc.items() if k not in ("kind", "public_key_file")}
+    what = f"{doc['kind']} {doc['name']}"
+    if kind == "organization":
+        spec = _checked("OrganizationCreate", spec, what)
+        org = client.create_organization(spec["name"], description=spec.get("description", ""), tags=spec.get("tags"))
+        return org, f"created organization {org.name}"
+    if kind == "policy":
+        spec = _checked("PolicyCreate", spec, what)
+        policy = client.create_policy(spec["name"], spec["rules"], is_global=spec.get("is_global", False),
+                                      tags=spec.get("tags"))
+        return policy, f"created policy {policy.name}"
+    if doc.get("public_key_file") is not None:
+        spec["public_key"] = read_file(base / str(doc["public_key_file"]))
+    spec = _checked("ServiceAccountCreate", spec, what)
+    account = client.create_service_account(spec["name"], spec["public_key"], description=spec.get("description", ""),
+                                            tags=spec.get("tags"))
+    return account, f"created service account {account.name} ({account.algorithm})"
+
+
 # What `create -f` makes of each kind but functions; none of these can be updated in place.
-_MAKERS = {"secret": (_make_secret, "secrets"), "baseimage": (_make_image, "images"),
+_MAKERS = {"organization": (_make_iam_entity, "organizations"), "policy": (_make_iam_entity, "policies"),
+           "serviceaccount": (_make_iam_entity, "service accounts"),
+           "secret": (_make_secret, "secrets"), "baseimage": (_make_image, "images"),
            "image": (_make_image, "images"), "subscription": (_make_event_entity, "subscriptions"),
            "eventsource": (_make_event_entity, "eventsources")}
 

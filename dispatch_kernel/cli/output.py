@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..drivers.choice import describe_drivers
-from ..model import Api, BaseImage, EventSource, Function, Image, Run, RunStatus, Secret, Subscription
+from ..model import (Api, BaseImage, EventSource, Function, Image, Organization, Policy, Run, RunStatus, Secret,
+                     ServiceAccount, Subscription)
 
 
 def when(stamp: float | None) -> str:
@@ -182,7 +183,7 @@ def data(value: Any) -> Any:
         if value.values:
             shown["values"] = value.values
         return shown
-    if isinstance(value, (Api, BaseImage, Image, Subscription, Run)):
+    if isinstance(value, (Api, BaseImage, Image, Subscription, Run, Organization, Policy, ServiceAccount)):
         return value.to_dict()
     return value
 

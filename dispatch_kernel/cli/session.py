@@ -52,6 +52,7 @@ def open_client(args: argparse.Namespace):
         url, token = os.environ["DISPATCH_URL"], token or os.environ.get("DISPATCH_TOKEN")
     if url is None and config.get("url"):
         url, token = config["url"], token or config.get("token")
+    org = getattr(args, "org", None)
     if url:
-        return HttpClient(url, token)
-    return connect(home=default_home())  # the embedded default, on DISPATCH_HOME
+        return HttpClient(url, token, org=org)
+    return connect(home=default_home(), org=org)  # the embedded default, on DISPATCH_HOME

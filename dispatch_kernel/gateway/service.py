@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..model import ConflictError, DispatchError, NotFoundError, Run, RunStatus
+from ..model import ConflictError, DispatchError, ForbiddenError, NotFoundError, Run, RunStatus, UnauthorizedError
 from ..server._bridge import LoopBridge
 from .auth import CredentialCheck
 from .cors import preflight_headers, response_headers
@@ -96,9 +96,8 @@ class Gateway:
         api = found.api
         if request.protocol not in api.protocols:
             raise GatewayError(426, f"this route takes {' or '.join(api.protocols)}", {"Upgrade": "HTTPS/1.1"})
-        if api.auth == "token" and not self.credentials(request.headers.get("Authorization")):
-            raise GatewayError(401, "this route needs a credential: Authorization: Bearer <token>",
-                               {"WWW-Authenticate": 'Bearer realm="dispatch"'})
+        if api.auth == "token":
+            self._check_caller(request, api)
         query = query_values(request.query)
         payload = function_input(request, found.params, query, self.max_body_size)
         http = http_record(request, path=below, api=api.name, route=found.template, params=found.params,
@@ -121,6 +120,20 @@ class Gateway:
             raise GatewayError(503, f"function {api.function!r} {why}") from None
         reply.headers += response_headers(api, origin)
         return reply
+
+    def _check_caller(self, request: Request, api: Any) -> None:
+        """The caller of an `auth: token` route: 401 without a valid credential, 403 when its
+        policies do not allow `invoke` on the function, 404 from another organization."""
+        try:
+            self.credentials(request.headers.get("Authorization"), api)
+        except UnauthorizedError as exc:
+            raise GatewayError(401, str(exc), {"WWW-Authenticate": 'Bearer realm="dispatch"'}) from None
+        except ForbiddenError as exc:
+            raise GatewayError(403, str(exc)) from None
+        except NotFoundError:
+            # Exactly what a route that does not exist answers (_serve).
+            path = "/".join(segments(request.path))[:200]
+            raise GatewayError(404, f"no route for {request.method} /{path}") from None
 
     def _preflight(self, path: list[str], request: Request, origin: str | None, wanted: str) -> Reply:
         """A browser asks whether `origin` may send `wanted` here: 204 with the API's CORS

@@ -50,7 +50,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     from ..core import Dispatch
     from ..settings import Settings, default_home
-    from .auth import bearer_tokens
+    from .auth import authorized_callers
     from .handler import GatewayHandler
     from .service import Gateway
 
@@ -62,7 +62,9 @@ async def serve(args: argparse.Namespace) -> None:
     core = await loop.run_in_executor(None, Dispatch, settings)
     tokens = args.token if args.token is not None else [os.environ.get("DISPATCH_TOKEN", "")]
     api_url = args.api_url or os.environ.get("DISPATCH_URL")
-    gateway = Gateway(core, org=args.org, max_body_size=args.max_body_size, credentials=bearer_tokens(tokens),
+    # Its tokens may call every route (no owner to check); service accounts as policies say.
+    credentials = authorized_callers(core.identity, lambda: tokens, None)
+    gateway = Gateway(core, org=args.org, max_body_size=args.max_body_size, credentials=credentials,
                       runs_url=f"{api_url.rstrip('/')}/dispatch/v1/runs/" if api_url else None)
     app = Application([(r"/.*", GatewayHandler, {"gateway": gateway, "prefix": "/"})],
                       log_function=_access_log)

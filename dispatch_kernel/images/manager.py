@@ -142,6 +142,7 @@ class ImageManager:
                 raise ConflictError(f"an image named {name!r} already exists ({image.status})")
         image.base_image, image.requirements, image.system_packages = base, wanted, packages
         image.tags, image.status, image.reason = dict(tags or {}), FunctionStatus.CREATING.value, ""
+        image.touch()
         image = self.store.update(image)
         try:
             built = self.oci().build_environment(

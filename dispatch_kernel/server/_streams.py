@@ -28,17 +28,16 @@ class RunHub:
     a stream is open, so runs cost nothing extra otherwise.
     """
 
-    def __init__(self, runs: RunManager, org: str) -> None:
+    def __init__(self, runs: RunManager) -> None:
         self.runs = runs
-        self.org = org
         self._streams: set[RunStream] = set()
         self._stop: Callable[[], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def open(self) -> RunStream:
-        """A new stream of this server's run changes (on the event loop)."""
+    def open(self, org: str) -> RunStream:
+        """A new stream of the run changes of organization `org` (on the event loop)."""
         self._loop = asyncio.get_running_loop()
-        stream = RunStream()
+        stream = RunStream(org)
         self._streams.add(stream)
         if self._stop is None:
             self._stop = self.runs.watch(self._changed)
@@ -58,23 +57,25 @@ class RunHub:
             self.close(stream)
 
     def _changed(self, run: Run) -> None:  # on the thread that changed the run
-        if run.org != self.org or self._loop is None:
+        if self._loop is None:
             return
         text = strict_dumps(run.to_dict(json_ready=False))
         try:
-            self._loop.call_soon_threadsafe(self._publish, run.function, text)
+            self._loop.call_soon_threadsafe(self._publish, run.org, run.function, text)
         except RuntimeError:  # the loop has closed: the server is stopping
             pass
 
-    def _publish(self, function: str, text: str) -> None:
+    def _publish(self, org: str, function: str, text: str) -> None:
         for stream in list(self._streams):
-            stream.put(function, text)
+            if stream.org == org:  # a stream never carries another organization's runs
+                stream.put(function, text)
 
 
 class RunStream:
     """One open event stream: a bounded backlog and a wake-up for its writer."""
 
-    def __init__(self) -> None:
+    def __init__(self, org: str) -> None:
+        self.org = org
         self.backlog: deque[tuple[str, str]] = deque()
         self.ready = asyncio.Event()
         self.ended = False

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Dict, Int, Unicode, default
+from traitlets import Bool, Dict, Int, List, Unicode, default
 
 from ..version import __version__
 from ..settings import Settings
@@ -49,7 +49,14 @@ class DispatchApp(ExtensionApp):
                          "servers; or a postgresql:// URL. Default: DISPATCH_STORE_URL, else sqlite.")
     driver = Unicode("local", config=True, help="The default driver (entry point dispatch_kernel.drivers).")
     images = Unicode("venv", config=True, help="The image builder (entry point dispatch_kernel.images).")
-    org = Unicode("default", config=True, help="The organization this server's users work in.")
+    org = Unicode("default", config=True,
+                  help="The organization of requests that name none (X-Dispatch-Org header, client's org=).")
+    owner = Unicode(config=True,
+                    help="The subject of whoever holds the server's token (or password) when the server "
+                         "uses Jupyter's own authentication; default: the user running the server.")
+    bootstrap_admins = List(Unicode(), config=True,
+                            help="Subjects (users, group:NAME) made administrators of the default "
+                                 "organization, beside the owner, when the store is new.")
     bus = Unicode("sqlite", config=True,
                   help="The event bus plug-in (entry point dispatch_kernel.buses): sqlite, the embedded "
                        "default, or nats (JetStream, shared by several servers).")
@@ -78,6 +85,12 @@ class DispatchApp(ExtensionApp):
 
         return default_store()
 
+    @default("owner")
+    def _default_owner(self) -> str:
+        from ..model import actor
+
+        return actor()  # outside a request: the user running this process
+
     @default("open_browser")
     def _default_open_browser(self) -> bool:
         return False  # an API server: nothing to show in a browser yet
@@ -99,6 +112,9 @@ class DispatchApp(ExtensionApp):
             # shares a store with another key must not run at all.
             self.log.critical("dispatch: %s", exc)
             raise SystemExit(f"dispatch: {exc}") from None
+        if core.identity.bootstrap([self.owner, *self.bootstrap_admins]):
+            self.log.info("dispatch: organization %r created; administrators: %s", self.org,
+                          ", ".join([self.owner, *self.bootstrap_admins]))
         # The API's handlers log through a child of the server's logger whose level is the
         # server's log_level. traitlets sets the server's logger itself to DEBUG (its handlers
         # filter), so every answered request would build a debug access-log record that no
@@ -106,7 +122,7 @@ class DispatchApp(ExtensionApp):
         log = logging.getLogger(f"{self.serverapp.log.name}.dispatch")
         log.setLevel(self.serverapp.log_level)
         self.state = DispatchState(core, org=self.org, max_body_size=self.max_body_size,
-                                   threads=self.request_threads, log=log)
+                                   threads=self.request_threads, log=log, owner=self.owner)
         self.settings["dispatch_kernel"] = self.state
         self.gateway = self._gateway(core)
         self._saved_env: dict[str, str | None] = {}
@@ -117,15 +133,14 @@ class DispatchApp(ExtensionApp):
 
     def _gateway(self, core):
         """The API gateway of this server: routes under {base_url}dispatch/http/, whose `auth:
-        token` APIs accept the server's own token as a bearer credential."""
-        from ..gateway.auth import bearer_tokens
+        token` APIs accept the server's own token (as its owner) and service accounts' JWTs,
+        as their policies allow."""
+        from ..gateway.auth import authorized_callers
         from ..gateway.service import Gateway
 
-        identity = self.serverapp.identity_provider
-
-        def accepts(authorization: str | None) -> bool:  # the token is final only once the server runs
-            return bearer_tokens([identity.token])(authorization)
-
+        provider = self.serverapp.identity_provider
+        # The token is final only once the server runs: read it on each call.
+        accepts = authorized_callers(core.identity, lambda: [provider.token], self.owner)
         return Gateway(core, org=self.org, max_body_size=self.max_body_size, credentials=accepts,
                        runs_url=url_path_join(self.serverapp.base_url, "dispatch/v1/runs/"))
 

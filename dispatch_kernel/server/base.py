@@ -22,8 +22,11 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from ..core import Dispatch
-from ..model import DeployError, DispatchError, InvalidRequestError, StorageError, strict_dumps
+from ..identity.policies import Principal
+from ..identity.tokens import looks_like_jwt
+from ..model import DeployError, DispatchError, InvalidRequestError, StorageError, acting_as, strict_dumps
 from . import openapi
+from ._identity import ORG_HEADER, default_target, principal_of, valid_org
 from ._bridge import LoopBridge
 from ._streams import RunHub
 
@@ -43,12 +46,13 @@ class DispatchState:
     """What every handler shares: the core, the threads that call it, the limits."""
 
     def __init__(self, core: Dispatch, *, org: str, max_body_size: int, threads: int,
-                 log: logging.Logger | None = None) -> None:
+                 log: logging.Logger | None = None, owner: str = "owner") -> None:
         self.core = core
         self.org = org
+        self.owner = owner  # who holds the server's token, when Jupyter's own auth is in use
         self.max_body_size = max_body_size
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="dispatch-request")
-        self.hub = RunHub(core.runs, org)
+        self.hub = RunHub(core.runs)
         self.bridge = LoopBridge()
         self.log = log
 
@@ -64,6 +68,9 @@ class DispatchHandler(APIHandler):
 
     auth_resource = "dispatch:api"
     path: ClassVar[str] = ""
+    principal: Principal | None = None  # who asks, once authenticated (prepare)
+    _org: str | None = None
+    _token_org: str | None = None  # the organization of a service account's JWT
 
     @property
     def state(self) -> DispatchState:
@@ -82,15 +89,73 @@ class DispatchHandler(APIHandler):
 
     @property
     def org(self) -> str:
-        """The organization the request works in."""
-        # One organization per server until identity (accounts, policies) maps users to theirs.
-        return self.state.org
+        """The organization the request works in: the X-Dispatch-Org header, else that of the
+        service account's JWT, else the server's (c.DispatchApp.org)."""
+        if self._org is None:
+            header = self.request.headers.get(ORG_HEADER)
+            if header is not None and not valid_org(header.strip()):
+                raise ApiError(400, f"{ORG_HEADER} is not an organization name: {header[:70]!r}")
+            self._org = (header.strip() if header else None) or self._token_org or self.state.org
+        return self._org
+
+    def target(self) -> tuple[str, str] | None:
+        """(action, resource) this request needs a policy for; None for what needs none.
+        By default from the method and the path (_identity.default_target)."""
+        action, resource = default_target(self.request.method or "GET", self.path, tuple(self.path_args))
+        if action == "create" and "/" not in resource:
+            # Creating is done on the name the body gives (`functions/nightly-a`), so a rule on
+            # `functions/nightly-*` may allow it; a body without one is answered 400 later.
+            try:
+                name = json.loads(self.request.body).get("name")
+            except (ValueError, UnicodeDecodeError, AttributeError):
+                name = None
+            if isinstance(name, str) and name:
+                resource = f"{resource}/{name}"
+        return action, resource
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        """Authenticate (Jupyter's login, or a service account's JWT), then authorize the
+        request's (org, subject, action, resource) before any handler code runs."""
+        scheme, _, credential = self.request.headers.get("Authorization", "").strip().partition(" ")
+        credential = credential.strip()
+        if scheme.lower() == "bearer" and looks_like_jwt(credential):
+            self._authenticate_jwt(credential)
+        else:
+            await super().prepare()
+            user = self.current_user
+            if user is None or self._finished:
+                return  # @web.authenticated answers 403
+            self.principal = principal_of(user, self.identity_provider, self.state.owner)
+        target = self.target()
+        if target is not None:
+            with self.api_errors():
+                self.core.identity.authorize(self.org, self.principal, *target)
+
+    def _authenticate_jwt(self, token: str) -> None:
+        if not self.check_host():
+            raise web.HTTPError(403)
+        identity = self.core.identity
+        header = self.request.headers.get(ORG_HEADER)
+        try:
+            self._token_org = identity.token_org(token)
+            self.principal = identity.verify_token(token, self.org if header else None)
+        except DispatchError as exc:
+            raise ApiError(401, str(exc)) from None
+        from jupyter_server.auth import User
+
+        # Authenticated by a credential of its own, as a token is: no XSRF cookie to check.
+        self.current_user = self._jupyter_current_user = User(self.principal.name)
+        self._token_authenticated = True
 
     async def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """`method(*args, **kwargs)` on a request thread; the core's errors become API errors."""
+        """`method(*args, **kwargs)` on a request thread, acting as the request's principal
+        (entities record it); the core's errors become API errors."""
         loop = asyncio.get_running_loop()
+        work = partial(method, *args, **kwargs)
+        if self.principal is not None:
+            work = partial(acting_as, self.principal.name, work)
         with self.api_errors():
-            return await loop.run_in_executor(self.state.executor, partial(method, *args, **kwargs))
+            return await loop.run_in_executor(self.state.executor, work)
 
     async def outcome(self, method: Callable[..., Future], *args: Any, **kwargs: Any) -> Any:
         """The result of the Future that `method(*args, **kwargs)` returns at once (no request
@@ -181,6 +246,8 @@ class DispatchHandler(APIHandler):
         if status_code == 403 and not self.current_user:
             message = ("not authenticated: send the server's token (Authorization: token ...), "
                        f"or log in and send the X-XSRFToken header ({message})")
+        if status_code == 401:  # set here: sending an error clears the headers set before
+            self.set_header("WWW-Authenticate", 'Bearer realm="dispatch", error="invalid_token"')
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"code": status_code, "message": message, **extra}))
 
@@ -195,6 +262,9 @@ class NotFoundHandler(DispatchHandler):
 
     path = "(.*)"  # not a path of the document: routes.py puts it last, as a catch-all
 
+    def target(self) -> None:
+        return None  # no resource here: the answer is 404 for everyone
+
     @web.authenticated
     async def get(self, path: str) -> None:
         raise ApiError(404, f"no endpoint {API}/{path}; see {API}/openapi.json")
@@ -207,6 +277,9 @@ class OpenApiHandler(DispatchHandler):
 
     auth_resource = "dispatch:openapi"
     path = "openapi.json"
+
+    def target(self) -> None:
+        return None  # the document is the same for everyone who may log in
 
     @web.authenticated
     @authorized

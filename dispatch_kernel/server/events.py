@@ -157,6 +157,9 @@ class WebhookHandler(EventsBase):
 
     path = "webhooks/{name}"
 
+    def target(self) -> None:
+        return None  # the webhook's own token is its authorization
+
     @allow_unauthenticated
     async def post(self, name: str) -> None:
         if len(self.request.body) > self.state.max_body_size:

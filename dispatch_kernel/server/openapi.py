@@ -24,13 +24,26 @@ _URI = "urn:dispatch-kernel:openapi"
 _MESSAGE_LIMIT = 300  # characters of an offending value quoted in an error
 
 
+# What any operation may answer since requests are authenticated and authorized by policy
+# (server/base.py's prepare): added to every operation here, so that a new one cannot forget.
+_EVERY_OPERATION = {"400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "404": "NotFound"}
+
+
 @lru_cache(maxsize=1)
 def spec() -> dict[str, Any]:
-    """The document as loaded (shared: do not modify it)."""
+    """The document as loaded, with the answers every operation may give (shared: do not
+    modify it)."""
     import yaml
 
     with open(_PATH, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+        doc = yaml.safe_load(handle)
+    for item in doc["paths"].values():
+        for method, operation in item.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                responses = operation["responses"]
+                for status, name in _EVERY_OPERATION.items():
+                    responses.setdefault(status, {"$ref": f"#/components/responses/{name}"})
+    return doc
 
 
 def document(base_url: str = "/") -> dict[str, Any]:

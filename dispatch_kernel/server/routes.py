@@ -13,11 +13,12 @@ from typing import Any
 
 from tornado import web
 
-from . import apis, events, functions, images, runs, secrets
+from . import apis, events, functions, iam, images, runs, secrets
 from .base import API, DispatchHandler, NotFoundHandler, OpenApiHandler
 
 HANDLERS: list[type[DispatchHandler]] = [
     *functions.HANDLERS, *runs.HANDLERS, *secrets.HANDLERS, *images.HANDLERS, *events.HANDLERS, *apis.HANDLERS,
+    *iam.HANDLERS,
     OpenApiHandler,
 ]
 _METHODS = ("get", "post", "put", "patch", "delete")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
@@ -20,6 +21,16 @@ class RunsHandler(DispatchHandler):
 
     auth_resource = "dispatch:runs"
     path = "runs"
+
+    def target(self) -> tuple[str, str] | None:
+        """Starting a run is `invoke` on its function (`functions/NAME`)."""
+        if self.request.method != "POST":
+            return super().target()
+        try:
+            function = json.loads(self.request.body).get("function")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            function = None  # the body check answers 400 after
+        return "invoke", f"functions/{function}" if isinstance(function, str) else "functions"
 
     @web.authenticated
     @authorized
@@ -108,7 +119,7 @@ class RunStreamHandler(DispatchHandler):
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
         hub = self.state.hub
-        stream = self._stream = hub.open()
+        stream = self._stream = hub.open(self.org)
         try:
             self.write(": watching runs\n\n")
             await self.flush()
