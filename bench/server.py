@@ -59,7 +59,9 @@ def inc(x: int) -> int:
     return x + 1
 
 
-def _start_jupyter(home: Path, port: int, token: str) -> subprocess.Popen:
+def _start_jupyter(home: Path, port: int, token: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A `jupyter dispatch` server on 127.0.0.1:`port` over `home`, once it answers (`env`:
+    more variables, e.g. the store it uses)."""
     command = [
         os.path.join(os.path.dirname(sys.executable), "jupyter-dispatch"), "--allow-root", "--no-browser",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
@@ -68,10 +70,10 @@ def _start_jupyter(home: Path, port: int, token: str) -> subprocess.Popen:
         *[f"--ServerApp.jpserver_extensions={name}=False"
           for name in ("jupyterlab", "jupyter_lsp", "notebook_shim", "jupyter_server_terminals")],
     ]
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
-    env.pop("DISPATCH_URL", None)
+    full_env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(home / "runtime"), **(env or {})}
+    full_env.pop("DISPATCH_URL", None)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               stdin=subprocess.DEVNULL, env=env, cwd=home)
+                               stdin=subprocess.DEVNULL, env=full_env, cwd=home)
     deadline = time.monotonic() + 60
     request = urllib.request.Request(f"http://127.0.0.1:{port}{BASE_URL}dispatch/v1/functions",
                                      headers={"Authorization": f"token {token}"})

@@ -23,8 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,7 +35,7 @@ from dispatch_kernel.images.services import free_port, stop_process
 
 from . import Result, p50
 from .core import _timed, inc
-from .server import BASE_URL, _client
+from .server import BASE_URL, _client, _start_jupyter
 
 ADMIN_DSN = os.environ.get("DISPATCH_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 CLIENTS = 16
@@ -126,32 +124,6 @@ def store_throughput(quick: bool = False) -> list[Result]:
     ]
 
 
-def _start(home: Path, port: int, token: str, env: dict[str, str]) -> subprocess.Popen:
-    command = [
-        os.path.join(os.path.dirname(sys.executable), "jupyter-dispatch"), "--allow-root", "--no-browser",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}", f"--ServerApp.base_url={BASE_URL}",
-        f"--ServerApp.root_dir={home}", f"--DispatchApp.home={home}", "--ServerApp.log_level=ERROR",
-        *[f"--ServerApp.jpserver_extensions={name}=False"
-          for name in ("jupyterlab", "jupyter_lsp", "notebook_shim", "jupyter_server_terminals")],
-    ]
-    full_env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(home / "runtime"), **env}
-    full_env.pop("DISPATCH_URL", None)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               stdin=subprocess.DEVNULL, env=full_env, cwd=home)
-    deadline = time.monotonic() + 60
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{BASE_URL}dispatch/v1/functions",
-                                     headers={"Authorization": f"token {token}"})
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"jupyter-dispatch exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(request, timeout=2):
-                return process
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.05)
-    stop_process(process, grace=20)
-    raise RuntimeError("jupyter-dispatch did not answer within 60s")
 
 
 def _spread(ports: list[int], token: str, total: int) -> float:
@@ -186,7 +158,7 @@ def store_rest(quick: bool = False) -> list[Result]:
         try:
             ports = [free_port(), free_port()]
             for home, port in zip(homes, ports):
-                processes.append(_start(home, port, token, env))
+                processes.append(_start_jupyter(home, port, token, env))
             with dk.connect(f"http://127.0.0.1:{ports[0]}{BASE_URL}", token=token) as client:
                 client.deploy(inc, min_workers=2, max_workers=2)
             _spread(ports, token, CLIENTS * 20)  # warm: B starts its workers from the stored package
