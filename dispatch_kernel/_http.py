@@ -128,6 +128,7 @@ class HttpClient(HttpIam):
         if query:
             target += "?" + urlencode({k: v for k, v in query.items() if v is not None})
         data = None if body is None else _json_bytes(body)
+        resent = False
         for attempt in range(2):
             connection = getattr(self._local, "connection", None)
             reused = connection is not None
@@ -142,6 +143,7 @@ class HttpClient(HttpIam):
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                 self._drop(connection)
                 if reused and attempt == 0:
+                    resent = True
                     continue  # the server closed an idle keep-alive connection: once more, anew
                 raise DispatchError(f"the dispatch server at {self.url} closed the connection: {exc}") from None
             except (OSError, http.client.HTTPException) as exc:
@@ -151,6 +153,11 @@ class HttpClient(HttpIam):
         status = response.status
         if response.will_close:
             self._drop(connection)
+        if resent and method == "DELETE" and status == 404:
+            # The first try may have been carried out before its connection dropped: what a
+            # resent DELETE finds gone, this client deleted. (DELETE is idempotent; the retry
+            # must not turn a done deletion into an error.)
+            return 204, None
         value = self._decode(status, payload)
         if status >= 400 and not (status == 422 and isinstance(value, dict) and "status" in value):
             raise self._error(status, value)

@@ -284,3 +284,68 @@ def test_the_client_keeps_the_login_cookie_so_the_server_knows_it_again(rest, mo
     assert set_cookies[0] is not None  # the server's login cookie for this token's identity
     assert set_cookies[1:] == [None, None]  # sent back, so not set again
     assert len(rest._cookies) == 1
+
+
+def _dropping_server(answers: list[bytes | None]) -> tuple[int, threading.Thread]:
+    """A raw HTTP server on 127.0.0.1 that gives each request the next answer in turn; None
+    reads the request, then closes the connection without answering (a deletion carried out
+    whose answer was lost)."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve() -> None:
+        pending = list(answers)
+        with listener:
+            while pending:
+                connection, _ = listener.accept()
+                with connection:
+                    connection.settimeout(10)
+                    while pending:
+                        request = b""
+                        while b"\r\n\r\n" not in request:
+                            chunk = connection.recv(65536)
+                            if not chunk:
+                                break
+                            request += chunk
+                        if not request:
+                            break
+                        answer = pending.pop(0)
+                        if answer is None:
+                            break  # read, carried out, never answered: the connection drops
+                        connection.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread
+
+
+def _answer(status: str, body: str) -> bytes:
+    return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"\r\n{body}").encode()
+
+
+def test_a_delete_resent_after_its_connection_dropped_is_done_when_the_retry_finds_it_gone():
+    port, thread = _dropping_server([_answer("200 OK", '{"name": "f", "kind": "function"}'), None,
+                                     _answer("404 Not Found", '{"code": 404, "message": "no function named \'f\'"}')])
+    client = HttpClient(f"http://127.0.0.1:{port}/")
+    try:
+        client._request("GET", "functions/f")  # the connection is now one kept alive, then reused
+        client.delete_function("f")  # its answer is lost; the retry finds f gone: deleted
+    finally:
+        client.close()
+    thread.join(10)
+
+
+def test_a_get_resent_after_its_connection_dropped_still_reports_not_found():
+    port, thread = _dropping_server([_answer("200 OK", "{}"), None,
+                                     _answer("404 Not Found", '{"code": 404, "message": "no function named \'f\'"}')])
+    client = HttpClient(f"http://127.0.0.1:{port}/")
+    try:
+        client._request("GET", "functions/f")
+        with pytest.raises(NotFoundError):
+            client._request("GET", "functions/f")
+    finally:
+        client.close()
+    thread.join(10)
