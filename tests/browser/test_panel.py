@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import nbformat
 import pytest
 
 from .conftest import JupyterLab, _stop
-from .test_quickstart import _click_menu, _state, _summary
+from .test_quickstart import _click_menu, _state, _summary, _wait_for
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PANEL = "#dispatch-kernel-panel"
@@ -93,16 +94,7 @@ def _open_tab(driver: Any, describe: Callable[[], str] = lambda: "") -> Any:
     return _wait("the Dispatch tab in the left sidebar, clickable", WAIT, click, describe)
 
 
-def _wait(what: str, timeout: float, probe: Callable[[], Any], describe: Callable[[], str] = lambda: "",
-          every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}\n{describe()}")
-        time.sleep(every)
+_wait = partial(_wait_for, every=0.1)  # the panel answers within a second: look more often
 
 
 def _shot(driver: Any, name: str, show: str | None = None) -> None:

@@ -123,8 +123,10 @@ def _state(driver: Any, path: str) -> dict[str, Any] | None:
     return driver.execute_script(NOTEBOOK_STATE_JS, path)
 
 
-def _wait_for(what: str, timeout: float, probe: Callable[[], Any], describe: Callable[[], str]) -> Any:
-    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout` s."""
+def _wait_for(what: str, timeout: float, probe: Callable[[], Any], describe: Callable[[], str] = lambda: "",
+              every: float = 0.5) -> Any:
+    """Poll `probe` every `every` s until it returns something truthy; fail naming `what` after
+    `timeout` s, with what `describe` says of the page."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
@@ -132,7 +134,7 @@ def _wait_for(what: str, timeout: float, probe: Callable[[], Any], describe: Cal
             return value
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}\n{describe()}")
-        time.sleep(0.5)
+        time.sleep(every)
 
 
 def _finished(state: dict[str, Any] | None) -> bool:
