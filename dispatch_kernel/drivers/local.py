@@ -26,6 +26,7 @@ from ..images.venv import HOST_ENVIRONMENT
 from ..model import DeployError, Function, InvalidRequestError
 from ..packaging import FunctionSource
 from ..runtime.channel import Channel, ChannelClosed
+from ..runtime import limits as contain
 from ..runtime.limits import Limits
 from ..runtime.protocol import Job, Outcome, load_answer
 from ..runtime.spin import Spin
@@ -213,6 +214,9 @@ class Zygote:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        # A fork server that was killed (here, or by anyone) could not remove its workers'
+        # cgroups: we know its pid, so nothing waits for the next fork server's sweep.
+        contain.end_fork_server_groups(self.process.pid)
 
 
 class WorkerProcess:

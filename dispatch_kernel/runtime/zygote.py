@@ -74,8 +74,9 @@ def _groups() -> Path | None:
     root = contain.pids_cgroup_root()
     if root is None:
         return None
-    contain.sweep_groups(root, "dispatch-", contain.pid_alive)
-    return contain.make_group(root, f"dispatch-{os.getpid()}", delegate=True)
+    contain.sweep_groups(root, contain.FORK_SERVER_GROUP_PREFIX, contain.pid_alive)
+    group = contain.fork_server_groups(root, os.getpid())
+    return contain.make_group(group.parent, group.name, delegate=True)
 
 
 def _end_worker(pid: int, groups: Path | None) -> None:
@@ -86,6 +87,27 @@ def _end_worker(pid: int, groups: Path | None) -> None:
         pass
     if groups is not None:
         contain.end_group(groups / f"w{pid}")
+
+
+def _end_all(children: set[int], groups: Path | None) -> None:
+    """End every worker, then their cgroups and ours. The workers are reaped first: an
+    unreaped worker keeps its group busy, and the host stops waiting for us after a while."""
+    for pid in children:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in children:
+        try:
+            os.waitpid(pid, 0)  # SIGKILL cannot be ignored: this returns as soon as it lands
+        except ChildProcessError:
+            pass
+    if groups is not None:
+        contain.end_tree(groups)
 
 
 def main(ctrl_fd: int) -> None:
@@ -130,15 +152,7 @@ def main(ctrl_fd: int) -> None:
             except (ConnectionResetError, OSError):
                 data, fds = b"", []
             if not data:
-                for pid in children:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                for pid in children:
-                    _end_worker(pid, groups)
-                if groups is not None:
-                    contain.end_group(groups)
+                _end_all(children, groups)
                 return
             message = pickle.loads(data)
             if message[0] == "fork":
