@@ -194,6 +194,13 @@ def end_fork_server_groups(pid: int) -> None:
         end_tree(fork_server_groups(root, pid))
 
 
+def sweep_fork_server_groups() -> None:
+    """Remove the cgroups of every fork server that is gone, ending what is left in them."""
+    root = pids_cgroup_root()
+    if root is not None:
+        sweep_groups(root, FORK_SERVER_GROUP_PREFIX, pid_alive)
+
+
 def end_tree(group: Path) -> bool:
     """End `group` and the cgroups directly under it (a fork server's and its workers'),
     killing what is left in them; False if some could not be removed."""

@@ -5,6 +5,8 @@ worker in about a millisecond whenever the host asks. The control socket (SOCK_S
 each message keeps its boundary and can carry a file descriptor) brings requests:
 
     ("fork", token, limits)     + the worker's channel fd  -> ("forked", token, pid)
+                                  (and the files for its stdout and stderr, which the host
+                                  keeps too, to read what a worker it killed had printed)
     ("preload", token, modules)                            -> ("preloaded", token, failures)
 
 and carries ("exited", pid, wait_status) whenever a worker ends, so the host can say why.
@@ -49,7 +51,7 @@ def _die_with_parent() -> None:
 
 
 def _become_worker(ctrl: socket.socket, wakeup: tuple[int, int], channel_fd: int,
-                   limits: contain.Limits, groups: Path | None) -> None:
+                   captures: tuple[int, int] | None, limits: contain.Limits, groups: Path | None) -> None:
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     ctrl.close()
@@ -63,7 +65,7 @@ def _become_worker(ctrl: socket.socket, wakeup: tuple[int, int], channel_fd: int
         group = contain.make_group(groups, f"w{os.getpid()}")
     contain.enter(limits, group)
     try:
-        worker.serve(channel_fd)
+        worker.serve(channel_fd, captures)
     finally:
         os._exit(0)
 
@@ -157,10 +159,12 @@ def main(ctrl_fd: int) -> None:
             message = pickle.loads(data)
             if message[0] == "fork":
                 limits = contain.Limits(*message[2]) if len(message) > 2 else contain.Limits()
+                captures = (fds[1], fds[2]) if len(fds) >= 3 else None
                 pid = os.fork()
                 if pid == 0:
-                    _become_worker(ctrl, (wake_r, wake_w), fds[0], limits, groups)
-                os.close(fds[0])
+                    _become_worker(ctrl, (wake_r, wake_w), fds[0], captures, limits, groups)
+                for fd in fds:
+                    os.close(fd)
                 children.add(pid)
                 _send(ctrl, ("forked", message[1], pid))
             elif message[0] == "preload":

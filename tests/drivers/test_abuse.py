@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -200,30 +201,34 @@ def _pids_root():
     return root
 
 
-def _fork_server_groups(root) -> set[str]:
-    return {p.name for p in root.iterdir() if p.name.startswith("dispatch-")}
+def fork_server_pid():
+    import os
+
+    return os.getppid()  # a worker's parent is its fork server
+
+
+def _client_fork_server_group(root, client) -> Path:
+    """The cgroup of the fork server `client`'s workers come from (other clients of this
+    process, earlier tests', may have fork servers of their own)."""
+    group = root / f"dispatch-{client.deploy(fork_server_pid, min_workers=2)()}"
+    assert group.is_dir() and sorted(p.name for p in group.iterdir() if p.is_dir())
+    return group
 
 
 def test_no_cgroup_is_left_behind_when_the_client_closes(home):
     root = _pids_root()
-    before = _fork_server_groups(root)
     with dk.connect(home=home) as client:
-        client.deploy(echo, min_workers=2)(1)
-        during = _fork_server_groups(root) - before
-        assert during
-    assert not _fork_server_groups(root) & during  # close() waits for the fork server
+        group = _client_fork_server_group(root, client)
+    assert not group.exists()  # close() waits for the fork server, which removes it
 
 
 def test_no_cgroup_is_left_behind_by_a_killed_fork_server(home):
     """The fork server cannot clean up after SIGKILL: the host does it when it closes."""
     root = _pids_root()
-    before = _fork_server_groups(root)
     with dk.connect(home=home) as client:
-        client.deploy(echo, min_workers=2)(1)
-        during = _fork_server_groups(root) - before
-        assert len(during) == 1
-        os.kill(int(next(iter(during)).removeprefix("dispatch-")), signal.SIGKILL)
-    assert not _fork_server_groups(root) & during
+        group = _client_fork_server_group(root, client)
+        os.kill(int(group.name.removeprefix("dispatch-")), signal.SIGKILL)
+    assert not group.exists(), sorted(p.name for p in group.iterdir())
 
 
 def test_a_worker_leads_a_session_of_its_own(client):
