@@ -105,13 +105,25 @@ class DispatchHandler(APIHandler):
         if action == "create" and "/" not in resource:
             # Creating is done on the name the body gives (`functions/nightly-a`), so a rule on
             # `functions/nightly-*` may allow it; a body without one is answered 400 later.
-            try:
-                name = json.loads(self.request.body).get("name")
-            except (ValueError, UnicodeDecodeError, AttributeError):
-                name = None
+            name = self.body_field("name")
             if isinstance(name, str) and name:
                 resource = f"{resource}/{name}"
         return action, resource
+
+    async def also_needs(self) -> list[tuple[str, str]]:
+        """(action, resource) pairs the request needs beyond target(): what it would let run
+        in the caller's name later (a subscription, a public route run their function, so who
+        makes one must be allowed to invoke it). None by default."""
+        return []
+
+    def body_field(self, key: str) -> Any:
+        """Field `key` of the JSON object body, for deciding who may send it; None when the
+        body is not one or lacks it (the handler's own check answers 400 after)."""
+        try:
+            value = json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return value.get(key) if isinstance(value, dict) else None
 
     async def prepare(self) -> None:  # type: ignore[override]
         """Authenticate (Jupyter's login, or a service account's JWT), then authorize the
@@ -130,6 +142,9 @@ class DispatchHandler(APIHandler):
         if target is not None:
             with self.api_errors():
                 self.core.identity.authorize(self.org, self.principal, *target)
+            for need in await self.also_needs():
+                with self.api_errors():
+                    self.core.identity.authorize(self.org, self.principal, *need)
 
     def _authenticate_jwt(self, token: str) -> None:
         if not self.check_host():
