@@ -13,6 +13,13 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 
+def token_from_env() -> str | None:
+    """The credential for the server DISPATCH_URL names: DISPATCH_TOKEN, else (in a JupyterHub
+    user's server, whose hub points DISPATCH_URL at a Dispatch hub service) the server's own
+    JUPYTERHUB_API_TOKEN, by which the service knows the user."""
+    return os.environ.get("DISPATCH_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN") or None
+
+
 def connect(url: str | None = None, *, token: str | None = None, home: str | Path | None = None,
             settings: Settings | None = None, org: str | None = None,
             store: str | None = None) -> LocalClient | HttpClient:
@@ -32,7 +39,7 @@ def connect(url: str | None = None, *, token: str | None = None, home: str | Pat
     """
     if url is None and home is None and settings is None and os.environ.get("DISPATCH_URL"):
         url = os.environ["DISPATCH_URL"]
-        token = token or os.environ.get("DISPATCH_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN") or None
+        token = token or token_from_env()
     if url is not None:
         if home is not None or settings is not None or store is not None:
             raise TypeError("connect(url) talks to a server: home, settings and store are the server's")
@@ -51,4 +58,4 @@ def connect(url: str | None = None, *, token: str | None = None, home: str | Pat
     return LocalClient(Dispatch(settings), org)
 
 
-__all__ = ["connect"]
+__all__ = ["connect", "token_from_env"]
