@@ -250,7 +250,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
-def hub(tmp_path_factory: pytest.TempPathFactory, chromium: tuple[Path, Path]) -> Iterator[Hub]:
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     """The provider, then the hub with its proxy and the Dispatch service, once per session."""
     _node_ready()
     root = tmp_path_factory.mktemp("hub")
