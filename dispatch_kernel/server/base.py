@@ -258,7 +258,9 @@ class DispatchHandler(APIHandler):
             message = f"internal error: {type(exc).__name__}: {exc}"
         else:
             message = self._reason
-        if status_code == 403 and not self.current_user:
+        # Who asks is known only once prepare() ran; a check before it (tornado's XSRF check)
+        # has none yet, and asking for it then is an error of its own.
+        if status_code == 403 and not getattr(self, "_jupyter_current_user", None):
             message = ("not authenticated: send the server's token (Authorization: token ...), "
                        f"or log in and send the X-XSRFToken header ({message})")
         if status_code == 401:  # set here: sending an error clears the headers set before
