@@ -203,7 +203,7 @@ c.Spawner.http_timeout = 90
 # Dispatch, one for every user: `jupyter dispatch` as a managed service.
 c.JupyterHub.services = [
     {{"name": "dispatch", "url": f"http://127.0.0.1:{{v['service_port']}}",
-      "command": [v["jupyter_dispatch"], "--DispatchApp.bootstrap_admins=dispatch-admin"],
+      "command": [v["jupyter_dispatch"], "--DispatchApp.bootstrap_admins=service:dispatch-admin"],
       "environment": v["service_env"]}},
     {{"name": "dispatch-admin", "api_token": v["admin_token"]}},
 ]
