@@ -74,6 +74,7 @@ def _write_notebook(folder: Path, cells: list[str]) -> str:
 
 def _sign_in(driver: Any, hub: Hub, user: str, password: str) -> None:
     """The hub's login page, its button, then the provider's form, as a user fills it."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -83,11 +84,18 @@ def _sign_in(driver: Any, hub: Hub, user: str, password: str) -> None:
         driver.get(f"{hub.url}/hub/login")
         wait.until(ec.element_to_be_clickable((By.PARTIAL_LINK_TEXT, "Sign in with Test OIDC"))).click()
     wait.until(lambda d: d.current_url.startswith(hub.issuer + "/interaction/"))
-    field = wait.until(ec.element_to_be_clickable((By.ID, "username")))
-    field.clear()
-    field.send_keys(user)
-    driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.ID, "submit").click()
+
+    def fill() -> bool:
+        field = wait.until(ec.element_to_be_clickable((By.ID, "username")))
+        field.clear()
+        field.send_keys(user)
+        driver.find_element(By.ID, "password").send_keys(password)
+        driver.find_element(By.ID, "submit").click()
+        return True
+
+    # The provider's page may still be replacing the form it showed (after a refused password):
+    # a stale field is filled again, in the new form.
+    WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,)).until(lambda _: fill())
 
 
 def _signed_in(driver: Any, hub: Hub, user: str) -> None:

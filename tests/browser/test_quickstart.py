@@ -127,9 +127,14 @@ def _wait_for(what: str, timeout: float, probe: Callable[[], Any], describe: Cal
               every: float = 0.5) -> Any:
     """Poll `probe` every `every` s until it returns something truthy; fail naming `what` after
     `timeout` s, with what `describe` says of the page."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
-        value = probe()
+        try:
+            value = probe()
+        except StaleElementReferenceException:  # the page changed under the probe: look again
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
