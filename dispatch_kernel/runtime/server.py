@@ -22,6 +22,8 @@ $DISPATCH_FUNCTION) and answers over HTTP on $PORT (default 8080), binding $HOST
   pass any picklable value and a map() travels in batches.
 - ``GET /healthz``, and of-watchdog's http-mode paths ``GET /_/health`` and ``GET /_/ready``,
   so the same image can run under OpenFaaS.
+- ``GET /_/runs``: ``{"running": [run ids]}``, the runs this server holds (running or waiting
+  for the one before them), so that a driver can find the pod of a run it must stop.
 
 Runs happen one at a time in this process, with the local worker's capture of stdout and
 stderr (Python's and the file descriptors') and its typed errors. A run that exhausts the
@@ -52,6 +54,7 @@ DEFAULT_FUNCTION_FILE = "/dispatch/function.pkl"
 PICKLE_TYPE = "application/vnd.dispatch.jobs+pickle"
 HEALTH_PATHS = ("/healthz", "/_/health")
 READY_PATH = "/_/ready"
+RUNS_PATH = "/_/runs"
 
 
 def function_file(payload: bytes, *, name: str, convention: str, memory: int | None = None,
@@ -89,7 +92,9 @@ class FunctionRuntime:
                 "SystemError", f"the function could not be loaded in its image: {_describe(exc)}",
                 _user_traceback(exc))
         self._lock = threading.Lock()
+        self._lock_holding = threading.Lock()
         self.busy = False
+        self.holding: dict[str, int] = {}  # run id -> how many requests hold it (GET /_/runs)
         self.retiring = False  # a run hit the memory limit: answer it, then exit
         # The server's own log keeps the original stderr; fds 1 and 2 are captured per run.
         self.log = os.fdopen(os.dup(2), "w", buffering=1)
@@ -105,6 +110,25 @@ class FunctionRuntime:
 
     def run_jobs(self, jobs: list[Job]) -> list[Outcome]:
         """Run jobs in order; after one that leaves the process unfit, the rest are not run."""
+        ids = [job.run_id for job in jobs if job.run_id]
+        with self._lock_holding:
+            for run_id in ids:
+                self.holding[run_id] = self.holding.get(run_id, 0) + 1
+        try:
+            return self._run_jobs(jobs)
+        finally:
+            with self._lock_holding:
+                for run_id in ids:
+                    self.holding[run_id] -= 1
+                    if not self.holding[run_id]:
+                        del self.holding[run_id]
+
+    def running(self) -> list[str]:
+        """The run ids of the jobs this server holds now, running or waiting their turn."""
+        with self._lock_holding:
+            return sorted(self.holding)
+
+    def _run_jobs(self, jobs: list[Job]) -> list[Outcome]:
         with self._lock:
             self.busy = True
             try:
@@ -192,6 +216,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == READY_PATH:
             ready = runtime.load_error is None and not runtime.retiring and not runtime.busy
             self._send(200 if ready else 503, b"OK" if ready else b"busy", "text/plain")
+        elif path == RUNS_PATH:
+            self._json(200, {"running": runtime.running()})
         else:
             self._json(404, {"code": 404, "message": f"no such path: {path}"})
 
