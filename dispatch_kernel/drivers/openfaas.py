@@ -152,7 +152,7 @@ class OpenFaasDriver(FaaSDriver):
             "annotations": {"org.dispatch.digest": function.digest},
             "envVars": {"PORT": "8080"},
         }
-        if function.timeout:  # of-watchdog ends a request past it, so a stuck run frees its replica
+        if function.timeout:  # the runtime server exits past exec_timeout, so a stuck run frees its replica
             seconds = f"{function.timeout:g}s"
             body["envVars"].update({"exec_timeout": seconds, "write_timeout": seconds, "read_timeout": seconds})
         memory, cpu = function.resources.get("memory"), function.resources.get("cpu")

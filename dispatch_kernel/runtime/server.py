@@ -30,8 +30,12 @@ stderr (Python's and the file descriptors') and its typed errors. A run that exh
 memory limit ($DISPATCH_MEMORY bytes, or the one in the function file) is answered with a
 SystemError and then the server exits, as a local worker does: the engine restarts nothing,
 the driver starts a new container. A run's timeout is given to the function as its deadline
-(ctx.deadline) but enforced outside: the driver kills the container, as of-watchdog's
-exec_timeout would. Only the standard library and cloudpickle are used.
+(ctx.deadline) but enforced outside: the container driver kills the container, the kubernetes
+driver deletes the pod. Under OpenFaaS nothing outside can end one replica's run (of-watchdog,
+which this server stands in for, only gives up on the request), so when $exec_timeout is set
+(of-watchdog's variable, which the openfaas driver sets) a run past it ends this server (exit
+124) a moment after the caller has given up, and the provider restarts the container instead of
+leaving it busy. Only the standard library and cloudpickle are used.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import sys
 import threading
 import time
@@ -55,6 +60,26 @@ PICKLE_TYPE = "application/vnd.dispatch.jobs+pickle"
 HEALTH_PATHS = ("/healthz", "/_/health")
 READY_PATH = "/_/ready"
 RUNS_PATH = "/_/runs"
+EXIT_TIMED_OUT = 124  # a run outlived $exec_timeout: the server ended itself
+EXEC_TIMEOUT_GRACE = 1.0  # seconds past exec_timeout: the caller's own timeout fires first
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
+
+
+def duration(text: str) -> float | None:
+    """Seconds in a Go duration as of-watchdog reads its timeouts ("10s", "1m30s", "500ms"; a
+    bare number is seconds); None for "" or "0" (no limit), ValueError for anything else."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"not a duration: {text!r}") from None
+        factor = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+        seconds = sum(float(n) * factor[u] for n, u in parts)
+    return seconds or None
 
 
 def function_file(payload: bytes, *, name: str, convention: str, memory: int | None = None,
@@ -78,8 +103,10 @@ def write_function_file(path: str, payload: bytes, **meta: Any) -> None:
 class FunctionRuntime:
     """One loaded function and the worker logic that runs it; runs are serialized."""
 
-    def __init__(self, payload: bytes, meta: dict[str, Any], memory: int | None = None) -> None:
+    def __init__(self, payload: bytes, meta: dict[str, Any], memory: int | None = None,
+                 exec_timeout: float | None = None) -> None:
         self.meta = meta
+        self.exec_timeout = exec_timeout
         self.name = meta.get("name", "function")
         self.convention = meta.get("convention", "plain")
         self.memory = memory if memory is not None else meta.get("memory")
@@ -106,7 +133,8 @@ class FunctionRuntime:
         with open(path, "rb") as file:
             spec = pickle.load(file)
         memory = os.environ.get("DISPATCH_MEMORY")
-        return cls(spec["payload"], spec["meta"], int(memory) if memory else None)
+        return cls(spec["payload"], spec["meta"], int(memory) if memory else None,
+                   duration(os.environ.get("exec_timeout", "")))
 
     def run_jobs(self, jobs: list[Job]) -> list[Outcome]:
         """Run jobs in order; after one that leaves the process unfit, the rest are not run."""
@@ -138,7 +166,7 @@ class FunctionRuntime:
                         now = time.time()
                         outcomes.append(Outcome(job.run_id, None, self.load_error, "", "", now, now, False))
                         continue
-                    outcome, fatal = self.worker.run(job)
+                    outcome, fatal = self._run_watched(job)
                     outcomes.append(outcome)
                     if fatal:
                         self.retiring = True
@@ -146,6 +174,23 @@ class FunctionRuntime:
                 return outcomes
             finally:
                 self.busy = False
+
+    def _run_watched(self, job: Job) -> tuple[Outcome, bool]:
+        if not self.exec_timeout:
+            return self.worker.run(job)
+        timer = threading.Timer(self.exec_timeout + EXEC_TIMEOUT_GRACE, self._overran, (job.run_id,))
+        timer.daemon = True
+        timer.start()
+        try:
+            return self.worker.run(job)
+        finally:
+            timer.cancel()
+
+    def _overran(self, run_id: str) -> None:
+        # A thread cannot be stopped; only ending the process frees this replica for others.
+        print(f"dispatch runtime: run {run_id} outlived exec_timeout ({self.exec_timeout:g}s): exiting",
+              file=self.log, flush=True)
+        os._exit(EXIT_TIMED_OUT)
 
     def run_json(self, request: Any) -> dict[str, Any]:
         """Dispatch's runtime contract: {context, payload} in, {context: {error, logs}, payload} out."""

@@ -86,6 +86,7 @@ class FakeGateway:
         self.requests: list[tuple[str, str, Any]] = []  # (method, path, body) of every system call
         self.refused: list[tuple[str, list[str]]] = []  # bodies that failed the schema
         self.invocations: dict[str, int] = {}
+        self.restarts: dict[str, int] = {}  # name -> replicas replaced after their container ended
         self._lock = threading.Lock()
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -167,10 +168,29 @@ class FakeGateway:
             while len(running) < replicas:
                 running.append(self._start_container(name))
 
+    def _revive(self, name: str) -> None:
+        """Replace replicas whose container ended, as the provider's kubelet restarts them."""
+        with self._lock:
+            running = self.containers.get(name) or []
+            for index, (container, _) in enumerate(running):
+                try:
+                    container.reload()
+                    alive = container.status == "running"
+                except Exception:
+                    alive = False
+                if not alive:
+                    try:
+                        container.remove(force=True)
+                    except Exception:
+                        pass
+                    running[index] = self._start_container(name)
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+
     def replica_port(self, name: str) -> int:
         """A running replica's port; scaled from zero when there is none."""
         if not self.containers.get(name):
             self._set_replicas(name, 1)
+        self._revive(name)
         running = self.containers[name]
         self.invocations[name] = self.invocations.get(name, 0) + 1
         return running[self.invocations[name] % len(running)][1]

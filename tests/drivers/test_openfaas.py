@@ -115,17 +115,27 @@ def test_min_workers_scale_the_function(client, gateway):
     assert gateway.refused == []
 
 
-def test_a_run_past_its_timeout_is_a_system_error(client):
-    fn = client.deploy(slow, name="of-slow", timeout="1s")
-    run = fn.spawn(3).wait(120)
-    assert run.status == "FAILED" and run.error.type == "SystemError"
-    assert "timed out after 1s" in run.error.message
-    # The replica finishes what it was given (of-watchdog's exec_timeout ends it on a real
-    # gateway; the driver sets it), then serves again.
+def test_a_run_past_its_timeout_is_a_system_error_and_its_replica_is_replaced(client, gateway):
     import time
 
-    time.sleep(2.5)
+    fn = client.deploy(slow, name="of-slow", timeout="1s")
+    run = fn.spawn(600).wait(120)
+    assert run.status == "FAILED" and run.error.type == "SystemError"
+    assert "timed out after 1s" in run.error.message
+    # The replica would be busy with slow(600) for ten minutes: its runtime server ends itself
+    # past exec_timeout, and the provider restarts its container.
+    if gateway is None:
+        time.sleep(5)
+    else:
+        container = gateway.containers["default-of-slow"][0][0]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and container.status == "running":
+            time.sleep(0.1)
+            container.reload()
+        assert container.attrs["State"]["ExitCode"] == 124
     assert fn(0) == 0
+    if gateway is not None:
+        assert gateway.restarts["default-of-slow"] == 1
 
 
 def test_wrong_or_missing_credentials_fail_the_deploy_with_the_reason(home, registry, python_base, gateway):
