@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import threading
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -224,3 +225,56 @@ def test_names_and_quantities():
     long = service_name(Function(name="My_Function.v2" + "x" * 50, org="Team"))
     assert len(long) <= 63 and long == long.lower() and "_" not in long and "." not in long
     assert memory_text(512 << 20) == "512Mi" and memory_text(1 << 30) == "1Gi" and memory_text(1000) == "1000"
+
+
+def test_spawned_runs_are_queued_on_async_function_and_answered_on_the_callback(home, registry, python_base,
+                                                                                 gateway):
+    if gateway is None:
+        pytest.skip("a callback reachable from the gateway")
+    settings = _settings(home, registry, python_base, gateway, callback="127.0.0.1:0")
+    with dk.connect(settings=settings) as client:
+        client.create_secret("openfaas-auth", {"username": "admin", "password": "s3cret"})
+        fn = client.deploy(add, name="of-queued")
+        queued_before = len(gateway.queued)
+        run = fn.spawn(2, 3).wait(120)
+        assert run.status == "SUCCEEDED" and run.output == 5 and run.logs["stdout"] == "adding 2 3\n"
+        assert fn(4, 4) == 8  # a waited call goes through /function/{name}
+        assert gateway.queued[queued_before:] == ["default-of-queued"]
+        failed = fn.spawn("a", 1).wait(120)
+        assert failed.status == "FAILED" and failed.error.type == "FunctionError" and "TypeError" in failed.error.message
+
+        slow_fn = client.deploy(slow, name="of-queued-slow", timeout="1s")
+        stuck = slow_fn.spawn(600).wait(120)
+        assert stuck.status == "FAILED" and stuck.error.type == "SystemError"
+        assert "timed out after 1s" in stuck.error.message
+        assert gateway.queued[-1] == "default-of-queued-slow"
+        assert slow_fn.spawn(0).wait(120).output == 0  # the replica was replaced
+        assert gateway.refused == []
+
+
+def test_a_callback_for_no_run_or_from_a_stranger_is_refused():
+    from dispatch_kernel.drivers.callbacks import Answer, CallbackReceiver
+
+    receiver = CallbackReceiver("127.0.0.1:0")
+    try:
+        token, url = receiver.expect()
+
+        def post(target, body=b"x", status="200"):
+            request = urllib.request.Request(target, data=body, method="POST", headers={"X-Function-Status": status})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as reply:
+                    return reply.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert post(receiver.url + "/not-a-token") == 404
+        assert post(url, status="abc") == 400
+        assert post(url, b"answer", "502") == 200
+        assert receiver.wait(token, 10) == Answer(502, b"answer")
+        assert post(url) == 404  # answered once; the token is forgotten
+        token, url = receiver.expect()
+        assert receiver.wait(token, 0.05) is None
+        with pytest.raises(ValueError):
+            CallbackReceiver("no-port")
+    finally:
+        receiver.close()
