@@ -6,9 +6,9 @@ to remove, `POST /system/scale-function/{name}` for the replica count) and sends
 `POST /function/{name}`. With a callback address configured, runs nobody waits on (spawned
 runs, event runs) are queued instead on `POST /async-function/{name}`, and OpenFaaS's
 queue-worker posts each answer back to this driver's receiver (drivers/callbacks.py), so no
-connection is held through the gateway for the length of a run. The image's runtime server (runtime/server.py) serves of-watchdog's
-http-mode contract: health on `/_/health`, requests passed through to `/`, where it takes
-pickled jobs as the container driver sends them.
+connection is held through the gateway for the length of a run. The image's runtime server
+(runtime/server.py) serves of-watchdog's http-mode contract: health on `/_/health`, requests
+passed through to `/`, where it takes pickled jobs as the container driver sends them.
 
 Options (`Settings.plugin_options["openfaas"]`):
 - `gateway`: the gateway's URL (else $OPENFAAS_URL, else http://127.0.0.1:8080);
