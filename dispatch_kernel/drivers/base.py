@@ -104,8 +104,8 @@ class FaaSDriver(ABC):
 
     def cancel(self, function: Function, run_id: str) -> bool:
         """Stop a run that `execute` is running now; False when this driver cannot (the run
-        must then be left to finish). A stopped run's outcome is a SystemError, as for a
-        lost worker; the core records it as CANCELLED."""
+        must then be left to finish), or ConflictError saying why when it never can. A stopped
+        run's outcome is a SystemError, as for a lost worker; the core records it as CANCELLED."""
         return False
 
     @abstractmethod

@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..images.base import FunctionImage, Progress
-from ..model import DeployError, Function
+from ..model import ConflictError, DeployError, Function
 from ..packaging import FunctionSource
 from ..runtime.protocol import Job, Outcome
 from ..settings import Settings
@@ -258,6 +258,12 @@ class OpenFaasDriver(FaaSDriver):
             if on_done is not None:
                 on_done(done)
         return outcomes
+
+    def cancel(self, function: Function, run_id: str) -> bool:
+        """A run cannot be stopped on OpenFaaS: the gateway has no call that ends one request
+        or one replica, so the caller is told why rather than left to guess."""
+        raise ConflictError(f"run {run_id} runs on OpenFaaS, which cannot stop a running run (its gateway has no "
+                            "call for it): it ends by itself, or at the function's timeout")
 
     def execute_queued(self, function: Function, jobs: list[Job],
                        on_done: OutcomeSink | None = None) -> list[Outcome]:

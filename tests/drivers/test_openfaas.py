@@ -278,3 +278,16 @@ def test_a_callback_for_no_run_or_from_a_stranger_is_refused():
             CallbackReceiver("no-port")
     finally:
         receiver.close()
+
+
+def test_a_running_run_on_openfaas_cannot_be_cancelled_and_says_why(client):
+    import time
+
+    fn = client.deploy(slow, name="of-nocancel")
+    run = fn.spawn(3)
+    deadline = time.monotonic() + 60
+    while client.get_run(run.id).status != dk.RunStatus.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with pytest.raises(dk.ConflictError, match="runs on OpenFaaS, which cannot stop a running run"):
+        client.cancel_run(run.id)
+    assert run.wait(120).output == 3  # left to finish
