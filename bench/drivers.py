@@ -9,11 +9,13 @@ split against `random.random()`, the draw it cannot do without.
 
 from __future__ import annotations
 
+import pickle
 import random
 import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import dispatch_kernel as dk
 from dispatch_kernel.drivers.choice import DriverChoice, DriverEntry
@@ -85,14 +87,37 @@ def driver_choice(quick: bool = False) -> list[Result]:
 BENCHMARKS = {"driver_choice": driver_choice}
 
 
-def kube_play(quick: bool = False) -> list[Result]:
-    """A function's Deployment and Service (the kubernetes driver's manifests) run by `podman
-    kube play`: deploy to first answer (image built and pushed, pod started, run answered) and
-    a warm run p50 sent to the pod, beside the container driver's deploy to first answer and
-    warm run in the same run."""
-    import copy
+def _post(connection: Any, body: bytes) -> Any:
+    from dispatch_kernel.runtime.protocol import load_answer
+    from dispatch_kernel.runtime.server import PICKLE_TYPE
+
+    connection.request("POST", "/", body, {"Content-Type": PICKLE_TYPE})
+    return load_answer(connection.getresponse().read())
+
+
+def _first_answer(port: int, body: bytes) -> Any:
+    """Poll a starting server until a run answers; its open connection and the answer."""
     import http.client
-    import pickle
+
+    deadline = time.monotonic() + 120
+    while True:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            return connection, _post(connection, body)
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            if time.monotonic() > deadline:
+                raise RuntimeError("kube_play: the server never answered") from None
+            time.sleep(0.02)
+
+
+def kube_play(quick: bool = False) -> list[Result]:
+    """The same image started two ways, measured the same way: a function's Deployment and
+    Service (the kubernetes driver's manifests) run by `podman kube play`, and one container
+    started by the container driver (start_container). From the image in the engine to the
+    first answer, and a warm run p50: one pickled job POSTed over HTTP keep-alive to the
+    server in the pod and to the one in the container, taking turns."""
+    import copy
 
     import yaml
 
@@ -100,24 +125,24 @@ def kube_play(quick: bool = False) -> list[Result]:
     from dispatch_kernel.images.services import free_port
     from dispatch_kernel.model import Function
     from dispatch_kernel.packaging import package
-    from dispatch_kernel.runtime.protocol import Job, load_answer
-    from dispatch_kernel.runtime.server import PICKLE_TYPE
+    from dispatch_kernel.runtime.protocol import Job
 
     from .images import _settings, _stack
 
-    iterations, warm_runs = (2, 200) if quick else (5, 2000)
+    iterations, rounds, per_round = (2, 5, 40) if quick else (5, 20, 100)
+    body = pickle.dumps([Job("bench", (1,), {}, None, True)], protocol=5)
     with _stack() as stack:
         home = stack.root / "home"
-        to_answer, container_answer, pod_warm, container_warm = [], [], [], []
+        pod_start, container_start, pod_warm, container_warm = [], [], [], []
         with dk.connect(settings=_settings(stack, home, driver="container")) as client:
+            driver = client.dispatch.drivers.get("container")
             source = package(inc)
-            body = pickle.dumps([Job("bench", (1,), {}, None, True)], protocol=5)
             for i in range(iterations):
-                start = time.perf_counter()
                 function = Function(name=f"play-{i}", handler=source.handler, convention=source.convention,
                                     requirements=source.requirements, digest=f"{i:064x}",
                                     scaling={"min_workers": 1, "max_workers": 1})
                 image = client.dispatch.images.function_image(function, source)
+                stack.podman.podman("pull", "--tls-verify=false", image.reference, timeout=300)
                 deployment, service, _ = manifests(function, image.reference, Placement())
                 port = free_port()  # published on 127.0.0.1, as a node's Service proxy would route
                 deployment = copy.deepcopy(deployment)
@@ -125,52 +150,38 @@ def kube_play(quick: bool = False) -> list[Result]:
                     hostPort=port, hostIP="127.0.0.1")
                 document = stack.root / f"play-{i}.yaml"
                 document.write_text(yaml.safe_dump_all([deployment, service]))
-                stack.podman.podman("kube", "play", "--tls-verify=false", str(document), timeout=300)
+                worker = None
+                pod = container = None
                 try:
-                    connection = None
-                    deadline = time.monotonic() + 120
-                    while True:
-                        try:
-                            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                            connection.request("POST", "/", body, {"Content-Type": PICKLE_TYPE})
-                            answer = load_answer(connection.getresponse().read())
-                            break
-                        except (OSError, http.client.HTTPException):
-                            connection.close()
-                            if time.monotonic() > deadline:
-                                raise RuntimeError("kube_play: the pod never answered") from None
-                            time.sleep(0.02)
-                    to_answer.append(time.perf_counter() - start)
-                    if answer[0].error is not None:
-                        raise RuntimeError(f"kube_play: the run failed: {answer[0].error}")
+                    start = time.perf_counter()
+                    stack.podman.podman("kube", "play", "--tls-verify=false", str(document), timeout=300)
+                    pod, answer = _first_answer(port, body)
+                    pod_start.append(time.perf_counter() - start)
+                    start = time.perf_counter()
+                    worker = driver.start_container(function, image.reference, function.digest, True)
+                    container, answer_too = _first_answer(worker.port, body)
+                    container_start.append(time.perf_counter() - start)
+                    if answer[0].error is not None or answer_too[0].error is not None:
+                        raise RuntimeError(f"kube_play: a run failed: {answer[0].error or answer_too[0].error}")
                     if i == 0:
-                        for n in range(50 + warm_runs):
-                            started = time.perf_counter()
-                            connection.request("POST", "/", body, {"Content-Type": PICKLE_TYPE})
-                            load_answer(connection.getresponse().read())
-                            if n >= 50:
-                                pod_warm.append(time.perf_counter() - started)
-                    connection.close()
+                        for _ in range(50):
+                            _post(pod, body), _post(container, body)
+                        pod_warm, container_warm = _turns([lambda: _post(pod, body), lambda: _post(container, body)],
+                                                          rounds, per_round)
                 finally:
+                    for connection in (pod, container):
+                        if connection is not None:
+                            connection.close()
+                    if worker is not None:
+                        worker.kill()
                     stack.podman.podman("kube", "down", str(document), check=False, timeout=120)
-                start = time.perf_counter()
-                fn = client.deploy(inc, name=f"beside-{i}", min_workers=1, max_workers=1)
-                if fn.spawn(1).wait(120).output != 2:
-                    raise RuntimeError("kube_play: the container driver's run failed")
-                container_answer.append(time.perf_counter() - start)
-                if i == 0:
-                    for n in range(50 + warm_runs):
-                        started = time.perf_counter()
-                        fn(1)
-                        if n >= 50:
-                            container_warm.append(time.perf_counter() - started)
-                fn.delete()
     return [
-        Result("kube_play", "deploy→answer p50 ms", p50(to_answer) * 1e3, "container driver deploy→answer",
-               p50(container_answer) * 1e3, note=f"{iterations} functions each; kube play: build, play, first answer"),
-        Result("kube_play", "warm p50 µs", p50(pod_warm) * _US, "container driver warm fn(1)",
-               p50(container_warm) * _US,
-               note="kube play: a pickled job over HTTP keep-alive to the pod; container: fn(1) through the core"),
+        Result("kube_play", "image→answer p50 ms", p50(pod_start) * 1e3, "container driver image→answer",
+               p50(container_start) * 1e3,
+               note=f"{iterations} images, each in the engine first; kube play vs start_container, then a first run"),
+        Result("kube_play", "warm p50 µs", p50(pod_warm) * _US, "container driver warm", p50(container_warm) * _US,
+               note=f"both: one pickled job over HTTP keep-alive to the runtime server; {rounds} rounds of "
+                    f"{per_round} runs each, taking turns"),
     ]
 
 

@@ -2,6 +2,11 @@
 functions; this checks them (methods, path templates, hosts, CORS, auth, conflicts) and keeps
 each organization's route table, rebuilt when the APIs change here or another process has
 written the store.
+
+Two APIs may not route the same method, host and path shape. Checked against the stored APIs,
+that would hold only within one process: two servers creating conflicting APIs at the same
+moment would each find the other absent. So an API also claims its routes in the store
+(EntityStore.claim, unique keys), before it is written; the second claimer is refused.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from .gateway.routes import (
     check_methods,
     check_origin,
     check_protocols,
+    describe_key,
     parse_template,
+    route_keys,
 )
 from .model import Api, ConflictError, InvalidRequestError, check_name
 from .store.base import EntityStore
@@ -28,6 +35,10 @@ AUTH = ("public", "token")
 STORE_POLL = 0.02  # seconds between checks whether another process changed the store
 TABLES_KEPT = 256  # organizations whose route tables are kept (the least recently used go)
 CORS_MAX_AGE = 600  # seconds a browser may keep a preflight's answer, unless the API says
+CLAIMS = "api-routes"  # the store's claim scope of APIs' routes
+# Seconds a route claim whose API is not stored is taken as another process's create in flight
+# (after that, as left behind by a process that died between claiming and writing).
+CLAIM_GRACE = 60.0
 _FIELDS = ("function", "methods", "paths", "hosts", "protocols", "cors", "auth", "enabled", "tags")
 
 
@@ -59,7 +70,12 @@ class ApiManager:
                      "auth": auth, "enabled": enabled, "tags": tags or {}})
         with self._lock:
             check_conflicts(api, self.store.list(Api, org))
-            self.store.create(api)
+            self._claim(api)
+            try:
+                self.store.create(api)
+            except BaseException:
+                self.store.release_claims(CLAIMS, org, api.id)
+                raise
         self._forget(org)
         return api
 
@@ -74,10 +90,16 @@ class ApiManager:
             if revision is not None and revision != api.revision:
                 raise ConflictError(f"API {name!r} has changed (revision {api.revision}, the update was "
                                     f"based on {revision}); fetch it again and retry")
+            before = route_keys(api)
             _apply(api, {key: value for key, value in changes.items() if value is not None})
             check_conflicts(api, self.store.list(Api, org))
+            self._claim(api)
             api.touch()
-            self.store.update(api)
+            try:
+                self.store.update(api)
+            except BaseException:
+                self.store.claim(CLAIMS, org, api.id, before)  # its routes as stored
+                raise
         self._forget(org)
         return api
 
@@ -93,8 +115,30 @@ class ApiManager:
     def delete(self, name: str, org: str) -> None:
         """Remove an API: its routes answer 404 from now on."""
         with self._lock:
+            api = self.store.get(Api, org, name)
             self.store.delete(Api, org, name)
+            self.store.release_claims(CLAIMS, org, api.id)
         self._forget(org)
+
+    def _claim(self, api: Api) -> None:
+        """Hold the API's routes in the store, or raise ConflictError naming who holds one."""
+        keys = route_keys(api)
+        for _ in range(3):
+            held = self.store.claim(CLAIMS, api.org, api.id, keys)
+            if held is None:
+                return
+            owner = next((other for other in self.store.list(Api, api.org) if other.id == held.owner), None)
+            if owner is not None and held.key in route_keys(owner):
+                check_conflicts(api, [owner])  # raises, in the usual words
+            if owner is None and held.age < CLAIM_GRACE:
+                raise ConflictError(f"another API being created at this moment routes {describe_key(held.key)}")
+            # Left behind (its API gone, or changed by a process that died before it could say
+            # so): set the holder's claims to what it routes now, and try again.
+            if owner is None:
+                self.store.release_claims(CLAIMS, api.org, held.owner)
+            else:
+                self.store.claim(CLAIMS, api.org, owner.id, route_keys(owner))
+        raise ConflictError(f"the routes of API {api.name!r} are being changed by another process; try again")
 
     # ------------------------------------------------------------------ routes
 

@@ -100,10 +100,18 @@ class FaaSDriver(ABC):
         driver that does not is still correct, only later.
         """
 
+    def execute_queued(self, function: Function, jobs: list[Job],
+                       on_done: OutcomeSink | None = None) -> list[Outcome]:
+        """Run jobs that no caller waits on (spawned runs, event runs) as `execute` does, but
+        through the engine's own queue where it has one (OpenFaaS's `/async-function`), so that
+        no connection is held open through the engine for the length of a run. The default is
+        `execute`."""
+        return self.execute(function, jobs, on_done)
+
     def cancel(self, function: Function, run_id: str) -> bool:
         """Stop a run that `execute` is running now; False when this driver cannot (the run
-        must then be left to finish). A stopped run's outcome is a SystemError, as for a
-        lost worker; the core records it as CANCELLED."""
+        must then be left to finish), or ConflictError saying why when it never can. A stopped
+        run's outcome is a SystemError, as for a lost worker; the core records it as CANCELLED."""
         return False
 
     @abstractmethod

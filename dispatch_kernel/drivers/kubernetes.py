@@ -6,7 +6,10 @@ client (`kubernetes`), waits for the rollout, and sends runs to the pods' runtim
 the Service: directly from inside the cluster (`http://NAME.NAMESPACE.svc:8080/`), or through
 the API server's service proxy from outside (`/api/v1/namespaces/NS/services/NAME:http/proxy/`).
 A redeploy replaces the Deployment, a rolling update that keeps old pods until new ones are
-ready; delete removes every object carrying the function's labels. With min_workers 0 the
+ready; delete removes every object carrying the function's labels. A run that times out or is
+cancelled would go on in its pod (the runtime server cannot stop a function's code): the pod
+whose runtime holds it (`GET /_/runs`) is deleted, and the Deployment replaces it, as the
+container driver kills a container. With min_workers 0 the
 Deployment is scaled to zero after idle_timeout without runs (the HPA leaves a Deployment at
 zero alone) and back to one on the next run.
 
@@ -37,13 +40,14 @@ from ..runtime.protocol import Job, Outcome
 from ..settings import Settings
 from . import kubernetes_manifests as manifests
 from .base import FaaSDriver, OutcomeSink, Runs
-from .remote import EngineDown, batches, post_jobs
+from .remote import CONNECT_TIMEOUT, EngineDown, batches, post_jobs
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 300.0
 IDLE_CHECK = 5.0  # seconds between looks for functions idle long enough to scale to zero
 OOM_REPORT_WAIT = 5.0  # seconds a failed run waits for the kubelet to say why its pod died
+ASK_TIMEOUT = 5.0  # seconds a pod's runtime may take to say which runs it holds
 # Why a pod cannot start, in a container's waiting state: deploy stops waiting and says so.
 _STUCK = ("ErrImagePull", "ImagePullBackOff", "CrashLoopBackOff", "CreateContainerConfigError",
           "InvalidImageName", "CreateContainerError")
@@ -80,6 +84,8 @@ class KubernetesDriver(FaaSDriver):
         self._closed = threading.Event()
         self._idler: threading.Thread | None = None
         self._namespaces: set[str] = set()
+        self._alone: set[str] = set()  # runs in flight, each the only job of its request
+        self._stopped: set[str] = set()  # runs cancel() ended by deleting their pod
 
     # ------------------------------------------------------------------ the cluster
 
@@ -273,6 +279,81 @@ class KubernetesDriver(FaaSDriver):
                 return reason
             time.sleep(0.25)
 
+    # ------------------------------------------------------------------ ending a run's work
+
+    def pods_holding(self, function: Function, namespace: str, run_id: str) -> list[str]:
+        """The names of the function's pods whose runtime server holds `run_id` now (asked
+        through the pods' proxy from outside the cluster, at their IP from inside)."""
+        import json
+
+        import urllib3
+
+        core = self._apis()[0]
+        labels = ",".join(f"{k}={v}" for k, v in manifests.selector(function).items())
+        http = self.api().rest_client.pool_manager
+        headers = self._auth_headers() if self.access == "proxy" else {}
+        host = self.api().configuration.host.rstrip("/")
+        holding = []
+        for pod in core.list_namespaced_pod(namespace, label_selector=labels).items:
+            if pod.metadata.deletion_timestamp is not None:
+                continue  # already going
+            ip = pod.status.pod_ip if pod.status else None
+            if self.access == "proxy":
+                url = f"{host}/api/v1/namespaces/{namespace}/pods/{pod.metadata.name}:{manifests.PORT}/proxy/_/runs"
+            elif ip:
+                url = f"http://{f'[{ip}]' if ':' in ip else ip}:{manifests.PORT}/_/runs"
+            else:
+                continue  # not started: it holds nothing
+            try:
+                reply = http.request("GET", url, headers=headers, retries=False,
+                                     timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=ASK_TIMEOUT))
+                running = json.loads(reply.data).get("running") or [] if reply.status == 200 else []
+            except Exception as exc:  # a pod that cannot answer is not the one to end
+                log.debug("asking pod %s/%s for its runs: %s", namespace, pod.metadata.name, exc)
+                continue
+            if run_id in running:
+                holding.append(pod.metadata.name)
+        return holding
+
+    def end_run(self, function: Function, namespace: str, run_id: str) -> list[str]:
+        """Delete the pods that hold `run_id`, so that its code stops and the Deployment
+        starts fresh pods in their place; the names of the pods deleted."""
+        from kubernetes.client.exceptions import ApiException
+
+        core = self._apis()[0]
+        deleted = []
+        for name in self.pods_holding(function, namespace, run_id):
+            try:
+                core.delete_namespaced_pod(name, namespace)
+                deleted.append(name)
+            except ApiException as exc:
+                if exc.status != 404:  # gone meanwhile: ended all the same
+                    log.warning("deleting pod %s/%s of run %s: %s", namespace, name, run_id, _api_message(exc))
+                    continue
+                deleted.append(name)
+        return deleted
+
+    def _end_timed_out(self, function: Function, namespace: str, run_id: str) -> str:
+        try:
+            deleted = self.end_run(function, namespace, run_id)
+        except Exception as exc:  # the run has failed already: say why its pod may still be busy
+            return f"its pod could not be ended: {exc}"
+        return f"its pod {', '.join(deleted)} was deleted (the Deployment replaces it)" if deleted else ""
+
+    def cancel(self, function: Function, run_id: str) -> bool:
+        """Stop a run that is alone in its request by deleting the pod that runs it."""
+        placed = self._placed.get((function.org, function.name))
+        if placed is None or run_id not in self._alone:
+            return False
+        try:
+            deleted = self.end_run(function, placed.namespace, run_id)
+        except Exception as exc:
+            log.warning("cancelling run %s of %s: %s", run_id, function.name, exc)
+            return False
+        if deleted:
+            self._stopped.add(run_id)
+        return bool(deleted)
+
     # ------------------------------------------------------------------ scaling
 
     def scale(self, function: Function, replicas: int) -> None:
@@ -354,13 +435,21 @@ class KubernetesDriver(FaaSDriver):
         outcomes: list[Outcome] = []
         for batch in batches(function, jobs):
             started = time.time()
+            run_id = batch[0].run_id if len(batch) == 1 else ""
+            if run_id:
+                self._alone.add(run_id)
             try:
                 done = post_jobs(http, placed.url, function, batch, headers, where,
-                                 lambda: self._why_failed(function, placed.namespace, started))
+                                 lambda: "" if run_id in self._stopped else
+                                 self._why_failed(function, placed.namespace, started),
+                                 lambda: self._end_timed_out(function, placed.namespace, batch[0].run_id))
             except EngineDown:
                 if outcomes:
                     return outcomes
                 raise
+            finally:
+                self._alone.discard(run_id)
+                self._stopped.discard(run_id)
             outcomes += done
             if on_done is not None:
                 on_done(done)

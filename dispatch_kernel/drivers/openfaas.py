@@ -3,16 +3,22 @@
 The image manager builds the function's image and pushes it to the registry; this driver
 deploys it through the gateway's REST API (`POST /system/functions`, `PUT` to update, `DELETE`
 to remove, `POST /system/scale-function/{name}` for the replica count) and sends runs to
-`POST /function/{name}`. The image's runtime server (runtime/server.py) serves of-watchdog's
-http-mode contract: health on `/_/health`, requests passed through to `/`, where it takes
-pickled jobs as the container driver sends them.
+`POST /function/{name}`. With a callback address configured, runs nobody waits on (spawned
+runs, event runs) are queued instead on `POST /async-function/{name}`, and OpenFaaS's
+queue-worker posts each answer back to this driver's receiver (drivers/callbacks.py), so no
+connection is held through the gateway for the length of a run. The image's runtime server
+(runtime/server.py) serves of-watchdog's http-mode contract: health on `/_/health`, requests
+passed through to `/`, where it takes pickled jobs as the container driver sends them.
 
 Options (`Settings.plugin_options["openfaas"]`):
 - `gateway`: the gateway's URL (else $OPENFAAS_URL, else http://127.0.0.1:8080);
 - `credentials`: the name of a Dispatch secret of the function's organization with keys
   `username` and `password`, sent as basic auth (OpenFaaS's `basic-auth` secret); none: no auth;
 - `namespace`: the OpenFaaS namespace of functions (the provider's default when unset);
-- `ready_timeout`: seconds deploy waits for a replica to be available (default 120).
+- `ready_timeout`: seconds deploy waits for a replica to be available (default 120);
+- `callback`: HOST:PORT this driver listens on for the queue-worker's answers (port 0: any);
+  unset, every run goes through `/function/{name}`;
+- `callback_url`: the URL the queue-worker reaches that address at (default http://HOST:PORT).
 
 Scaling maps to OpenFaaS's labels: `com.openfaas.scale.min` / `.max` from min/max workers, and
 `com.openfaas.scale.zero` when min_workers is 0 (scaled to zero when idle, by the provider).
@@ -31,15 +37,18 @@ from typing import Any
 from urllib.parse import quote
 
 from ..images.base import FunctionImage, Progress
-from ..model import DeployError, Function
+from ..model import ConflictError, DeployError, Function
 from ..packaging import FunctionSource
 from ..runtime.protocol import Job, Outcome
 from ..settings import Settings
 from .base import FaaSDriver, OutcomeSink, Runs
-from .remote import EngineDown, batches, post_jobs
+from .callbacks import CallbackReceiver
+from .pooled import failed_outcome
+from .remote import CONNECT_TIMEOUT, EngineDown, batches, post_jobs
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 READY_TIMEOUT = 120.0
+QUEUE_GRACE = 30.0  # seconds past a queued run's timeout its answer may take to come back
 _DNS = re.compile(r"[^a-z0-9-]+")
 
 
@@ -78,6 +87,8 @@ class OpenFaasDriver(FaaSDriver):
         self._deployed: dict[tuple[str, str], str] = {}  # (org, name) -> digest deployed
         self._auth: dict[str, dict[str, str]] = {}  # org -> headers
         self._lock = threading.Lock()
+        listen = self.options.get("callback")
+        self.receiver = CallbackReceiver(str(listen), str(self.options.get("callback_url") or "")) if listen else None
 
     # ------------------------------------------------------------------ the gateway
 
@@ -152,7 +163,7 @@ class OpenFaasDriver(FaaSDriver):
             "annotations": {"org.dispatch.digest": function.digest},
             "envVars": {"PORT": "8080"},
         }
-        if function.timeout:  # of-watchdog ends a request past it, so a stuck run frees its replica
+        if function.timeout:  # the runtime server exits past exec_timeout, so a stuck run frees its replica
             seconds = f"{function.timeout:g}s"
             body["envVars"].update({"exec_timeout": seconds, "write_timeout": seconds, "read_timeout": seconds})
         memory, cpu = function.resources.get("memory"), function.resources.get("cpu")
@@ -233,9 +244,11 @@ class OpenFaasDriver(FaaSDriver):
     def is_deployed(self, function: Function) -> bool:
         return self._deployed.get((function.org, function.name)) == function.digest
 
+    def _path(self, function: Function) -> str:
+        return service_name(function) + (f".{self.namespace}" if self.namespace else "")
+
     def execute(self, function: Function, jobs: list[Job], on_done: OutcomeSink | None = None) -> list[Outcome]:
-        name = service_name(function)
-        url = f"{self.gateway}/function/{name}" + (f".{self.namespace}" if self.namespace else "")
+        url = f"{self.gateway}/function/{self._path(function)}"
         headers = self._headers(function.org)
         outcomes: list[Outcome] = []
         for batch in batches(function, jobs):
@@ -250,19 +263,87 @@ class OpenFaasDriver(FaaSDriver):
                 on_done(done)
         return outcomes
 
+    def cancel(self, function: Function, run_id: str) -> bool:
+        """A run cannot be stopped on OpenFaaS: the gateway has no call that ends one request
+        or one replica, so the caller is told why rather than left to guess."""
+        raise ConflictError(f"run {run_id} runs on OpenFaaS, which cannot stop a running run (its gateway has no "
+                            "call for it): it ends by itself, or at the function's timeout")
+
+    def execute_queued(self, function: Function, jobs: list[Job],
+                       on_done: OutcomeSink | None = None) -> list[Outcome]:
+        """Runs nobody waits on, queued on `/async-function/{name}` and answered on this
+        driver's callback receiver; through `/function/{name}` when no callback is configured."""
+        if self.receiver is None:
+            return self.execute(function, jobs, on_done)
+        outcomes: list[Outcome] = []
+        for batch in batches(function, jobs):
+            try:
+                done = self._run_queued(function, batch)
+            except EngineDown:
+                if outcomes:
+                    return outcomes
+                raise
+            outcomes += done
+            if on_done is not None:
+                on_done(done)
+        return outcomes
+
+    def _run_queued(self, function: Function, jobs: list[Job]) -> list[Outcome]:
+        from ..runtime.protocol import load_answer
+
+        assert self.receiver is not None
+        sent = time.monotonic()
+        token, callback = self.receiver.expect()
+        try:
+            status = self.invoke_async(function, jobs, callback)
+        except Exception:
+            self.receiver.forget(token)
+            raise
+        if status != 202:
+            self.receiver.forget(token)
+            return [failed_outcome(jobs[0], sent, f"the OpenFaaS gateway refused to queue the run ({status})")]
+        # Past its timeout the replica ends itself (exec_timeout) and the queue-worker posts
+        # that failure; the grace covers the wait in the queue and the post back.
+        limit = function.timeout + QUEUE_GRACE if function.timeout else None
+        answer = self.receiver.wait(token, limit)
+        timed_out = function.timeout is not None and time.monotonic() - sent >= function.timeout
+        if answer is None:
+            why = (f"the run timed out after {function.timeout:g}s (no answer from the OpenFaaS queue)" if timed_out
+                   else "the driver closed before the OpenFaaS queue answered")
+            return [failed_outcome(jobs[0], sent, why)]
+        if answer.status != 200:
+            text = answer.body[:300].decode(errors="replace").strip()
+            why = (f"the run timed out after {function.timeout:g}s (its replica was ended past exec_timeout)"
+                   if timed_out else f"the OpenFaaS queue-worker's call answered {answer.status}: {text}")
+            return [failed_outcome(jobs[0], sent, why)]
+        try:
+            return load_answer(answer.body)
+        except Exception as exc:
+            return [failed_outcome(jobs[0], sent, f"the OpenFaaS queue-worker posted something other than "
+                                                  f"outcomes: {exc}")]
+
     def invoke_async(self, function: Function, jobs: list[Job], callback_url: str) -> int:
         """Queue the jobs on the gateway (`/async-function/{name}`); the pickled outcomes are
-        POSTed to `callback_url` when they are done. The gateway's status code (202)."""
+        POSTed to `callback_url` when they are done. The gateway's status code (202);
+        EngineDown when the gateway cannot be reached."""
         import pickle
+
+        import urllib3
 
         from ..runtime.server import PICKLE_TYPE
 
-        url = f"{self.gateway}/async-function/{service_name(function)}"
+        url = f"{self.gateway}/async-function/{self._path(function)}"
         headers = {**self._headers(function.org), "Content-Type": PICKLE_TYPE, "X-Callback-Url": callback_url}
-        reply = self.http.request("POST", url, body=pickle.dumps(jobs, protocol=5), headers=headers, retries=False)
+        try:
+            reply = self.http.request("POST", url, body=pickle.dumps(jobs, protocol=5), headers=headers,
+                                      retries=False, timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=60))
+        except urllib3.exceptions.HTTPError as exc:
+            raise EngineDown(f"the OpenFaaS gateway at {self.gateway} could not be reached: {exc}") from exc
         return reply.status
 
     def close(self) -> None:
+        if self.receiver is not None:
+            self.receiver.close()
         self.http.clear()
 
 

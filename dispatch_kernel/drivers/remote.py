@@ -27,12 +27,14 @@ class EngineDown(Exception):
 
 
 def post_jobs(http: Any, url: str, function: Function, jobs: list[Job], headers: dict[str, str],
-              where: str, oom_reason: Any = None) -> list[Outcome]:
+              where: str, oom_reason: Any = None, end_work: Any = None) -> list[Outcome]:
     """POST the jobs to `url` with urllib3's PoolManager `http`; one outcome per job, or one
     SystemError outcome for the first job when the answer is not outcomes.
 
     `where` names the far end in messages ("the OpenFaaS gateway"); `oom_reason()`, when
     given, is asked why a request failed (a pod OOMKilled) and its answer, if any, is the cause.
+    `end_work()`, when given, is called once a request timed out, to end the work it left on
+    the far end (the run goes on there otherwise); it says in words what it did ("" if nothing).
     EngineDown when nothing could be sent.
     """
     import urllib3
@@ -44,9 +46,12 @@ def post_jobs(http: Any, url: str, function: Function, jobs: list[Job], headers:
         reply = http.request("POST", url, body=body, headers={**headers, "Content-Type": PICKLE_TYPE},
                              timeout=timeout, retries=False, preload_content=True)
     except urllib3.exceptions.ReadTimeoutError:
-        cause = oom_reason() if oom_reason else None
+        # Ended first, while it still runs; a pod that was OOMKilled holds no run, so nothing is
+        # ended then and the OOM report is looked for.
+        ended = end_work() if end_work else ""
+        cause = None if ended or not oom_reason else oom_reason()
         return [failed_outcome(jobs[0], sent, cause or f"the run timed out after {function.timeout:g}s "
-                                                      f"(no answer through {where})")]
+                                                      f"(no answer through {where})" + (f"; {ended}" if ended else ""))]
     except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError) as exc:
         raise EngineDown(f"{where} could not be reached: {exc}") from exc
     except urllib3.exceptions.HTTPError as exc:

@@ -10,6 +10,7 @@ both none) and the same template shape (`/a/{x}` and `/a/{y}` are one shape).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -147,6 +148,21 @@ def _claims(api: Api) -> set[tuple[str, str | None, Shape]]:
             for method in api.methods for host in hosts for path in api.paths}
 
 
+def route_keys(api: Api) -> list[str]:
+    """What an enabled API routes, as text keys (method, host, path shape) that are equal
+    exactly when two APIs would conflict; none for a disabled API."""
+    if not api.enabled:
+        return []
+    return sorted(json.dumps([method, host, list(shape)]) for method, host, shape in _claims(api))
+
+
+def describe_key(key: str) -> str:
+    """A route key in words: "GET /orders/{…} on host example.com"."""
+    method, host, shape = json.loads(key)
+    path = "/" + "/".join("{…}" if segment is None else segment for segment in shape)
+    return f"{method} {path}" + (f" on host {host}" if host else "")
+
+
 def check_conflicts(api: Api, others: Iterable[Api]) -> None:
     """ConflictError when the enabled `api` claims a method, host and path shape that another
     enabled API of its organization already claims."""
@@ -240,5 +256,5 @@ def api_urls(api: Api, base: str | None) -> list[str]:
 
 
 __all__ = ["MAX_PATH", "METHODS", "InvalidTemplateError", "Match", "RouteTable", "Template", "api_urls",
-           "check_conflicts", "check_hosts", "check_methods", "check_origin", "check_protocols", "parse_route",
-           "parse_template"]
+           "check_conflicts", "check_hosts", "check_methods", "check_origin", "check_protocols", "describe_key",
+           "parse_route", "parse_template", "route_keys"]

@@ -523,6 +523,7 @@ class RunManager:
     def _dispatch(self, deployed: Deployed, calls: list[Call]) -> list[Run]:
         """Run admitted calls on the driver and record how each ended."""
         queued = [call.run for call in calls if call.run.status != RunStatus.RUNNING]
+        detached = len(queued) == len(calls)  # spawned or event runs: no caller holds a thread on them
         if queued:  # admitted earlier (spawn, events): RUNNING now, unless cancelled meanwhile
             self.live.claim(queued)
             running = [call for call in calls if call.run.status == RunStatus.RUNNING]
@@ -536,7 +537,7 @@ class RunManager:
         runs = [call.run for call in calls]
         choice = deployed.choice
         if choice is None:
-            self._execute(deployed, deployed.driver, "", calls)
+            self._execute(deployed, deployed.driver, "", calls, detached)
             return runs
         groups: dict[str, tuple[Any, list[Call]]] = {}
         for call in calls:  # each run its own draw: a batch is not one run's choice
@@ -549,11 +550,12 @@ class RunManager:
             call.run.driver = name
             groups.setdefault(name, (driver, []))[1].append(call)
         for name, (driver, group) in groups.items():
-            self._execute(deployed, driver, name, group)
+            self._execute(deployed, driver, name, group, detached)
         return runs
 
-    def _execute(self, deployed: Deployed, driver: Any, name: str, calls: list[Call]) -> None:
-        """Run claimed calls on one driver (`name`, among several; else "") and record them."""
+    def _execute(self, deployed: Deployed, driver: Any, name: str, calls: list[Call], detached: bool = False) -> None:
+        """Run claimed calls on one driver (`name`, among several; else "") and record them;
+        `detached` ones through the engine's queue where the driver has one (execute_queued)."""
         function = deployed.function
         runs = [call.run for call in calls]
         if self.live.watched:
@@ -598,7 +600,8 @@ class RunManager:
                 log.exception("recording runs of %s failed", function.name)
 
         try:
-            outcomes = driver.execute(function, jobs, on_done)
+            execute = getattr(driver, "execute_queued", driver.execute) if detached else driver.execute
+            outcomes = execute(function, jobs, on_done)
         except Exception as exc:
             log.exception("dispatching runs of %s failed", function.name)
             if name:  # the next runs go to the function's other drivers for a while

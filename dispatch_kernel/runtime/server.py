@@ -22,14 +22,20 @@ $DISPATCH_FUNCTION) and answers over HTTP on $PORT (default 8080), binding $HOST
   pass any picklable value and a map() travels in batches.
 - ``GET /healthz``, and of-watchdog's http-mode paths ``GET /_/health`` and ``GET /_/ready``,
   so the same image can run under OpenFaaS.
+- ``GET /_/runs``: ``{"running": [run ids]}``, the runs this server holds (running or waiting
+  for the one before them), so that a driver can find the pod of a run it must stop.
 
 Runs happen one at a time in this process, with the local worker's capture of stdout and
 stderr (Python's and the file descriptors') and its typed errors. A run that exhausts the
 memory limit ($DISPATCH_MEMORY bytes, or the one in the function file) is answered with a
 SystemError and then the server exits, as a local worker does: the engine restarts nothing,
 the driver starts a new container. A run's timeout is given to the function as its deadline
-(ctx.deadline) but enforced outside: the driver kills the container, as of-watchdog's
-exec_timeout would. Only the standard library and cloudpickle are used.
+(ctx.deadline) but enforced outside: the container driver kills the container, the kubernetes
+driver deletes the pod. Under OpenFaaS nothing outside can end one replica's run (of-watchdog,
+which this server stands in for, only gives up on the request), so when $exec_timeout is set
+(of-watchdog's variable, which the openfaas driver sets) a run past it ends this server (exit
+124) a moment after the caller has given up, and the provider restarts the container instead of
+leaving it busy. Only the standard library and cloudpickle are used.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import sys
 import threading
 import time
@@ -52,6 +59,27 @@ DEFAULT_FUNCTION_FILE = "/dispatch/function.pkl"
 PICKLE_TYPE = "application/vnd.dispatch.jobs+pickle"
 HEALTH_PATHS = ("/healthz", "/_/health")
 READY_PATH = "/_/ready"
+RUNS_PATH = "/_/runs"
+EXIT_TIMED_OUT = 124  # a run outlived $exec_timeout: the server ended itself
+EXEC_TIMEOUT_GRACE = 1.0  # seconds past exec_timeout: the caller's own timeout fires first
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
+
+
+def duration(text: str) -> float | None:
+    """Seconds in a Go duration as of-watchdog reads its timeouts ("10s", "1m30s", "500ms"; a
+    bare number is seconds); None for "" or "0" (no limit), ValueError for anything else."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"not a duration: {text!r}") from None
+        factor = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+        seconds = sum(float(n) * factor[u] for n, u in parts)
+    return seconds or None
 
 
 def function_file(payload: bytes, *, name: str, convention: str, memory: int | None = None,
@@ -75,8 +103,10 @@ def write_function_file(path: str, payload: bytes, **meta: Any) -> None:
 class FunctionRuntime:
     """One loaded function and the worker logic that runs it; runs are serialized."""
 
-    def __init__(self, payload: bytes, meta: dict[str, Any], memory: int | None = None) -> None:
+    def __init__(self, payload: bytes, meta: dict[str, Any], memory: int | None = None,
+                 exec_timeout: float | None = None) -> None:
         self.meta = meta
+        self.exec_timeout = exec_timeout
         self.name = meta.get("name", "function")
         self.convention = meta.get("convention", "plain")
         self.memory = memory if memory is not None else meta.get("memory")
@@ -89,7 +119,9 @@ class FunctionRuntime:
                 "SystemError", f"the function could not be loaded in its image: {_describe(exc)}",
                 _user_traceback(exc))
         self._lock = threading.Lock()
+        self._lock_holding = threading.Lock()
         self.busy = False
+        self.holding: dict[str, int] = {}  # run id -> how many requests hold it (GET /_/runs)
         self.retiring = False  # a run hit the memory limit: answer it, then exit
         # The server's own log keeps the original stderr; fds 1 and 2 are captured per run.
         self.log = os.fdopen(os.dup(2), "w", buffering=1)
@@ -101,10 +133,30 @@ class FunctionRuntime:
         with open(path, "rb") as file:
             spec = pickle.load(file)
         memory = os.environ.get("DISPATCH_MEMORY")
-        return cls(spec["payload"], spec["meta"], int(memory) if memory else None)
+        return cls(spec["payload"], spec["meta"], int(memory) if memory else None,
+                   duration(os.environ.get("exec_timeout", "")))
 
     def run_jobs(self, jobs: list[Job]) -> list[Outcome]:
         """Run jobs in order; after one that leaves the process unfit, the rest are not run."""
+        ids = [job.run_id for job in jobs if job.run_id]
+        with self._lock_holding:
+            for run_id in ids:
+                self.holding[run_id] = self.holding.get(run_id, 0) + 1
+        try:
+            return self._run_jobs(jobs)
+        finally:
+            with self._lock_holding:
+                for run_id in ids:
+                    self.holding[run_id] -= 1
+                    if not self.holding[run_id]:
+                        del self.holding[run_id]
+
+    def running(self) -> list[str]:
+        """The run ids of the jobs this server holds now, running or waiting their turn."""
+        with self._lock_holding:
+            return sorted(self.holding)
+
+    def _run_jobs(self, jobs: list[Job]) -> list[Outcome]:
         with self._lock:
             self.busy = True
             try:
@@ -114,7 +166,7 @@ class FunctionRuntime:
                         now = time.time()
                         outcomes.append(Outcome(job.run_id, None, self.load_error, "", "", now, now, False))
                         continue
-                    outcome, fatal = self.worker.run(job)
+                    outcome, fatal = self._run_watched(job)
                     outcomes.append(outcome)
                     if fatal:
                         self.retiring = True
@@ -122,6 +174,23 @@ class FunctionRuntime:
                 return outcomes
             finally:
                 self.busy = False
+
+    def _run_watched(self, job: Job) -> tuple[Outcome, bool]:
+        if not self.exec_timeout:
+            return self.worker.run(job)
+        timer = threading.Timer(self.exec_timeout + EXEC_TIMEOUT_GRACE, self._overran, (job.run_id,))
+        timer.daemon = True
+        timer.start()
+        try:
+            return self.worker.run(job)
+        finally:
+            timer.cancel()
+
+    def _overran(self, run_id: str) -> None:
+        # A thread cannot be stopped; only ending the process frees this replica for others.
+        print(f"dispatch runtime: run {run_id} outlived exec_timeout ({self.exec_timeout:g}s): exiting",
+              file=self.log, flush=True)
+        os._exit(EXIT_TIMED_OUT)
 
     def run_json(self, request: Any) -> dict[str, Any]:
         """Dispatch's runtime contract: {context, payload} in, {context: {error, logs}, payload} out."""
@@ -192,6 +261,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == READY_PATH:
             ready = runtime.load_error is None and not runtime.retiring and not runtime.busy
             self._send(200 if ready else 503, b"OK" if ready else b"busy", "text/plain")
+        elif path == RUNS_PATH:
+            self._json(200, {"running": runtime.running()})
         else:
             self._json(404, {"code": 404, "message": f"no such path: {path}"})
 

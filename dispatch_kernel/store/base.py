@@ -10,13 +10,21 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NamedTuple, TypeVar
 
 from ..model import Entity, Run, RunStatus
 
 E = TypeVar("E", bound=Entity)
 RunsCallback = Callable[[list[Run]], None]
 EntityRow = tuple[str, str, str, str, int, str]  # kind, org, name, id, revision, body (JSON)
+
+
+class Claimed(NamedTuple):
+    """A key another owner holds (EntityStore.claim): who, which key, and for how long (s)."""
+
+    owner: str
+    key: str
+    age: float
 
 
 class EntityStore(ABC):
@@ -157,6 +165,15 @@ class EntityStore(ABC):
 
     def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up, if `holder` has it."""
+
+    def claim(self, scope: str, org: str, owner: str, keys: Iterable[str]) -> Claimed | None:
+        """Make `keys` `owner`'s, each unique within (scope, org) across every process using
+        this store, in place of the keys `owner` held there before, in one step. When another
+        owner holds one of them, nothing changes and that holder is returned instead."""
+        return None
+
+    def release_claims(self, scope: str, org: str, owner: str) -> None:
+        """Drop every key `owner` holds in (scope, org)."""
 
     def get_source_state(self, source_id: str) -> dict[str, Any] | None:
         """An event source's checkpoint, when the store keeps them (None: it does not)."""

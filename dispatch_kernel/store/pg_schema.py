@@ -93,6 +93,18 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN driver TEXT;
     """,
+    # 3: keys unique across servers (an API's routes), each held by one owner
+    """
+    CREATE TABLE claims (
+        scope TEXT NOT NULL,
+        org TEXT NOT NULL,
+        key TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        claimed TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (scope, org, key)
+    );
+    CREATE INDEX claims_by_owner ON claims (scope, org, owner);
+    """,
 ]
 
 

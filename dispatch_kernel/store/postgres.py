@@ -32,7 +32,7 @@ from psycopg_pool import ConnectionPool
 
 from ..model import ConflictError, DispatchError, ErrorType, InvalidRequestError, NotFoundError, Run, RunStatus, dumps, now
 from ..settings import Settings
-from .base import E, EntityStore, RunsCallback, run_filter
+from .base import Claimed, E, EntityStore, RunsCallback, run_filter
 from .journal import FLUSH_INTERVAL, RunJournal
 from .pg_listen import Listener
 from .pg_schema import migrate, schema_version
@@ -369,6 +369,26 @@ class PostgresStore(EntityStore):
                              "ON CONFLICT (name) DO UPDATE SET value=EXCLUDED.value", (name, value))
             row = conn.execute("SELECT value FROM meta WHERE name=%s", (name,)).fetchone()
         return row[0]
+
+    def claim(self, scope: str, org: str, owner: str, keys: Iterable[str]) -> Claimed | None:
+        wanted = sorted(set(keys))
+        with self._pool.connection() as conn, conn.transaction():
+            # One claimer of a scope at a time; the primary key would refuse a second holder anyway.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"claims {scope} {org}",))
+            row = conn.execute("SELECT owner, key, extract(epoch FROM now() - claimed) FROM claims "
+                               "WHERE scope=%s AND org=%s AND key = ANY(%s) AND owner <> %s ORDER BY key LIMIT 1",
+                               (scope, org, wanted, owner)).fetchone()
+            if row is not None:
+                return Claimed(row[0], row[1], max(0.0, float(row[2])))
+            conn.execute("DELETE FROM claims WHERE scope=%s AND org=%s AND owner=%s", (scope, org, owner))
+            if wanted:
+                conn.execute("INSERT INTO claims (scope, org, key, owner) "
+                             "SELECT %s, %s, k, %s FROM unnest(%s::text[]) k", (scope, org, owner, wanted))
+        return None
+
+    def release_claims(self, scope: str, org: str, owner: str) -> None:
+        with self._pool.connection() as conn:
+            conn.execute("DELETE FROM claims WHERE scope=%s AND org=%s AND owner=%s", (scope, org, owner))
 
     def get_source_state(self, source_id: str) -> dict[str, Any]:
         with self._pool.connection() as conn:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +29,7 @@ from ..model import (
     now,
 )
 from ..settings import Settings
-from .base import E, EntityStore, run_filter
+from .base import Claimed, E, EntityStore, run_filter
 from .journal import RunJournal
 
 # Each entry moves the schema one version up; PRAGMA user_version records how far a file is.
@@ -72,6 +73,12 @@ MIGRATIONS: list[str] = [
     # 3: values kept for Dispatch itself (the secret key's check value)
     """
     CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 4: keys unique across processes (an API's routes), each held by one owner
+    """
+    CREATE TABLE claims (scope TEXT NOT NULL, org TEXT NOT NULL, key TEXT NOT NULL, owner TEXT NOT NULL,
+                         claimed REAL NOT NULL, PRIMARY KEY (scope, org, key));
+    CREATE INDEX claims_by_owner ON claims (scope, org, owner);
     """,
 ]
 
@@ -345,6 +352,32 @@ class SqliteStore(EntityStore):
         with self._lock:
             self._db.execute(f"{verb} INTO meta (name, value) VALUES (?, ?)", (name, value))
             return self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()[0]
+
+    def claim(self, scope: str, org: str, owner: str, keys: Iterable[str]) -> Claimed | None:
+        wanted = sorted(set(keys))
+        with self._lock, room_for(f"the claims of {owner!r}", self.path):
+            self._db.execute("BEGIN IMMEDIATE")  # the write lock: other processes claim after
+            try:
+                for key in wanted:
+                    row = self._db.execute("SELECT owner, claimed FROM claims WHERE scope=? AND org=? AND key=? "
+                                           "AND owner<>?", (scope, org, key, owner)).fetchone()
+                    if row is not None:
+                        self._db.execute("ROLLBACK")
+                        return Claimed(row[0], key, max(0.0, time.time() - row[1]))
+                self._db.execute("DELETE FROM claims WHERE scope=? AND org=? AND owner=?", (scope, org, owner))
+                stamp = time.time()
+                self._db.executemany("INSERT INTO claims (scope, org, key, owner, claimed) VALUES (?,?,?,?,?)",
+                                     [(scope, org, key, owner, stamp) for key in wanted])
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        return None
+
+    def release_claims(self, scope: str, org: str, owner: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM claims WHERE scope=? AND org=? AND owner=?", (scope, org, owner))
 
     def _checkpoint_loop(self) -> None:
         db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)

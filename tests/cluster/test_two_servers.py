@@ -46,12 +46,12 @@ def tick(ctx, payload):
 class Pair:
     """Servers A and B on one database."""
 
-    def __init__(self, tmp_path, dsn: str) -> None:
+    def __init__(self, tmp_path, dsn: str, extra: list[str] | None = None) -> None:
         self.dsn = dsn
         env = {"DISPATCH_SECRET_KEY": Fernet.generate_key().decode(), "DISPATCH_STORE_URL": dsn}
-        self.a = LiveServer(tmp_path / "a-home", tmp_path / "a", env=env)
+        self.a = LiveServer(tmp_path / "a-home", tmp_path / "a", env=env, extra=extra)
         try:
-            self.b = LiveServer(tmp_path / "b-home", tmp_path / "b", env=env)
+            self.b = LiveServer(tmp_path / "b-home", tmp_path / "b", env=env, extra=extra)
         except BaseException:
             self.a.stop()
             raise

@@ -124,6 +124,7 @@ class FakeApiServer:
         self.namespaces: dict[str, dict[str, Any]] = {}
         self.pods: dict[tuple[str, str], list[Pod]] = {}  # (namespace, deployment) -> pods
         self.refused: list[str] = []
+        self.deleted_pods: list[str] = []  # names of pods deleted through the API
         self.requests: list[tuple[str, str]] = []
         self._versions = itertools.count(1)
         self._lock = threading.RLock()
@@ -165,6 +166,8 @@ class FakeApiServer:
             (r"/api/v1/namespaces", _Namespaces, {"server": self}),
             (ns, _Namespace, {"server": self}),
             (ns + r"/pods", _Pods, {"server": self}),
+            (ns + r"/pods/([^/:]+)", _Pod, {"server": self}),
+            (ns + r"/pods/([^/:]+)(?::([^/]+))?/proxy/(.*)", _PodProxy, {"server": self}),
             (ns + r"/services/([^/:]+):([^/]+)/proxy/(.*)", _Proxy, {"server": self}),
             (r"/apis/apps/v1/namespaces/([^/]+)/deployments/([^/]+)/scale", _Scale, {"server": self}),
             (r"(/api/v1|/apis/apps/v1|/apis/autoscaling/v2)/namespaces/([^/]+)/([a-z]+)", _Collection,
@@ -209,6 +212,45 @@ class FakeApiServer:
         if body["kind"] == "Service":
             body["spec"].setdefault("clusterIP", f"10.96.{len(self.objects) % 250}.{next(self._versions) % 250 + 1}")
         return body
+
+    def check_delete_options(self, body: Any) -> str | None:
+        """What is wrong with a DELETE's body, by the official DeleteOptions schema (None:
+        valid). kubernetes-validate finds schemas by kind and apiVersion, and DeleteOptions is
+        filed under meta/v1, which is no apiVersion: its schema is read directly."""
+        import jsonschema
+        from kubernetes_validate.utils import schema_contents
+        from referencing import Registry, Resource
+
+        folder = f"kubernetes-json-schema/v{VERSION}-local-strict"
+        schema = schema_contents(f"{folder}/deleteoptions-meta-v1.json", VERSION)
+        registry = Resource.from_contents(schema) @ Registry()
+        registry = Resource.from_contents(schema_contents(f"{folder}/_definitions.json", VERSION)) @ registry
+        try:
+            jsonschema.validators.Draft202012Validator(schema, registry=registry).validate(body)
+        except jsonschema.ValidationError as exc:
+            problem = f"DeleteOptions {'/'.join(map(str, exc.absolute_path))}: {exc.message}"
+            self.refused.append(problem)
+            return problem
+        return None
+
+    def find_pod(self, namespace: str, name: str) -> tuple[str, Pod] | None:
+        """A pod by name, with the Deployment it belongs to."""
+        for (space, deployment), pods in list(self.pods.items()):
+            for pod in pods:
+                if space == namespace and pod.name == name:
+                    return deployment, pod
+        return None
+
+    def delete_pod(self, namespace: str, deployment: str, pod: Pod) -> None:
+        """The kubelet ends the pod's container; the ReplicaSet controller then starts one in
+        its place (reconcile, on a thread of its own, as a controller runs)."""
+        with self._lock:
+            pods = self.pods.get((namespace, deployment), [])
+            if pod in pods:
+                pods.remove(pod)
+            pod.remove()
+            self.deleted_pods.append(pod.name)
+        threading.Thread(target=self.reconcile, args=(namespace, deployment), daemon=True).start()
 
     # ------------------------------------------------------------------ the controllers
 
@@ -420,12 +462,53 @@ class _Pods(_Handler):
         for (space, _), pods in list(self.server.pods.items()):
             for pod in pods:
                 if space == namespace and _selected(pod.labels, selector):
-                    items.append({"apiVersion": "v1", "kind": "Pod",
-                                  "metadata": {"name": pod.name, "namespace": namespace, "labels": pod.labels,
-                                               "creationTimestamp": pod.created},
-                                  "spec": {"containers": [{"name": "function", "image": "x"}]},
-                                  "status": pod.status()})
+                    items.append(_pod_object(namespace, pod))
         self.reply({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": items})
+
+
+def _pod_object(namespace: str, pod: Pod) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod.name, "namespace": namespace, "labels": pod.labels,
+                         "creationTimestamp": pod.created},
+            "spec": {"containers": [{"name": "function", "image": "x"}]},
+            "status": {**pod.status(), "podIP": "127.0.0.1"}}
+
+
+class _Pod(_Handler):
+    def delete(self, namespace: str, name: str) -> None:
+        """DELETE .../pods/{name}: an optional DeleteOptions body; the Pod in the answer."""
+        if self.request.body:
+            body = self.body()
+            if body is None:
+                return
+            problem = self.server.check_delete_options(body)
+            if problem:
+                return self.reply(_status(422, "Invalid", problem), 422)
+        found = self.server.find_pod(namespace, name)
+        if found is None:
+            return self.reply(_status(404, "NotFound", f'pods "{name}" not found'), 404)
+        answer = _pod_object(namespace, found[1])
+        self.server.delete_pod(namespace, *found)
+        self.reply(answer)
+
+
+class _PodProxy(_Handler):
+    async def get(self, namespace: str, name: str, port: str | None, rest: str) -> None:
+        """GET .../pods/{name}[:{port}]/proxy/{path}: passed to the pod's container port."""
+        found = self.server.find_pod(namespace, name)
+        if found is None:
+            return self.reply(_status(404, "NotFound", f'pods "{name}" not found'), 404)
+        deployment, pod = found
+        template = self.server.objects[("deployments", namespace, deployment)]["spec"]["template"]
+        declared = {str(p.get(key)) for c in template["spec"]["containers"] for p in c.get("ports", [])
+                    for key in ("containerPort", "name")}
+        if port is not None and port not in declared:
+            self.set_status(503)
+            return self.finish(f"error trying to reach service: dial tcp 127.0.0.1:{port}: connect: connection refused")
+        reply = await httpclient.AsyncHTTPClient().fetch(f"http://127.0.0.1:{pod.port}/{rest}", raise_error=False,
+                                                         request_timeout=30)
+        self.set_status(reply.code if reply.code != 599 else 503)
+        self.finish(reply.body or (str(reply.error).encode() if reply.error else b""))
 
 
 class _Proxy(_Handler):

@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,8 @@ class FakeGateway:
         self.requests: list[tuple[str, str, Any]] = []  # (method, path, body) of every system call
         self.refused: list[tuple[str, list[str]]] = []  # bodies that failed the schema
         self.invocations: dict[str, int] = {}
+        self.queued: list[str] = []  # functions of the runs queued on /async-function, in order
+        self.restarts: dict[str, int] = {}  # name -> replicas replaced after their container ended
         self._lock = threading.Lock()
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -167,10 +170,29 @@ class FakeGateway:
             while len(running) < replicas:
                 running.append(self._start_container(name))
 
+    def _revive(self, name: str) -> None:
+        """Replace replicas whose container ended, as the provider's kubelet restarts them."""
+        with self._lock:
+            running = self.containers.get(name) or []
+            for index, (container, _) in enumerate(running):
+                try:
+                    container.reload()
+                    alive = container.status == "running"
+                except Exception:
+                    alive = False
+                if not alive:
+                    try:
+                        container.remove(force=True)
+                    except Exception:
+                        pass
+                    running[index] = self._start_container(name)
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+
     def replica_port(self, name: str) -> int:
         """A running replica's port; scaled from zero when there is none."""
         if not self.containers.get(name):
             self._set_replicas(name, 1)
+        self._revive(name)
         running = self.containers[name]
         self.invocations[name] = self.invocations.get(name, 0) + 1
         return running[self.invocations[name] % len(running)][1]
@@ -285,17 +307,23 @@ class _InvokeAsync(_Handler):
             raise web.HTTPError(404, f"function {name} not found")
         callback = self.request.headers.get("X-Callback-Url")
         body, content_type = self.request.body, self.request.headers.get("Content-Type", "")
+        call_id = self.request.headers.get("X-Call-Id") or str(uuid.uuid4())
+        self.gateway.queued.append(name)
         self.set_status(202)
+        self.set_header("X-Call-Id", call_id)
         self.finish()
 
         async def later() -> None:  # the queue-worker: run, then POST the answer to the callback
             port = await asyncio.get_running_loop().run_in_executor(None, self.gateway.replica_port, name)
             client = httpclient.AsyncHTTPClient()
+            started = time.monotonic()
             reply = await client.fetch(f"http://127.0.0.1:{port}/", method="POST", body=body,
-                                       headers={"Content-Type": content_type}, raise_error=False)
-            if callback:
-                await client.fetch(callback, method="POST", body=reply.body or b"", raise_error=False,
-                                   headers={"X-Function-Status": str(reply.code)})
+                                       headers={"Content-Type": content_type}, raise_error=False,
+                                       request_timeout=600)
+            if callback:  # the queue-worker's headers; a replica that went away is the gateway's 502
+                await client.fetch(callback, method="POST", body=reply.body or b"", raise_error=False, headers={
+                    "X-Function-Status": str(reply.code if reply.code != 599 else 502), "X-Call-Id": call_id,
+                    "X-Function-Name": name, "X-Duration-Seconds": f"{time.monotonic() - started:f}"})
 
         asyncio.get_running_loop().create_task(later())
 

@@ -234,3 +234,90 @@ def test_timeouts_and_crashes_are_reported_in_the_run(client, apiserver):
     assert run.status == "FAILED" and run.error.type == "SystemError"
     assert "ended with exit code 3" in run.error.message
     assert fn("none") == "survived"  # the restarted pod serves again
+
+
+def _held_by_a_pod(apiserver, name, run_id):
+    """Wait (bounded) until a pod of the fake holds the run; on a real cluster, a moment."""
+    if apiserver is None:
+        time.sleep(2)
+        return
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for pod in apiserver.pods.get((NAMESPACE, name), []):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{pod.port}/_/runs", timeout=5) as reply:
+                    if run_id in json.loads(reply.read())["running"]:
+                        return
+            except OSError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError(f"no pod of {name} took run {run_id}")
+
+
+def test_a_timed_out_run_has_its_pod_deleted_and_the_next_run_is_served(client, apiserver):
+    fn = client.deploy(slow, name="k-stuck", timeout="2s", min_workers=1, max_workers=1)
+    if apiserver is not None:
+        deleted_before = len(apiserver.deleted_pods)
+        pod = apiserver.pods[(NAMESPACE, "fn-k-stuck")][0].name
+    run = fn.spawn(600).wait(120)
+    assert run.status == "FAILED" and run.error.type == "SystemError"
+    assert "timed out after 2s" in run.error.message and "was deleted (the Deployment replaces it)" in run.error.message
+    # The one pod would still be running slow(600) for ten minutes: only its replacement can answer.
+    assert fn(0) == 0
+    if apiserver is not None:
+        assert apiserver.deleted_pods[deleted_before:] == [pod] and pod in run.error.message
+        assert ("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}") in apiserver.requests
+        assert [p.name for p in apiserver.pods[(NAMESPACE, "fn-k-stuck")]] != [pod]
+        assert apiserver.refused == []
+
+
+def test_a_cancelled_run_has_its_pod_deleted_and_the_next_run_is_served(client, apiserver):
+    fn = client.deploy(slow, name="k-cancel", min_workers=1, max_workers=1)
+    assert fn(0) == 0
+    run = fn.spawn(600)
+    _held_by_a_pod(apiserver, "fn-k-cancel", run.id)
+    stopped = client.cancel_run(run.id)
+    assert stopped.status == dk.RunStatus.CANCELLED
+    assert fn(0) == 0  # a fresh pod: the cancelled one would still be busy
+    if apiserver is not None:
+        assert apiserver.deleted_pods and apiserver.refused == []
+
+
+def test_a_run_that_is_not_running_is_not_cancelled_and_no_pod_is_deleted(client, apiserver):
+    fn = client.deploy(add, name="k-done", min_workers=1)
+    run = fn.spawn(1, 2).wait(120)
+    before = list(apiserver.deleted_pods) if apiserver is not None else []
+    with pytest.raises(dk.ConflictError, match="already finished"):
+        client.cancel_run(run.id)
+    if apiserver is not None:
+        assert apiserver.deleted_pods == before
+
+
+def test_the_fake_deletes_pods_and_refuses_bad_delete_options_as_the_schema_does(client, apiserver):
+    if apiserver is None:
+        pytest.skip("the fake's own validation")
+    fn = client.deploy(add, name="k-podapi", min_workers=1)
+    assert fn(1, 1) == 2
+    pod = apiserver.pods[(NAMESPACE, "fn-k-podapi")][0].name
+    headers = {"Authorization": f"Bearer {apiserver.token}", "Content-Type": "application/json"}
+    base = f"{apiserver.url}/api/v1/namespaces/{NAMESPACE}/pods/"
+
+    def call(method, path, body=None):
+        request = urllib.request.Request(base + path, method=method, headers=headers,
+                                         data=None if body is None else json.dumps(body).encode())
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    assert call("GET", f"{pod}:8080/proxy/_/runs") == (200, {"running": []})
+    status, body = call("DELETE", pod, {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriod": 3})
+    assert status == 422 and "gracePeriod" in body["message"]
+    apiserver.refused.clear()
+    assert call("DELETE", "no-such-pod")[0] == 404
+    status, body = call("DELETE", pod, {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 3})
+    assert status == 200 and body["kind"] == "Pod" and body["metadata"]["name"] == pod
+    assert call("GET", f"{pod}:8080/proxy/_/runs")[0] == 404
+    assert fn(2, 2) == 4  # the ReplicaSet's replacement
+    fn.delete()

@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import threading
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -115,17 +116,27 @@ def test_min_workers_scale_the_function(client, gateway):
     assert gateway.refused == []
 
 
-def test_a_run_past_its_timeout_is_a_system_error(client):
-    fn = client.deploy(slow, name="of-slow", timeout="1s")
-    run = fn.spawn(3).wait(120)
-    assert run.status == "FAILED" and run.error.type == "SystemError"
-    assert "timed out after 1s" in run.error.message
-    # The replica finishes what it was given (of-watchdog's exec_timeout ends it on a real
-    # gateway; the driver sets it), then serves again.
+def test_a_run_past_its_timeout_is_a_system_error_and_its_replica_is_replaced(client, gateway):
     import time
 
-    time.sleep(2.5)
+    fn = client.deploy(slow, name="of-slow", timeout="1s")
+    run = fn.spawn(600).wait(120)
+    assert run.status == "FAILED" and run.error.type == "SystemError"
+    assert "timed out after 1s" in run.error.message
+    # The replica would be busy with slow(600) for ten minutes: its runtime server ends itself
+    # past exec_timeout, and the provider restarts its container.
+    if gateway is None:
+        time.sleep(5)
+    else:
+        container = gateway.containers["default-of-slow"][0][0]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and container.status == "running":
+            time.sleep(0.1)
+            container.reload()
+        assert container.attrs["State"]["ExitCode"] == 124
     assert fn(0) == 0
+    if gateway is not None:
+        assert gateway.restarts["default-of-slow"] == 1
 
 
 def test_wrong_or_missing_credentials_fail_the_deploy_with_the_reason(home, registry, python_base, gateway):
@@ -214,3 +225,69 @@ def test_names_and_quantities():
     long = service_name(Function(name="My_Function.v2" + "x" * 50, org="Team"))
     assert len(long) <= 63 and long == long.lower() and "_" not in long and "." not in long
     assert memory_text(512 << 20) == "512Mi" and memory_text(1 << 30) == "1Gi" and memory_text(1000) == "1000"
+
+
+def test_spawned_runs_are_queued_on_async_function_and_answered_on_the_callback(home, registry, python_base,
+                                                                                 gateway):
+    if gateway is None:
+        pytest.skip("a callback reachable from the gateway")
+    settings = _settings(home, registry, python_base, gateway, callback="127.0.0.1:0")
+    with dk.connect(settings=settings) as client:
+        client.create_secret("openfaas-auth", {"username": "admin", "password": "s3cret"})
+        fn = client.deploy(add, name="of-queued")
+        queued_before = len(gateway.queued)
+        run = fn.spawn(2, 3).wait(120)
+        assert run.status == "SUCCEEDED" and run.output == 5 and run.logs["stdout"] == "adding 2 3\n"
+        assert fn(4, 4) == 8  # a waited call goes through /function/{name}
+        assert gateway.queued[queued_before:] == ["default-of-queued"]
+        failed = fn.spawn("a", 1).wait(120)
+        assert failed.status == "FAILED" and failed.error.type == "FunctionError" and "TypeError" in failed.error.message
+
+        slow_fn = client.deploy(slow, name="of-queued-slow", timeout="1s")
+        stuck = slow_fn.spawn(600).wait(120)
+        assert stuck.status == "FAILED" and stuck.error.type == "SystemError"
+        assert "timed out after 1s" in stuck.error.message
+        assert gateway.queued[-1] == "default-of-queued-slow"
+        assert slow_fn.spawn(0).wait(120).output == 0  # the replica was replaced
+        assert gateway.refused == []
+
+
+def test_a_callback_for_no_run_or_from_a_stranger_is_refused():
+    from dispatch_kernel.drivers.callbacks import Answer, CallbackReceiver
+
+    receiver = CallbackReceiver("127.0.0.1:0")
+    try:
+        token, url = receiver.expect()
+
+        def post(target, body=b"x", status="200"):
+            request = urllib.request.Request(target, data=body, method="POST", headers={"X-Function-Status": status})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as reply:
+                    return reply.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert post(receiver.url + "/not-a-token") == 404
+        assert post(url, status="abc") == 400
+        assert post(url, b"answer", "502") == 200
+        assert receiver.wait(token, 10) == Answer(502, b"answer")
+        assert post(url) == 404  # answered once; the token is forgotten
+        token, url = receiver.expect()
+        assert receiver.wait(token, 0.05) is None
+        with pytest.raises(ValueError):
+            CallbackReceiver("no-port")
+    finally:
+        receiver.close()
+
+
+def test_a_running_run_on_openfaas_cannot_be_cancelled_and_says_why(client):
+    import time
+
+    fn = client.deploy(slow, name="of-nocancel")
+    run = fn.spawn(3)
+    deadline = time.monotonic() + 60
+    while client.get_run(run.id).status != dk.RunStatus.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with pytest.raises(dk.ConflictError, match="runs on OpenFaaS, which cannot stop a running run"):
+        client.cancel_run(run.id)
+    assert run.wait(120).output == 3  # left to finish

@@ -18,13 +18,13 @@ import pytest
 from dispatch_kernel.packaging import package
 from dispatch_kernel.images.services import free_port
 from dispatch_kernel.runtime.protocol import Job
-from dispatch_kernel.runtime.server import PICKLE_TYPE, write_function_file
+from dispatch_kernel.runtime.server import EXIT_TIMED_OUT, PICKLE_TYPE, duration, write_function_file
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 class Server:
-    def __init__(self, tmp_path: Path, fn, memory: int | None = None) -> None:
+    def __init__(self, tmp_path: Path, fn, memory: int | None = None, **environment: str) -> None:
         path = tmp_path / "function.pkl"
         if isinstance(fn, bytes):  # a payload that does not load
             write_function_file(str(path), fn, name="broken", convention="plain")
@@ -35,7 +35,7 @@ class Server:
                                 origins=source.origins, sources=source.sources)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PORT": str(self.port), "HOST": "127.0.0.1", "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PORT": str(self.port), "HOST": "127.0.0.1", "PYTHONPATH": str(REPO), **environment}
         self.process = subprocess.Popen([sys.executable, "-m", "dispatch_kernel.runtime.server", str(path)],
                                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
@@ -85,8 +85,8 @@ class Server:
 def serve(tmp_path):
     started = []
 
-    def start(fn, memory=None) -> Server:
-        server = Server(tmp_path, fn, memory)
+    def start(fn, memory=None, **environment) -> Server:
+        server = Server(tmp_path, fn, memory, **environment)
         started.append(server)
         return server
 
@@ -185,3 +185,46 @@ def test_a_function_that_cannot_load_fails_every_run_and_is_unhealthy(serve):
     error = server.run({"context": {}, "payload": [1, 2]})["context"]["error"]
     assert error["type"] == "SystemError" and "could not be loaded" in error["message"]
     assert server.get("/healthz")[0] == 503
+
+
+def nap(seconds):
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def test_runs_lists_the_runs_the_server_holds(serve):
+    import threading
+
+    server = serve(nap)
+    assert json.loads(server.get("/_/runs")[1]) == {"running": []}
+    worker = threading.Thread(target=server.jobs, args=([Job("held-1", (1.5,), {}, None, False)],))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while json.loads(server.get("/_/runs")[1])["running"] != ["held-1"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert json.loads(server.get("/_/runs")[1]) == {"running": ["held-1"]}
+    worker.join(30)
+    assert json.loads(server.get("/_/runs")[1]) == {"running": []}
+
+
+def test_a_run_past_exec_timeout_ends_the_server_and_one_within_it_does_not(serve):
+    server = serve(nap, exec_timeout="1s")
+    outcome = server.jobs([Job("quick", (0.1,), {}, None, False)])[0]
+    assert outcome.error is None and server.process.poll() is None
+    request = urllib.request.Request(server.url + "/", data=pickle.dumps([Job("stuck", (600,), {}, None, False)]),
+                                     headers={"Content-Type": PICKLE_TYPE})
+    with pytest.raises(OSError):  # the connection ends with the server, past 1s and its grace
+        urllib.request.urlopen(request, timeout=60).read()
+    assert server.process.wait(30) == EXIT_TIMED_OUT
+    assert b"run stuck outlived exec_timeout (1s): exiting" in server.process.stdout.read()
+
+
+def test_durations_read_as_of_watchdog_reads_them():
+    assert duration("10s") == 10 and duration("1m30s") == 90 and duration("500ms") == 0.5
+    assert duration("2") == 2 and duration("1h") == 3600
+    assert duration("") is None and duration("0s") is None and duration("0") is None
+    for bad in ("ten", "10x", "s", "10s junk"):
+        with pytest.raises(ValueError):
+            duration(bad)

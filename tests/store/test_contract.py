@@ -220,3 +220,21 @@ def test_export_and_import_copy_everything_once(store, open_store):
     store.import_runs(exported)
     assert store.get_run("default", runs[0].id).output == 42
     assert len(store.list_runs("default")) == 3
+
+
+def test_claims_are_unique_across_stores_on_one_place(open_store):
+    first, second = open_store(), open_store()  # as two processes would
+    assert first.claim("routes", "default", "owner-a", ["k1", "k2"]) is None
+    held = second.claim("routes", "default", "owner-b", ["k3", "k2"])
+    assert held is not None and (held.owner, held.key) == ("owner-a", "k2") and 0 <= held.age < 60
+    assert second.claim("routes", "default", "owner-b", ["k3"]) is None  # the refused claim changed nothing
+    assert second.claim("routes", "other-org", "owner-c", ["k1"]) is None  # per organization
+    assert second.claim("other-scope", "default", "owner-c", ["k1"]) is None  # and per scope
+    # A new claim replaces the owner's old keys at once: k1 and k2 are free for others then.
+    assert first.claim("routes", "default", "owner-a", ["k4"]) is None
+    assert second.claim("routes", "default", "owner-b", ["k1", "k2", "k3"]) is None
+    assert first.claim("routes", "default", "owner-a", ["k3"]).owner == "owner-b"
+    first.release_claims("routes", "default", "owner-b")
+    assert first.claim("routes", "default", "owner-a", ["k3"]) is None
+    assert first.claim("routes", "default", "owner-a", []) is None  # claims nothing: holds nothing
+    assert second.claim("routes", "default", "owner-b", ["k4", "k3"]) is None
