@@ -3,7 +3,6 @@ subscription across them, even when one server is killed mid-stream."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -15,6 +14,7 @@ from cryptography.fernet import Fernet
 import dispatch_kernel as dk
 from dispatch_kernel.model import RunStatus
 from tests.events.conftest import nats_url  # noqa: F401  (the fixture)
+from tests.events.helpers import drop_stream
 from tests.postgres_support import fresh_database
 from tests.server.live import LiveServer
 
@@ -33,18 +33,7 @@ def _runs(client, function: str) -> list:
 def stream(nats_url):  # noqa: F811
     name = f"TEST_{uuid.uuid4().hex[:12].upper()}"
     yield name
-    import nats
-
-    async def drop() -> None:
-        connection = await nats.connect(nats_url)
-        for each in (name, f"{name}_DEAD"):
-            try:
-                await connection.jetstream().delete_stream(each)
-            except Exception:  # never made: nothing to drop
-                pass
-        await connection.close()
-
-    asyncio.run(drop())
+    drop_stream(nats_url, name)
 
 
 @pytest.mark.timeout(400)

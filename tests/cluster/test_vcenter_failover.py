@@ -8,7 +8,6 @@ event read through an EventHistoryCollector.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -21,7 +20,8 @@ import pytest
 
 from dispatch_kernel.model import RunStatus
 from tests.events.conftest import nats_url, vcsim, vcsim_binary  # noqa: F401 (fixtures)
-from tests.events.helpers import handle
+from tests.events.helpers import drop_stream, handle
+from tests.vcsim import power_off, virtual_machines
 
 from .test_two_servers import Pair, until
 
@@ -49,36 +49,7 @@ def pair(request, tmp_path):
         finally:
             servers.stop()
             if stream:
-                _drop_stream(request.getfixturevalue("nats_url"), stream)
-
-
-def _drop_stream(url: str, name: str) -> None:
-    import nats
-
-    async def drop() -> None:
-        connection = await nats.connect(url)
-        for each in (name, f"{name}_DEAD"):
-            try:
-                await connection.jetstream().delete_stream(each)
-            except Exception:  # never made: nothing to drop
-                pass
-        await connection.close()
-
-    asyncio.run(drop())
-
-
-def _vms(si):
-    from pyVmomi import vim
-
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    return sorted(view.view, key=lambda vm: vm.name)
-
-
-def _power_off(vm) -> None:
-    from pyVim.task import WaitForTask
-
-    WaitForTask(vm.PowerOffVM_Task())
+                drop_stream(request.getfixturevalue("nats_url"), stream)
 
 
 def _lease_holder(dsn: str, source_id: str) -> str | None:
@@ -105,7 +76,7 @@ def test_the_server_holding_a_vcenter_source_is_killed_and_the_other_resumes_wit
         pair, vcsim):  # noqa: F811
     a, b = pair.clients
     si = vcsim.connect()
-    vms = _vms(si)
+    vms = virtual_machines(si)
     assert len(vms) >= 4
     a.deploy(handle, name="on_vm")
     a.subscribe("on_vm", event_type="vm.powered.off")
@@ -119,18 +90,18 @@ def test_the_server_holding_a_vcenter_source_is_killed_and_the_other_resumes_wit
     killed_server, _ = servers.pop(pid)
     [(_, survivor)] = servers.values()
 
-    _power_off(vms[0])  # seen by the holder, before the kill
+    power_off(vms[0])  # seen by the holder, before the kill
     until(lambda: [r for r in survivor.list_runs(function="on_vm")
                    if r.input["vm"]["name"] == vms[0].name and r.status == RunStatus.SUCCEEDED],
           what="the first power-off's run")
     os.kill(pid, signal.SIGKILL)
     killed_server.process.wait(10)
-    _power_off(vms[1])  # while no server follows the vCenter
-    _power_off(vms[2])
+    power_off(vms[1])  # while no server follows the vCenter
+    power_off(vms[2])
     took_over = until(lambda: (lambda h: h if h and f"-{pid}-" not in h else None)(
         _lease_holder(pair.dsn, source.id)), what="the other server taking the lease")
     assert f"-{pid}-" not in took_over
-    _power_off(vms[3])  # after the takeover
+    power_off(vms[3])  # after the takeover
 
     names = [vm.name for vm in vms[:4]]
     until(lambda: all(_powered_off(survivor)[name] for name in names), what="a run for every power-off")

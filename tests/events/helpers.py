@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from dispatch_kernel.model import RunStatus
@@ -27,3 +28,19 @@ def wait_runs(core, function: str, count: int, timeout: float = 30.0, *, finishe
         if time.monotonic() > deadline:
             raise AssertionError(f"{len(done)} of {count} runs of {function} after {timeout}s")
         time.sleep(0.02)
+
+
+def drop_stream(url: str, name: str) -> None:
+    """Delete the JetStream stream `name` and its dead letters' stream on the NATS at `url`."""
+    import nats
+
+    async def drop() -> None:
+        connection = await nats.connect(url)
+        for each in (name, f"{name}_DEAD"):
+            try:
+                await connection.jetstream().delete_stream(each)
+            except Exception:  # never made: nothing to drop
+                pass
+        await connection.close()
+
+    asyncio.run(drop())

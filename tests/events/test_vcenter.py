@@ -12,22 +12,9 @@ from dispatch_kernel.model import InvalidRequestError, RunStatus
 from dispatch_kernel.settings import Settings
 
 from .helpers import handle, wait_runs
+from tests.vcsim import power_off, virtual_machines
 
 pytestmark = pytest.mark.timeout(600)  # the first test builds the simulator (about a minute)
-
-
-def _vms(si):
-    from pyVmomi import vim
-
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    return sorted(view.view, key=lambda vm: vm.name)
-
-
-def _power_off(vm) -> None:
-    from pyVim.task import WaitForTask
-
-    WaitForTask(vm.PowerOffVM_Task())
 
 
 def _wait_following(core: dk.LocalClient, name: str, timeout: float = 20) -> None:
@@ -49,7 +36,7 @@ def test_event_type_names():
 def test_power_off_runs_the_subscriber_and_a_restart_resumes_without_gap_or_duplicate(home, vcsim):
     settings = Settings(home=home)
     si = vcsim.connect()
-    vms = _vms(si)
+    vms = virtual_machines(si)
     with dk.connect(settings=settings) as core:
         core.deploy(handle, name="on_vm")
         core.subscribe("on_vm", event_type="vm.powered.off")
@@ -57,7 +44,7 @@ def test_power_off_runs_the_subscriber_and_a_restart_resumes_without_gap_or_dupl
         core.create_event_source("vc", type="vcenter", config={"url": vcsim.plain_url, "poll": 0.1},
                                  secrets=["vc-login"])
         _wait_following(core, "vc")
-        _power_off(vms[0])
+        power_off(vms[0])
         [run] = wait_runs(core, "on_vm", 1, timeout=20)
         assert run.status == RunStatus.SUCCEEDED
         assert run.event["type"] == "vm.powered.off"
@@ -69,9 +56,9 @@ def test_power_off_runs_the_subscriber_and_a_restart_resumes_without_gap_or_dupl
         assert core.get_event_source("vc").status == "RUNNING"
         assert "password" not in str(core.get_event_source("vc").to_dict())
 
-    _power_off(vms[1])  # while no process follows the vCenter
+    power_off(vms[1])  # while no process follows the vCenter
     with dk.connect(settings=settings) as core:
-        _power_off(vms[2])
+        power_off(vms[2])
         runs = wait_runs(core, "on_vm", 3, timeout=20, settle=1.0)
         names = sorted(r.input["vm"]["name"] for r in runs)
         assert names == sorted(vm.name for vm in vms[:3])  # no gap, no duplicate
@@ -81,7 +68,7 @@ def test_power_off_runs_the_subscriber_and_a_restart_resumes_without_gap_or_dupl
 
 def test_the_source_reconnects_when_its_session_is_dropped(home, vcsim):
     si = vcsim.connect()
-    vms = _vms(si)
+    vms = virtual_machines(si)
     with dk.connect(settings=Settings(home=home)) as core:
         core.deploy(handle, name="on_vm")
         core.subscribe("on_vm", event_type="vm.*")
@@ -98,7 +85,7 @@ def test_the_source_reconnects_when_its_session_is_dropped(home, vcsim):
         while core.dispatch.events.source_restarts("vc", "default") == 0:
             assert time.monotonic() < deadline, "the source did not notice its session ended"
             time.sleep(0.05)
-        _power_off(vms[3])
+        power_off(vms[3])
         runs = wait_runs(core, "on_vm", 1, timeout=20, settle=0.5)
         assert [r.input["vm"]["name"] for r in runs if r.event["type"] == "vm.powered.off"] == [vms[3].name]
         deadline = time.monotonic() + 10

@@ -82,3 +82,19 @@ class Vcsim:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+
+
+def virtual_machines(si) -> list:
+    """The simulator's virtual machines (pyVmomi objects of the connection `si`), by name."""
+    from pyVmomi import vim
+
+    content = si.RetrieveContent()
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+    return sorted(view.view, key=lambda vm: vm.name)
+
+
+def power_off(vm) -> None:
+    """Power `vm` off and wait for the task (the event a vCenter source turns into a run)."""
+    from pyVim.task import WaitForTask
+
+    WaitForTask(vm.PowerOffVM_Task())
