@@ -33,7 +33,7 @@ import os
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 from ..images.base import FunctionImage, Progress
@@ -68,6 +68,24 @@ def memory_text(size: int) -> str:
         if size % factor == 0:
             return f"{size // factor}{unit}"
     return str(size)
+
+
+def _by_batch(function: Function, jobs: list[Job], on_done: OutcomeSink | None,
+              run: Callable[[list[Job]], list[Outcome]]) -> list[Outcome]:
+    """`run` each of the function's batches of `jobs` in turn, passing outcomes on as they come.
+    When the gateway goes down after some ran, those are reported and the core fails the rest."""
+    outcomes: list[Outcome] = []
+    for batch in batches(function, jobs):
+        try:
+            done = run(batch)
+        except EngineDown:
+            if outcomes:
+                return outcomes
+            raise
+        outcomes += done
+        if on_done is not None:
+            on_done(done)
+    return outcomes
 
 
 class OpenFaasDriver(FaaSDriver):
@@ -250,18 +268,8 @@ class OpenFaasDriver(FaaSDriver):
     def execute(self, function: Function, jobs: list[Job], on_done: OutcomeSink | None = None) -> list[Outcome]:
         url = f"{self.gateway}/function/{self._path(function)}"
         headers = self._headers(function.org)
-        outcomes: list[Outcome] = []
-        for batch in batches(function, jobs):
-            try:
-                done = post_jobs(self.http, url, function, batch, headers, "the OpenFaaS gateway")
-            except EngineDown:
-                if outcomes:  # some ran: report them, fail the rest as the core does
-                    return outcomes
-                raise
-            outcomes += done
-            if on_done is not None:
-                on_done(done)
-        return outcomes
+        return _by_batch(function, jobs, on_done,
+                         lambda batch: post_jobs(self.http, url, function, batch, headers, "the OpenFaaS gateway"))
 
     def cancel(self, function: Function, run_id: str) -> bool:
         """A run cannot be stopped on OpenFaaS: the gateway has no call that ends one request
@@ -275,18 +283,7 @@ class OpenFaasDriver(FaaSDriver):
         driver's callback receiver; through `/function/{name}` when no callback is configured."""
         if self.receiver is None:
             return self.execute(function, jobs, on_done)
-        outcomes: list[Outcome] = []
-        for batch in batches(function, jobs):
-            try:
-                done = self._run_queued(function, batch)
-            except EngineDown:
-                if outcomes:
-                    return outcomes
-                raise
-            outcomes += done
-            if on_done is not None:
-                on_done(done)
-        return outcomes
+        return _by_batch(function, jobs, on_done, lambda batch: self._run_queued(function, batch))
 
     def _run_queued(self, function: Function, jobs: list[Job]) -> list[Outcome]:
         from ..runtime.protocol import load_answer
