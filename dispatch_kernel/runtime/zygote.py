@@ -139,6 +139,18 @@ class _Spare:
             pass
 
 
+def _new_spare(ctrl: socket.socket, wakeup: tuple[int, int], limits: contain.Limits,
+               groups: Path | None, children: set[int]) -> _Spare | None:
+    """A new spare (None when the machine will not fork one now: the fork requests then fork
+    as they come, and say why if they cannot)."""
+    try:
+        spare = _Spare(ctrl, wakeup, limits, groups)
+    except OSError:
+        return None
+    children.add(spare.pid)
+    return spare
+
+
 def _groups() -> Path | None:
     """This fork server's cgroup for its workers' cgroups (None without a pids controller),
     after sweeping away those of fork servers that were killed."""
@@ -175,8 +187,7 @@ def main(ctrl_fd: int) -> None:
     selector.register(wake_r, selectors.EVENT_READ, "child")
     _send(ctrl, ("hello", os.getpid(), sys.version))
     wakeup = (wake_r, wake_w)
-    spare = _Spare(ctrl, wakeup, contain.Limits(), groups)  # for the first cold start, which follows soon
-    children.add(spare.pid)
+    spare = _new_spare(ctrl, wakeup, contain.Limits(), groups, children)  # for the first cold start
     while True:
         for key, _ in selector.select():
             if key.data == "child":
@@ -197,6 +208,9 @@ def main(ctrl_fd: int) -> None:
                     _end_worker(pid, groups)
                     _, status = os.waitpid(pid, 0)
                     children.discard(pid)
+                    if spare is not None and pid == spare.pid:  # reaped: its pid is no longer ours to kill
+                        spare.handoff.close()
+                        spare = None
                     _send(ctrl, ("exited", pid, status))
                 continue
             try:
@@ -228,8 +242,7 @@ def main(ctrl_fd: int) -> None:
                     children.add(pid)
                 os.close(fds[0])
                 _send(ctrl, ("forked", message[1], pid))
-                spare = _Spare(ctrl, wakeup, limits, groups)
-                children.add(spare.pid)
+                spare = _new_spare(ctrl, wakeup, limits, groups, children)
             elif message[0] == "preload":
                 failures = {}
                 known = len(sys.modules)
@@ -241,8 +254,7 @@ def main(ctrl_fd: int) -> None:
                 _send(ctrl, ("preloaded", message[1], failures))
                 if spare is not None and len(sys.modules) != known:  # the spare lacks what came in
                     spare.discard()
-                    spare = _Spare(ctrl, wakeup, spare.limits, groups)
-                    children.add(spare.pid)
+                    spare = _new_spare(ctrl, wakeup, spare.limits, groups, children)
             else:
                 for fd in fds:
                     os.close(fd)
