@@ -8,6 +8,7 @@ that dies fails only the job it was running, and the rest of its batch runs else
 
 from __future__ import annotations
 
+import io
 import itertools
 import logging
 import os
@@ -25,6 +26,8 @@ from ..images.base import Environment, Progress
 from ..model import DeployError, Function, InvalidRequestError
 from ..packaging import FunctionSource
 from ..runtime.channel import Channel, ChannelClosed
+from ..runtime import limits as contain
+from ..runtime.capture import capture_file, read_capture
 from ..runtime.forkserver import ForkServerProcess, fork_server_log
 from ..runtime.limits import Limits
 from ..runtime.protocol import Job, Outcome, load_answer
@@ -147,15 +150,20 @@ class Zygote:
                 self._cond.wait(remaining)
             return self._replies.pop(token)
 
-    def fork(self, limits: Limits = Limits()) -> tuple[int, Channel]:
-        """A new worker process under `limits`, and the host's end of its channel."""
+    def fork(self, limits: Limits = Limits()) -> tuple[int, Channel, Captures]:
+        """A new worker process under `limits`, the host's end of its channel, and the files
+        that catch its output."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        captures = Captures()
         try:
             reply = self._request(("fork", next(self._tokens), tuple(vars(limits).values())),
-                                  [theirs.fileno()])
+                                  [theirs.fileno(), *captures.fds()])
+        except BaseException:
+            captures.close()
+            raise
         finally:
             theirs.close()
-        return reply[2], Channel(ours, loads=load_answer)
+        return reply[2], Channel(ours, loads=load_answer), captures
 
     def preload(self, modules: list[str]) -> dict[str, str]:
         """Import `modules` in the fork server; returns the ones that failed, with why."""
@@ -202,19 +210,57 @@ class Zygote:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        # A fork server that was killed (here, or by anyone) could not remove its workers'
+        # cgroups: we know its pid, so nothing waits for the next fork server's sweep.
+        contain.end_fork_server_groups(self.process.pid)
+
+
+class Captures:
+    """The host's hold on the two files a worker's stdout and stderr go to (closed with it)."""
+
+    __slots__ = ("out", "err")
+
+    def __init__(self) -> None:
+        # FileIO closes its descriptor when the worker is forgotten, however that happens.
+        self.out = io.FileIO(capture_file(), "r", closefd=True)
+        self.err = io.FileIO(capture_file(), "r", closefd=True)
+
+    def fds(self) -> tuple[int, int]:
+        """The descriptors, to hand to the fork server."""
+        return self.out.fileno(), self.err.fileno()
+
+    def printed(self) -> tuple[str, str]:
+        """What the worker's current run has written so far (the worker empties the files
+        after each run): read when the run ends without the worker's answer."""
+        try:
+            return read_capture(self.out.fileno()), read_capture(self.err.fileno())
+        except (OSError, ValueError):
+            return "", ""
+
+    def close(self) -> None:
+        """Let go of the files."""
+        self.out.close()
+        self.err.close()
 
 
 class WorkerProcess:
-    """A worker as the host sees it: its pid, channel and the function digest it loaded."""
+    """A worker as the host sees it: its pid, channel, output files and the function digest
+    it loaded."""
 
-    __slots__ = ("pid", "channel", "digest", "last_used", "cold")
+    __slots__ = ("pid", "channel", "digest", "last_used", "cold", "captures")
 
-    def __init__(self, pid: int, channel: Channel, digest: str, cold: bool) -> None:
+    def __init__(self, pid: int, channel: Channel, digest: str, cold: bool,
+                 captures: Captures | None = None) -> None:
         self.pid = pid
         self.channel = channel
         self.digest = digest
         self.last_used = time.monotonic()
         self.cold = cold  # started on demand: its first run waited for it (a cold start)
+        self.captures = captures
+
+    def printed(self) -> tuple[str, str]:
+        """(stdout, stderr) of the run it was killed in, as far as it got."""
+        return self.captures.printed() if self.captures is not None else ("", "")
 
     def kill(self) -> None:
         """End the worker now (SIGKILL, to its whole process group) and close the channel."""
@@ -272,9 +318,9 @@ class ProcessPool(WorkerPool):
     def _start_worker(self, load: bytes, digest: str, cold: bool) -> WorkerProcess:
         if not self.zygote.alive and self._revive is not None:
             self.zygote = self._revive()
-        pid, channel = self.zygote.fork(self.limits)
+        pid, channel, captures = self.zygote.fork(self.limits)
         channel.send_bytes(load)
-        return WorkerProcess(pid, channel, digest, cold)
+        return WorkerProcess(pid, channel, digest, cold, captures)
 
 
 def _load_message(function: Function, source: FunctionSource) -> bytes:
@@ -414,7 +460,8 @@ class LocalDriver(PooledDriver):
             except TimeoutError:
                 worker.kill()
                 done.append(failed_outcome(jobs[len(done)], progress,
-                                           f"the run timed out after {_seconds(timeout)} and its worker was killed"))
+                                           f"the run timed out after {_seconds(timeout)} and its worker was killed",
+                                           worker.printed()))
                 return done, False
             except (ChannelClosed, OSError):
                 status = pool.zygote.exit_status(worker.pid)
@@ -423,12 +470,13 @@ class LocalDriver(PooledDriver):
                 else:
                     cause = describe_exit(status)
                 worker.kill()
-                done.append(failed_outcome(jobs[len(done)], progress, f"{cause} during the run"))
+                done.append(failed_outcome(jobs[len(done)], progress, f"{cause} during the run", worker.printed()))
                 return done, False
             except pickle.UnpicklingError as exc:  # not an answer: the worker is not to be trusted
                 worker.kill()
                 done.append(failed_outcome(jobs[len(done)], progress,
-                                           f"the worker process sent something other than outcomes: {exc}"))
+                                           f"the worker process sent something other than outcomes: {exc}",
+                                           worker.printed()))
                 return done, False
             batch = message[1]
             fit = settle_batch(worker, batch)
@@ -441,12 +489,17 @@ class LocalDriver(PooledDriver):
         return done, True
 
     def close(self) -> None:
-        self._close_pools()
-        with self._zygote_lock:
-            self._zygotes_closed = True
-            zygotes, self._zygotes = list(self._zygotes.values()), {}
-        for zygote in zygotes:
-            zygote.close()
+        try:
+            self._close_pools()
+        finally:
+            with self._zygote_lock:
+                self._zygotes_closed = True
+                zygotes, self._zygotes = list(self._zygotes.values()), {}
+            for zygote in zygotes:
+                zygote.close()
+            # Also the cgroups of fork servers that ended unseen (one that died while being
+            # replaced, say): those of processes that are gone, whoever started them.
+            contain.sweep_fork_server_groups()
 
 
 def _seconds(value: float) -> str:

@@ -337,11 +337,13 @@ class _Counting:
         self.sink(outcomes)
 
 
-def failed_outcome(job: Job, started_monotonic: float, message: str) -> Outcome:
-    """A SystemError outcome for a job the platform failed (timeout, lost worker)."""
+def failed_outcome(job: Job, started_monotonic: float, message: str,
+                   printed: tuple[str, str] = ("", "")) -> Outcome:
+    """A SystemError outcome for a job the platform failed (timeout, lost worker), with what
+    the run had `printed` (stdout, stderr) by then when the driver could read it."""
     finished = time.time()
     started = finished - (time.monotonic() - started_monotonic)
-    return Outcome(job.run_id, None, Failure(ErrorType.SYSTEM.value, message), "", "",
+    return Outcome(job.run_id, None, Failure(ErrorType.SYSTEM.value, message), *printed,
                    started, finished, False)
 
 

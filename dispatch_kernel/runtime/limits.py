@@ -32,6 +32,7 @@ PR_SET_CHILD_SUBREAPER = 36
 _SIGNALS = tuple(int(number) for number in (
     signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM,
     signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ))
+FORK_SERVER_GROUP_PREFIX = "dispatch-"  # + the fork server's pid
 _KILL_ROUNDS = 200  # bound on kill-and-reap rounds after a run (a fork bomb refills them)
 
 
@@ -177,11 +178,40 @@ def sweep_groups(parent: Path, prefix: str, alive: Callable[[int], bool]) -> Non
             pid = int(entry.name[len(prefix):])
         except ValueError:
             continue
-        if alive(pid):
-            continue
-        for child in [p for p in entry.iterdir() if p.is_dir()]:
-            end_group(child)
-        end_group(entry)
+        if not alive(pid):
+            end_tree(entry)
+
+
+def fork_server_groups(root: Path, pid: int) -> Path:
+    """Where the fork server `pid` keeps its workers' cgroups, under `root`."""
+    return root / f"{FORK_SERVER_GROUP_PREFIX}{pid}"
+
+
+def end_fork_server_groups(pid: int) -> None:
+    """Remove the cgroups the (ended) fork server `pid` left, ending what is in them."""
+    root = pids_cgroup_root()
+    if root is not None and fork_server_groups(root, pid).is_dir():
+        end_tree(fork_server_groups(root, pid))
+
+
+def sweep_fork_server_groups() -> None:
+    """Remove the cgroups of every fork server that is gone, ending what is left in them."""
+    root = pids_cgroup_root()
+    if root is not None:
+        sweep_groups(root, FORK_SERVER_GROUP_PREFIX, pid_alive)
+
+
+def end_tree(group: Path) -> bool:
+    """End `group` and the cgroups directly under it (a fork server's and its workers'),
+    killing what is left in them; False if some could not be removed."""
+    try:
+        children = [p for p in group.iterdir() if p.is_dir()]
+    except FileNotFoundError:
+        return True
+    except OSError:
+        children = []
+    ended = all([end_group(child) for child in children])
+    return end_group(group) and ended
 
 
 def pid_alive(pid: int) -> bool:

@@ -1,14 +1,15 @@
 """The worker loop: load one function, then run jobs from the host until told to stop.
 
 A worker is forked from the fork server of its environment, so everything the function imports
-is usually in memory already. Output is captured per run twice over: sys.stdout/sys.stderr are
-swapped for buffers (cheap), and file descriptors 1 and 2 point at files that catch what C code
-and subprocesses write.
+is usually in memory already. A run's output is caught in two files, one per stream: file
+descriptors 1 and 2 point at them (so C code and subprocesses land there too), and during a run
+sys.stdout and sys.stderr write through to them line by line. The host holds the same files:
+when it kills a worker whose run timed out, was cancelled or crashed it, what the run printed
+until then is still there to record.
 """
 
 from __future__ import annotations
 
-import io
 import linecache
 import logging
 import os
@@ -25,6 +26,7 @@ from typing import Any, Callable
 
 import cloudpickle
 
+from .capture import LOG_LIMIT, FdCapture
 from .channel import Channel, ChannelClosed
 from .closures import cell_is_filled
 from .context import Context
@@ -33,7 +35,6 @@ from .limits import Restorer
 from .protocol import Failure, Job, Outcome
 from .spin import Spin
 
-LOG_LIMIT = 1 << 20  # characters kept per stream per run
 FLUSH_INTERVAL = 0.001  # seconds: results of quick runs travel in batches, slow ones at once
 HOLD_LIMIT = 0.005  # seconds a result may wait while a later run of its batch is still going
 _WATCHER_STACK = 256 * 1024  # bytes: the outbox's thread counts against a run's memory cap
@@ -119,33 +120,6 @@ class _CurrentStderrHandler(logging.StreamHandler):
         pass
 
 
-class _FdCapture:
-    """Points a file descriptor at an unlinked file and hands out what was written since."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        handle, path = tempfile.mkstemp(prefix="dispatch-worker-")
-        os.unlink(path)
-        os.dup2(handle, fd)
-        os.close(handle)
-        self.offset = 0
-
-    def take(self) -> tuple[str, int]:
-        """What was written since the last take (at most LOG_LIMIT bytes of it), and how many
-        bytes more were written."""
-        size = os.fstat(self.fd).st_size
-        if size <= self.offset:
-            return "", 0
-        written = size - self.offset
-        data = os.pread(self.fd, min(written, LOG_LIMIT), self.offset)
-        self.offset = size
-        if size > LOG_LIMIT:  # start over so a chatty worker does not fill the disk
-            os.ftruncate(self.fd, 0)
-            os.lseek(self.fd, 0, os.SEEK_SET)
-            self.offset = 0
-        return data.decode(errors="replace"), max(0, written - LOG_LIMIT)
-
-
 def _limit_memory(limit: int | None) -> None:
     """Cap the address space at what is mapped now plus `limit` bytes."""
     if not limit:
@@ -156,27 +130,19 @@ def _limit_memory(limit: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
-def _clip(text: str, dropped: int = 0) -> str:
-    """At most LOG_LIMIT characters of a run's log, with a note of how much more there was
-    (`dropped`: what was left out before it reached `text`)."""
-    dropped += max(0, len(text) - LOG_LIMIT)
-    if not dropped:
-        return text
-    return text[:LOG_LIMIT] + f"\n[... {dropped} more characters dropped]\n"
-
-
 class Worker:
     """Runs jobs for one function in this process."""
 
     def __init__(self, channel: Channel, fn: Callable[..., Any], name: str, convention: str,
-                 memory_limit: int | None) -> None:
+                 memory_limit: int | None, captures: tuple[int, int] | None = None) -> None:
         self.channel = channel
         self.fn = fn
         self.name = name
         self.dispatch_style = convention == "dispatch"
         self.memory_limit = memory_limit
-        self.fd_out = _FdCapture(1)
-        self.fd_err = _FdCapture(2)
+        given_out, given_err = captures or (None, None)
+        self.fd_out = FdCapture(1, given_out)
+        self.fd_err = FdCapture(2, given_err)
         self.logger = logging.getLogger("dispatch.function")
         self.logger.setLevel(logging.INFO)
         self.logger.addHandler(_CurrentStderrHandler())
@@ -223,7 +189,7 @@ class Worker:
 
     def run(self, job: Job) -> tuple[Outcome, bool]:
         """Run one job; the flag says whether the process is unfit for more runs."""
-        out, err = io.StringIO(), io.StringIO()
+        out, err = self.fd_out.writer(), self.fd_err.writer()
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
         output: bytes | None = None
@@ -267,10 +233,7 @@ class Worker:
             err.write(f"[dispatch] after the run: could not clean up ({_describe(exc)}); worker retired\n")
             fatal = True
         finished = time.time()
-        fd_out, out_dropped = self.fd_out.take()
-        fd_err, err_dropped = self.fd_err.take()
-        stdout = _clip(out.getvalue() + fd_out, out_dropped)
-        stderr = _clip(err.getvalue() + fd_err, err_dropped)
+        stdout, stderr = self.fd_out.take(), self.fd_err.take()
         return Outcome(job.run_id, output, failure, stdout, stderr, started,
                        finished, False), fatal
 
@@ -399,8 +362,9 @@ def load_function(payload: bytes, meta: dict[str, Any]) -> Callable[..., Any]:
     return fn
 
 
-def serve(channel_fd: int) -> None:
-    """Entry point in a freshly forked process: load the function, then serve runs."""
+def serve(channel_fd: int, captures: tuple[int, int] | None = None) -> None:
+    """Entry point in a freshly forked process: load the function, then serve runs, with its
+    output caught in `captures` (files the host gave for stdout and stderr) or new files."""
     channel = Channel(socket.socket(fileno=channel_fd))
     try:
         _, payload, meta = channel.recv()
@@ -422,4 +386,4 @@ def serve(channel_fd: int) -> None:
                                            "", "", now, now, False) for job in jobs]))
     del payload
     _limit_memory(meta.get("memory"))
-    Worker(channel, fn, meta["name"], meta["convention"], meta.get("memory")).serve()
+    Worker(channel, fn, meta["name"], meta["convention"], meta.get("memory"), captures).serve()

@@ -5,6 +5,8 @@ worker in about a millisecond whenever the host asks. The control socket (SOCK_S
 each message keeps its boundary and can carry a file descriptor) brings requests:
 
     ("fork", token, limits)     + the worker's channel fd  -> ("forked", token, pid)
+                                  (and the files for its stdout and stderr, which the host
+                                  keeps too, to read what a worker it killed had printed)
     ("preload", token, modules)                            -> ("preloaded", token, failures)
 
 and carries ("exited", pid, wait_status) whenever a worker ends, so the host can say why.
@@ -54,10 +56,11 @@ def _die_with_parent() -> None:
         pass
 
 
-def _become_worker(ctrl: socket.socket, wakeup: tuple[int, int], channel: int | socket.socket,
+def _become_worker(ctrl: socket.socket, wakeup: tuple[int, int], fds: list[int] | socket.socket,
                    limits: contain.Limits, groups: Path | None) -> None:
-    """Become a worker under `limits` serving `channel` (a file descriptor), or, given the
-    handoff socket of a spare, wait on it for that descriptor once contained."""
+    """Become a worker under `limits` serving the channel `fds[0]` (its output going to the
+    capture files `fds[1:3]` when given), or, given the handoff socket of a spare, wait on it
+    for those descriptors once contained."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     ctrl.close()
@@ -70,27 +73,27 @@ def _become_worker(ctrl: socket.socket, wakeup: tuple[int, int], channel: int | 
     if groups is not None and limits.processes:
         group = contain.make_group(groups, f"w{os.getpid()}")
     contain.enter(limits, group)
-    if isinstance(channel, socket.socket):
-        channel = _wait_as_spare(channel)
+    if isinstance(fds, socket.socket):
+        fds = _wait_as_spare(fds)
     try:
-        worker.serve(channel)
+        worker.serve(fds[0], (fds[1], fds[2]) if len(fds) >= 3 else None)
     finally:
         os._exit(0)
 
 
-def _wait_as_spare(handoff: socket.socket) -> int:
-    """The channel descriptor the fork server hands this spare (contained already); the
-    process ends if the fork server discards it instead."""
+def _wait_as_spare(handoff: socket.socket) -> list[int]:
+    """The descriptors of a fork request (its channel, its capture files) the fork server
+    hands this spare, contained already; the process ends if it is discarded instead."""
     name = _set_name(b"dispatch-spare")  # what `ps` shows while it waits (not a function's worker)
     try:
-        _, fds, _, _ = socket.recv_fds(handoff, 16, 1)
+        _, fds, _, _ = socket.recv_fds(handoff, 16, 4)
     except OSError:
         fds = []
     handoff.close()
     if not fds:
         os._exit(0)
     _set_name(name)
-    return fds[0]
+    return fds
 
 
 def _set_name(name: bytes) -> bytes:
@@ -120,10 +123,10 @@ class _Spare:
             _become_worker(ctrl, wakeup, theirs, limits, groups)
         theirs.close()
 
-    def hand_over(self, channel_fd: int) -> bool:
-        """Give the spare its channel: it is then a worker. False if it is gone."""
+    def hand_over(self, fds: list[int]) -> bool:
+        """Give the spare a fork request's descriptors: it is then a worker. False if it is gone."""
         try:
-            socket.send_fds(self.handoff, [b"w"], [channel_fd])
+            socket.send_fds(self.handoff, [b"w"], fds)
         except OSError:
             return False
         finally:
@@ -157,8 +160,9 @@ def _groups() -> Path | None:
     root = contain.pids_cgroup_root()
     if root is None:
         return None
-    contain.sweep_groups(root, "dispatch-", contain.pid_alive)
-    return contain.make_group(root, f"dispatch-{os.getpid()}", delegate=True)
+    contain.sweep_groups(root, contain.FORK_SERVER_GROUP_PREFIX, contain.pid_alive)
+    group = contain.fork_server_groups(root, os.getpid())
+    return contain.make_group(group.parent, group.name, delegate=True)
 
 
 def _end_worker(pid: int, groups: Path | None) -> None:
@@ -169,6 +173,27 @@ def _end_worker(pid: int, groups: Path | None) -> None:
         pass
     if groups is not None:
         contain.end_group(groups / f"w{pid}")
+
+
+def _end_all(children: set[int], groups: Path | None) -> None:
+    """End every worker, then their cgroups and ours. The workers are reaped first: an
+    unreaped worker keeps its group busy, and the host stops waiting for us after a while."""
+    for pid in children:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in children:
+        try:
+            os.waitpid(pid, 0)  # SIGKILL cannot be ignored: this returns as soon as it lands
+        except ChildProcessError:
+            pass
+    if groups is not None:
+        contain.end_tree(groups)
 
 
 def main(ctrl_fd: int) -> None:
@@ -218,29 +243,22 @@ def main(ctrl_fd: int) -> None:
             except (ConnectionResetError, OSError):
                 data, fds = b"", []
             if not data:
-                for pid in children:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                for pid in children:
-                    _end_worker(pid, groups)
-                if groups is not None:
-                    contain.end_group(groups)
+                _end_all(children, groups)
                 return
             message = pickle.loads(data)
             if message[0] == "fork":
                 limits = contain.Limits(*message[2]) if len(message) > 2 else contain.Limits()
-                if spare is not None and spare.limits == limits and spare.hand_over(fds[0]):
+                if spare is not None and spare.limits == limits and spare.hand_over(fds):
                     pid = spare.pid
                 else:
                     if spare is not None:
                         spare.discard()
                     pid = os.fork()
                     if pid == 0:
-                        _become_worker(ctrl, wakeup, fds[0], limits, groups)
+                        _become_worker(ctrl, wakeup, fds, limits, groups)
                     children.add(pid)
-                os.close(fds[0])
+                for fd in fds:
+                    os.close(fd)
                 _send(ctrl, ("forked", message[1], pid))
                 spare = _new_spare(ctrl, wakeup, limits, groups, children)
             elif message[0] == "preload":

@@ -22,6 +22,9 @@ import type {
 /** Where the API lives below the server's base URL. */
 export const API_PATH = 'dispatch/v1';
 
+/** The header naming the organization of a request (Dispatch's own). */
+export const ORG_HEADER = 'X-Dispatch-Org';
+
 /** What went wrong with a request, in the terms the panel explains to its user. */
 export type FailureKind =
   'unreachable' | 'forbidden' | 'missing' | 'invalid' | 'conflict' | 'server';
@@ -101,7 +104,7 @@ export class Features {
 
   /** Whether the server has identity (organizations to pick from). */
   get organizations(): boolean {
-    return this.has('/organizations');
+    return this.has('/iam/organizations');
   }
 
   /** The features of an OpenAPI document. */
@@ -139,12 +142,17 @@ export class DispatchApi {
         params.set(key, String(value));
       }
     }
-    if (this.org) {
-      params.set('org', this.org);
-    }
     const search = params.toString();
     const base = URLExt.join(this.settings.baseUrl, API_PATH, path);
     return search ? `${base}?${search}` : base;
+  }
+
+  /**
+   * The headers that put a request in the picked organization: Dispatch's `X-Dispatch-Org`
+   * (none without a pick, so the server uses the caller's default).
+   */
+  orgHeaders(): Record<string, string> {
+    return this.org ? { [ORG_HEADER]: this.org } : {};
   }
 
   /** The base URL of the HTTP routes of APIs (the gateway served beside the API). */
@@ -160,9 +168,13 @@ export class DispatchApi {
   ): Promise<T> {
     let response: Response;
     try {
+      const headers = new Headers(init.headers);
+      for (const [name, value] of Object.entries(this.orgHeaders())) {
+        headers.set(name, value);
+      }
       response = await ServerConnection.makeRequest(
         this.url(path, query),
-        init,
+        { ...init, headers },
         this.settings
       );
     } catch (error) {
@@ -280,7 +292,7 @@ export class DispatchApi {
   }
 
   async listOrganizations(): Promise<IOrganization[]> {
-    return (await this.request<{ items: IOrganization[] }>('organizations'))
+    return (await this.request<{ items: IOrganization[] }>('iam/organizations'))
       .items;
   }
 }

@@ -281,7 +281,9 @@ export class PanelModel {
             void this.loadRuns(); // what changed while the stream was down
           }
         }
-      }
+      },
+      undefined,
+      this.api.orgHeaders()
     );
     this.stream.open();
   }
@@ -291,6 +293,9 @@ export class PanelModel {
     this.api.org = org;
     this.selectedFunction = this.invokeFunction = this.selectedRun = null;
     this.listTexts.clear();
+    if (this.stream) {
+      this.openStream(); // the stream carries one organization's runs: the new one's now
+    }
     await Promise.all([this.refreshAll(), this.loadRuns()]);
   }
 

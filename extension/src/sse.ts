@@ -117,7 +117,8 @@ export class EventStream {
     private readonly url: string,
     private readonly settings: ServerConnection.ISettings,
     private readonly handlers: IStreamHandlers,
-    private readonly maxDelay = 10000
+    private readonly maxDelay = 10000,
+    private readonly headers: Record<string, string> = {}
   ) {}
 
   /** Connect (again). */
@@ -144,7 +145,10 @@ export class EventStream {
     try {
       const response = await ServerConnection.makeRequest(
         this.url,
-        { signal: controller.signal, headers: { Accept: 'text/event-stream' } },
+        {
+          signal: controller.signal,
+          headers: { ...this.headers, Accept: 'text/event-stream' }
+        },
         this.settings
       );
       if (!response.ok || !response.body) {

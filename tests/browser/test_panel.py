@@ -56,12 +56,15 @@ SLEEPY = "import time\n\ndef handle(ctx, payload):\n    print('going to sleep')\
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _rest(lab: JupyterLab, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """Call the REST API as another client would; (status, parsed body)."""
+def _rest(lab: JupyterLab, method: str, path: str, body: Any = None, org: str | None = None) -> tuple[int, Any]:
+    """Call the REST API as another client would, in organization `org` (else the server's);
+    (status, parsed body)."""
+    headers = {"Authorization": f"token {lab.token}", "Content-Type": "application/json"}
+    if org:
+        headers["X-Dispatch-Org"] = org
     request = urllib.request.Request(
         f"{lab.url}/dispatch/v1/{path}", method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"},
+        data=None if body is None else json.dumps(body).encode(), headers=headers,
     )
     try:
         with _opener.open(request, timeout=WAIT) as response:
@@ -337,6 +340,49 @@ def test_the_panel_shows_and_drives_what_dispatch_holds(jupyterlab: JupyterLab, 
     _wait("the status bar to say so", 10, lambda: "Dispatch: unreachable" in driver.find_element(
         By.CSS_SELECTOR, ".jp-Dispatch-statusItem").text, describe)
     _shot(driver, "9-unreachable")
+
+
+@pytest.mark.timeout(300)
+def test_the_organization_picker_shows_one_organizations_functions_and_runs(
+        jupyterlab: JupyterLab, browser: Any) -> None:
+    """The picker lists the caller's organizations (identity's iam/organizations); picking one
+    puts every request, the run stream included, in it (Dispatch's X-Dispatch-Org header)."""
+    from selenium.webdriver.support.ui import Select
+
+    lab, driver = jupyterlab, browser
+
+    def describe() -> str:
+        return f"the panel shows:\n{_panel_text(driver)}\nserver log:\n{lab.log_tail()}"
+
+    assert _rest(lab, "POST", "iam/organizations", {"name": "beta"})[0] == 201
+    code = "def handle(ctx, payload):\n    return payload\n"
+    for org, name in ((None, "in-default"), ("beta", "in-beta")):
+        status, body = _rest(lab, "POST", "functions", {"name": name, "source": {"code": code}}, org=org)
+        assert status == 201, body
+    driver.get(f"{lab.url}/lab?token={lab.token}")
+    _open_tab(driver, describe)
+    _widen_sidebar(driver, 520)
+    _wait("the default organization's function", WAIT, lambda: _row_status(driver, "function", "in-default"), describe)
+    _wait("the run stream to open", WAIT, lambda: "● live" in _panel_text(driver), describe)
+    assert _find(driver, 'tr[data-function="in-beta"]') is None
+    picker = _wait("the organization picker with beta", WAIT, lambda: (p := _find(driver, "select[name=org]"))
+                   and "beta" in [o.get_attribute("value") for o in Select(p).options] and p, describe)
+
+    Select(picker).select_by_value("beta")
+    _wait("beta's function, and only it", WAIT, lambda: _row_status(driver, "function", "in-beta")
+          and _find(driver, 'tr[data-function="in-default"]') is None, describe)
+    _wait("the run stream to open again, in beta", WAIT, lambda: "● live" in _panel_text(driver), describe)
+    status, elsewhere = _rest(lab, "POST", "runs", {"function": "in-default", "input": {"n": 1}})
+    assert status == 202, elsewhere
+    status, here = _rest(lab, "POST", "runs", {"function": "in-beta", "input": {"n": 2}}, org="beta")
+    assert status == 202, here
+    _wait("beta's run to arrive live", WAIT, lambda: _row_status(driver, "run", here["id"]) == "SUCCEEDED", describe)
+    assert _find(driver, f'tr[data-run="{elsewhere["id"]}"]') is None, "a run of another organization was shown"
+    _shot(driver, "11-organization")
+
+    Select(_find(driver, "select[name=org]")).select_by_value("")
+    _wait("the default organization's function again", WAIT, lambda: _row_status(driver, "function", "in-default")
+          and _find(driver, 'tr[data-function="in-beta"]') is None, describe)
 
 
 @pytest.mark.timeout(180)

@@ -53,6 +53,69 @@ def test_a_crashing_worker_fails_only_its_run_and_names_the_cause(client, kind, 
     assert statuses == ["SUCCEEDED", "FAILED"]
 
 
+def chatty_then_stuck(how):
+    """Prints from Python (no flush) and from a subprocess, then never answers."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    print("connecting to the database")
+    print("password is hunter2")
+    print("a warning", file=sys.stderr)
+    subprocess.run(["echo", "from a subprocess"], check=True)
+    if how == "segv":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    time.sleep(60)
+
+
+def _printed_until(run):
+    return run.logs["stdout"], run.logs["stderr"]
+
+
+def test_a_timed_out_run_keeps_what_it_printed(client):
+    """Its worker is killed mid-run: the host reads the run's output files, which it holds too."""
+    client.create_secret("db", {"password": "hunter2"})
+    fn = client.deploy(chatty_then_stuck, timeout="1s", secrets=["db"])
+    with pytest.raises(dk.RunSystemError, match="timed out after 1s") as caught:
+        fn("sleep")
+    stdout, stderr = _printed_until(client.get_run(caught.value.run.id))
+    # In the order written, Python's and the subprocess's alike; the secret's value hidden.
+    assert stdout == "connecting to the database\npassword is ********\nfrom a subprocess\n"
+    assert stderr == "a warning\n"
+    # Each run's files hold only that run's output: the worker empties them after each.
+    printer = client.deploy(echo_print, max_workers=1)
+    assert [printer("one"), printer("two")] == ["one", "two"]
+    assert sorted(run.logs["stdout"] for run in client.list_runs(function="echo_print")) == ["one\n", "two\n"]
+
+
+def test_a_cancelled_run_keeps_what_it_printed(client):
+    fn = client.deploy(chatty_then_stuck, timeout="60s")
+    handle = fn.spawn("sleep")
+    deadline = time.monotonic() + 30
+    while client.get_run(handle.id).status != "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)  # let it print
+    client.cancel_run(handle.id)
+    run = client.wait_run(handle.id, timeout=30)
+    assert run.status == "CANCELLED"
+    assert _printed_until(run) == ("connecting to the database\npassword is hunter2\nfrom a subprocess\n",
+                                   "a warning\n")
+
+
+def test_a_run_that_crashes_its_worker_keeps_what_it_printed(client):
+    fn = client.deploy(chatty_then_stuck)
+    with pytest.raises(dk.RunSystemError, match="killed by SIGSEGV") as caught:
+        fn("segv")
+    assert _printed_until(client.get_run(caught.value.run.id))[0].startswith("connecting to the database\n")
+
+
+def echo_print(x):
+    print(x)
+    return x
+
+
 def test_a_worker_killed_from_outside_fails_its_run(client):
     def hang():
         import time

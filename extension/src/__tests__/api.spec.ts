@@ -52,7 +52,9 @@ describe('Features', () => {
       true,
       false
     ]);
-    const identity = Features.fromOpenApi({ paths: { '/organizations': {} } });
+    const identity = Features.fromOpenApi({
+      paths: { '/iam/organizations': {} }
+    });
     expect([identity.apis, identity.organizations]).toEqual([false, true]);
     expect(Features.fromOpenApi(null).has('/functions')).toBe(false);
   });
@@ -72,9 +74,34 @@ describe('DispatchApi', () => {
       'http://127.0.0.1:8888/base/dispatch/v1/functions/a%20b'
     );
     expect(api.httpBase).toBe('http://127.0.0.1:8888/base/dispatch/http');
+  });
+
+  it('names the picked organization in the X-Dispatch-Org header, not the URL', () => {
+    const api = new DispatchApi(settings);
+    expect(api.orgHeaders()).toEqual({});
     api.org = 'team';
+    expect(api.orgHeaders()).toEqual({ 'X-Dispatch-Org': 'team' });
     expect(api.url('functions')).toBe(
-      'http://127.0.0.1:8888/base/dispatch/v1/functions?org=team'
+      'http://127.0.0.1:8888/base/dispatch/v1/functions'
     );
+  });
+});
+
+describe('DispatchApi requests', () => {
+  it('send the picked organization with every request', async () => {
+    const seen: Array<string | null> = [];
+    const settings = ServerConnection.makeSettings({
+      baseUrl: 'http://127.0.0.1:8888/',
+      fetch: async (input: RequestInfo | URL, init?: RequestInit) => {
+        const request = new Request(input as RequestInfo, init);
+        seen.push(request.headers.get('X-Dispatch-Org'));
+        return new Response(JSON.stringify({ items: [] }), { status: 200 });
+      }
+    });
+    const api = new DispatchApi(settings);
+    await api.listFunctions();
+    api.org = 'team';
+    await api.listFunctions();
+    expect(seen).toEqual([null, 'team']);
   });
 });
