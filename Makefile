@@ -59,14 +59,20 @@ $(LABEXT)/package.json: $(VENV)/.installed extension/node_modules/.package-lock.
 	cd extension && PATH="$(abspath $(VENV))/bin:$$PATH" npm run build:prod
 	touch $@
 
+# tests/browser/test_hub_login.py: a real OpenID Connect provider (oidc-provider) and JupyterHub's
+# proxy (configurable-http-proxy), from npm as package-lock.json pins them.
+OIDC_NODE := tests/identity/oidc/node_modules/.package-lock.json
+$(OIDC_NODE): tests/identity/oidc/package-lock.json
+	cd tests/identity/oidc && npm ci --no-audit --no-fund
+
 demo: env
 	$(PY) notebooks/run.py notebooks/quickstart.ipynb
 
-test: system-deps env labextension
+test: system-deps env labextension $(OIDC_NODE)
 	$(PY) -m pytest tests
 
 bench: system-deps env
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache extension/node_modules extension/lib $(LABEXT)
+	rm -rf $(VENV) .pytest_cache extension/node_modules extension/lib $(LABEXT) tests/identity/oidc/node_modules

@@ -12,6 +12,13 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 
+def token_from_env() -> str | None:
+    """The credential for the server DISPATCH_URL names: DISPATCH_TOKEN, else (in a JupyterHub
+    user's server, whose hub points DISPATCH_URL at a Dispatch hub service) the server's own
+    JUPYTERHUB_API_TOKEN, by which the service knows the user."""
+    return os.environ.get("DISPATCH_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN") or None
+
+
 def connect(url: str | None = None, *, token: str | None = None, home: str | Path | None = None,
             settings: Settings | None = None, org: str | None = None,
             store: str | None = None) -> LocalClient | HttpClient:
@@ -21,6 +28,9 @@ def connect(url: str | None = None, *, token: str | None = None, home: str | Pat
     `org` is the organization to work in (the X-Dispatch-Org header of a server client).
     Without one, DISPATCH_URL and DISPATCH_TOKEN are used when set and neither `home` nor
     `settings` is given: a kernel started by a server with the dispatch extension finds it so.
+    In a JupyterHub user's server whose hub sets DISPATCH_URL to a Dispatch hub service (and
+    no DISPATCH_TOKEN), the server's own JUPYTERHUB_API_TOKEN is the credential: the service
+    knows the user by it.
     Otherwise the embedded default: a Dispatch core in this process, whose home (database,
     environments, keys) is `home`, else DISPATCH_HOME, else the platform's user data directory;
     `store` picks its store: a plug-in name, or postgresql://... for a PostgreSQL database that
@@ -28,7 +38,7 @@ def connect(url: str | None = None, *, token: str | None = None, home: str | Pat
     """
     if url is None and home is None and settings is None and os.environ.get("DISPATCH_URL"):
         url = os.environ["DISPATCH_URL"]
-        token = token or os.environ.get("DISPATCH_TOKEN") or None
+        token = token or token_from_env()
     if url is not None:
         if home is not None or settings is not None or store is not None:
             raise TypeError("connect(url) talks to a server: home, settings and store are the server's")
@@ -61,4 +71,4 @@ def connect(url: str | None = None, *, token: str | None = None, home: str | Pat
         raise
 
 
-__all__ = ["connect"]
+__all__ = ["connect", "token_from_env"]

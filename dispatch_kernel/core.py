@@ -134,8 +134,8 @@ class Dispatch:
         self._closed = True
         # Each part closes whatever the one before it did: a failure is raised at the end,
         # after every worker has stopped and the store is released.
-        steps = [self.runs.stop, self.drivers.close, self.runs.close, self.images.close, self.cluster.close,
-                 self.store.close, self.lease.release]
+        steps = [self.functions.close, self.runs.stop, self.drivers.close, self.runs.close, self.images.close,
+                 self.cluster.close, self.store.close, self.lease.release]
         if self._events is not None:
             steps.insert(0, self._events.close)  # deliveries first; undelivered events stay on the bus
         failure: BaseException | None = None

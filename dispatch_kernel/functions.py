@@ -32,6 +32,7 @@ from .units import parse_duration, parse_size
 log = logging.getLogger(__name__)
 
 STORE_POLL = 0.02  # seconds between checks for functions changed by other processes
+DELETIONS_POLL = 1.0  # seconds between looks for functions another process deleted
 
 Validator = Callable[[Any], "str | None"]
 
@@ -99,6 +100,8 @@ class FunctionManager:
         self._deployed: dict[tuple[str, str], Deployed] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._watcher: threading.Thread | None = None  # started with the first function here
 
     # ------------------------------------------------------------------ deploy
 
@@ -221,6 +224,7 @@ class FunctionManager:
             store_version=self.store.version(),
         )
         self._deployed[(function.org, function.name)] = deployed
+        self._watch_deletions()
         return deployed
 
     def _artifact(self, function: Function, source: FunctionSource, runs: Runs,
@@ -329,6 +333,65 @@ class FunctionManager:
             self.store.delete(Function, org, name)
             if deployed is not None:
                 deployed.function.status = FunctionStatus.DELETED
+
+    def forget_deleted(self) -> list[str]:
+        """Let go of the workers and driver state this process holds for functions that
+        another process deleted (each driver's `forget`); the names let go of. Without this a
+        function deleted through one server kept its warm workers on every other."""
+        gone = []
+        for org, name in list(self._deployed):
+            if self._exists(org, name):
+                continue
+            with self._function_lock(org, name):
+                if self._exists(org, name):  # deployed again meanwhile
+                    continue
+                deployed = self._deployed.pop((org, name), None)
+                if deployed is None:
+                    continue
+                drivers = ([entry.driver for entry in deployed.choice.entries if entry.driver is not None]
+                           if deployed.choice is not None else [deployed.driver])
+                for driver in drivers:
+                    try:
+                        driver.forget(deployed.function)
+                    except Exception:  # the others still let go
+                        log.exception("letting go of %s (deleted elsewhere) failed", name)
+                deployed.function.status = FunctionStatus.DELETED
+                gone.append(name)
+        return gone
+
+    def _exists(self, org: str, name: str) -> bool:
+        try:
+            self.store.get(Function, org, name)
+        except NotFoundError:
+            return False
+        return True
+
+    def _watch_deletions(self) -> None:
+        """Look for functions deleted elsewhere whenever another process has written the store,
+        on a thread of its own (started once this process holds a function)."""
+        with self._lock:
+            if self._watcher is not None or self._closing.is_set():
+                return
+            self._watcher = threading.Thread(target=self._deletions_loop, name="dispatch-deletions", daemon=True)
+            self._watcher.start()
+
+    def _deletions_loop(self) -> None:
+        seen = self.store.version()
+        while not self._closing.wait(DELETIONS_POLL):
+            try:
+                version = self.store.version()
+                if version != seen:
+                    seen = version
+                    self.forget_deleted()
+            except Exception:  # a store that is closing, or down for a moment: look again later
+                log.debug("looking for functions deleted elsewhere failed", exc_info=True)
+
+    def close(self) -> None:
+        """Stop looking for functions deleted elsewhere."""
+        self._closing.set()
+        watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(5)
 
     def _function_lock(self, org: str, name: str) -> threading.Lock:
         with self._lock:

@@ -447,3 +447,48 @@ def test_several_drivers_and_a_pinned_run(client, monkeypatch):
         fn.spawn(1, 1, driver="kubernetes")
     with pytest.raises(dk.InvalidRequestError, match="not one of"):
         fn.spawn(1, 1, driver="elsewhere")
+
+
+def worker_pid():
+    import os
+
+    return os.getpid()
+
+
+def _ended(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_function_deleted_by_another_process_lets_go_of_its_workers_here(store, tmp_path, monkeypatch):
+    """Two cores on one store (a second server, or the standalone gateway): the one that did not
+    delete the function ends its warm workers for it too, instead of keeping them for good."""
+    from contextlib import ExitStack
+
+    from tests.postgres_support import fresh_database
+
+    with ExitStack() as stack:
+        if store == "sqlite":
+            homes, dsn = [tmp_path / "home"] * 2, None
+        else:
+            homes, dsn = [tmp_path / "a", tmp_path / "b"], stack.enter_context(fresh_database())
+            from cryptography.fernet import Fernet
+
+            monkeypatch.setenv("DISPATCH_SECRET_KEY", Fernet.generate_key().decode())  # the homes share it
+        here, elsewhere = (stack.enter_context(dk.connect(home=home, store=dsn)) for home in homes)
+        elsewhere.deploy(worker_pid, min_workers=2)
+        pid = here.invoke("worker_pid").output  # this core starts workers of its own for it
+        assert pid != elsewhere.invoke("worker_pid").output
+        elsewhere.delete_function("worker_pid")
+        deadline = time.monotonic() + 30  # it looks every second; the machine is shared
+        while not _ended(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _ended(pid), "the deleted function's worker still runs in the other process"
+        with pytest.raises(dk.NotFoundError):
+            here.invoke("worker_pid")
+        here.deploy(worker_pid)  # deployed anew through this core: it runs again
+        assert here.invoke("worker_pid").output != pid

@@ -39,3 +39,8 @@ def test_tests_and_benchmarks_still_install_the_system_packages(target):
 def test_the_tests_build_the_panel():
     plan = _plan("test")
     assert "npm ci" in plan and "npm run build:prod" in plan, plan
+
+
+def test_the_tests_install_the_oidc_provider_and_the_hubs_proxy():
+    plan = _plan("test")
+    assert "cd tests/identity/oidc && npm ci" in plan, plan

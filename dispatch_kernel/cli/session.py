@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._connect import connect
+from .._connect import connect, token_from_env
 from .._http import HttpClient
 from ..settings import default_home
 from .errors import CliError
@@ -49,7 +49,7 @@ def open_client(args: argparse.Namespace):
     config = load_config()
     url, token = args.url, args.token
     if url is None and os.environ.get("DISPATCH_URL"):
-        url, token = os.environ["DISPATCH_URL"], token or os.environ.get("DISPATCH_TOKEN")
+        url, token = os.environ["DISPATCH_URL"], token or token_from_env()
     if url is None and config.get("url"):
         url, token = config["url"], token or config.get("token")
     org = getattr(args, "org", None)

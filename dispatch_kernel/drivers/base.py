@@ -82,6 +82,12 @@ class FaaSDriver(ABC):
     def undeploy(self, function: Function) -> None:
         """Stop the function's workers; its runs in flight end first or fail."""
 
+    def forget(self, function: Function) -> None:
+        """Let go of what this process holds for `function`, which another process deleted:
+        its workers here, what this driver remembers of it. What the driver made outside this
+        process (a Deployment, an OpenFaaS function) was the deleting process's to remove.
+        The default does nothing."""
+
     @abstractmethod
     def is_deployed(self, function: Function) -> bool:
         """True when this driver can run this revision of `function` now."""

@@ -308,6 +308,10 @@ class KubernetesDriver(FaaSDriver):
 
     # ------------------------------------------------------------------ FaaSDriver
 
+    def forget(self, function: Function) -> None:
+        with self._lock:
+            self._placed.pop((function.org, function.name), None)
+
     def undeploy(self, function: Function) -> None:
         from kubernetes.client.exceptions import ApiException
 

@@ -219,6 +219,10 @@ class OpenFaasDriver(FaaSDriver):
         raise DeployError(f"OpenFaaS did not make {service_name(function)} available within "
                           f"{self.ready_timeout:g}s (last status: {json.dumps(last)[:300]})")
 
+    def forget(self, function: Function) -> None:
+        with self._lock:
+            self._deployed.pop((function.org, function.name), None)
+
     def undeploy(self, function: Function) -> None:
         with self._lock:
             self._deployed.pop((function.org, function.name), None)

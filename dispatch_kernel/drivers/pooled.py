@@ -235,6 +235,9 @@ class PooledDriver(FaaSDriver):
         if pool is not None:
             pool.close()
 
+    def forget(self, function: Function) -> None:
+        self.undeploy(function)  # a pool is this process's alone: nothing to remove elsewhere
+
     def execute(self, function: Function, jobs: list[Job],
                 on_done: OutcomeSink | None = None) -> list[Outcome]:
         pool = self.pool(function)

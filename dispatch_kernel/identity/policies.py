@@ -7,7 +7,8 @@ for a known subject is a dictionary lookup and a few regex matches: a few micros
 policies in the organization, where a general model interpreter costs tens. It also says which
 rule decided, which `dispatch iam explain` shows.
 
-Matching: a subject is a user name, `group:NAME` or `serviceaccount:NAME`, or a pattern of them
+Matching: a subject is a user name, `group:NAME`, `serviceaccount:NAME` or (a JupyterHub service)
+`service:NAME`, or a pattern of them
 (`*` anyone, `group:*`). A resource is a kind (`functions`) or a kind and a name
 (`functions/nightly-*`); a rule on a kind covers every entity of that kind, `*` covers all. An
 action is get, create, update, delete or invoke, or `*`.

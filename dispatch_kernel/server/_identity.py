@@ -36,10 +36,15 @@ def groups_of(user: Any) -> tuple[str, ...]:
 
 
 def principal_of(user: Any, identity_provider: Any, owner: str) -> Principal:
-    """The principal of a Jupyter user."""
+    """The principal of a Jupyter user; a JupyterHub service (a token of the hub's services,
+    not of a user) is `service:NAME`, so that no user named like it gets its rights."""
     if jupyters_own(identity_provider):
         return Principal(owner)
-    return Principal(str(getattr(user, "username", None) or user), groups_of(user))
+    name = str(getattr(user, "username", None) or user)
+    hub_user = getattr(user, "hub_user", None)
+    if isinstance(hub_user, dict) and hub_user.get("kind") == "service":
+        return Principal(f"service:{name}")
+    return Principal(name, groups_of(user))
 
 
 def valid_org(text: str) -> bool:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
@@ -11,11 +13,23 @@ from .base import ApiError, DispatchHandler
 _FIELDS = ("function", "methods", "paths", "hosts", "protocols", "cors", "auth", "enabled", "tags")
 
 
+def _publishing(function: Any, auth: Any) -> list[tuple[str, str]]:
+    """What routing the public to `function` needs: invoke on it."""
+    return [("invoke", f"functions/{function}")] if auth == "public" and isinstance(function, str) else []
+
+
 class ApisHandler(DispatchHandler):
     """List APIs; create one (409 when the name is taken or a route is claimed already)."""
 
     auth_resource = "dispatch:apis"
     path = "apis"
+
+    async def also_needs(self) -> list[tuple[str, str]]:
+        """A public route lets anyone run its function: who makes one must be allowed to
+        invoke it (a token route's callers are checked at the gateway instead)."""
+        if self.request.method != "POST":
+            return []
+        return _publishing(self.body_field("function"), self.body_field("auth") or "public")
 
     @web.authenticated
     @authorized
@@ -37,6 +51,22 @@ class ApiHandler(DispatchHandler):
 
     auth_resource = "dispatch:apis"
     path = "apis/{name}"
+
+    async def also_needs(self) -> list[tuple[str, str]]:
+        """An update that opens a function to the public (a public, enabled API that was not
+        so for that function before) needs invoke on it, as creating the API would."""
+        if self.request.method != "PUT":
+            return []
+        try:
+            current = await self.call(self.core.apis.get, self.path_args[0], self.org)
+        except ApiError:
+            return []  # the handler answers it (404)
+        function = self.body_field("function") or current.function
+        auth = self.body_field("auth") or current.auth
+        enabled = self.body_field("enabled")
+        enabled = current.enabled if enabled is None else enabled
+        already = current.enabled and current.auth == "public" and current.function == function
+        return [] if already or not enabled else _publishing(function, auth)
 
     @web.authenticated
     @authorized

@@ -7,6 +7,9 @@ and `jupyter server` serve REST API v1 under `{base_url}dispatch/v1/` and the ro
 A kernel (or terminal) started by the server finds it without being told: the extension puts
 DISPATCH_URL and DISPATCH_TOKEN in the server's environment, which they inherit, and
 `dispatch_kernel.connect()` uses them.
+
+Started by JupyterHub as a service, `jupyter dispatch` serves where the hub says, knows the hub's
+users and groups, and serves them Dispatch only (hub.py).
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from pathlib import Path
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Bool, Dict, Int, List, Unicode, default
+from traitlets.config import Config
 
 from ..version import __version__
 from ..settings import Settings
+from ._identity import jupyters_own
 from .base import DispatchState
+from .hub import hub_identity, hub_service_config
 
 GATEWAY = "dispatch/http"  # where the routes of APIs live under the base URL
 URL_ENV = "DISPATCH_URL"
@@ -53,7 +59,9 @@ class DispatchApp(ExtensionApp):
                   help="The organization of requests that name none (X-Dispatch-Org header, client's org=).")
     owner = Unicode(config=True,
                     help="The subject of whoever holds the server's token (or password) when the server "
-                         "uses Jupyter's own authentication; default: the user running the server.")
+                         "uses Jupyter's own authentication; default: the user running the server. "
+                         "A server whose users sign in through JupyterHub has none by default (a hub "
+                         "user's own server: that user), as the process's user is none of them.")
     bootstrap_admins = List(Unicode(), config=True,
                             help="Subjects (users, group:NAME) made administrators of the default "
                                  "organization, beside the owner, when the store is new.")
@@ -85,10 +93,25 @@ class DispatchApp(ExtensionApp):
 
         return default_store()
 
+    @classmethod
+    def make_serverapp(cls, **kwargs):
+        """The server of `jupyter dispatch`; started by JupyterHub as a service, configured from
+        the hub's environment first (config files and the command line still override it)."""
+        serverapp = super().make_serverapp(**kwargs)
+        hub = hub_service_config()
+        if hub is not None:
+            serverapp.update_config(Config({"ServerApp": hub}))
+        return serverapp
+
     @default("owner")
     def _default_owner(self) -> str:
         from ..model import actor
 
+        provider = getattr(self.serverapp, "identity_provider", None)
+        if provider is not None and not jupyters_own(provider):
+            # Users sign in through the hub: a hub user named like the process's user must not
+            # become an administrator by that name.
+            return os.environ.get("JUPYTERHUB_USER", "")
         return actor()  # outside a request: the user running this process
 
     @default("open_browser")
@@ -112,9 +135,15 @@ class DispatchApp(ExtensionApp):
             # shares a store with another key must not run at all.
             self.log.critical("dispatch: %s", exc)
             raise SystemExit(f"dispatch: {exc}") from None
-        if core.identity.bootstrap([self.owner, *self.bootstrap_admins]):
-            self.log.info("dispatch: organization %r created; administrators: %s", self.org,
-                          ", ".join([self.owner, *self.bootstrap_admins]))
+        admins = [name for name in (self.owner, *self.bootstrap_admins) if name]
+        if not admins:
+            core.close()
+            message = ("the server's users sign in through JupyterHub: name Dispatch's administrators "
+                       "with c.DispatchApp.bootstrap_admins (hub users or group:NAME)")
+            self.log.critical("dispatch: %s", message)
+            raise SystemExit(f"dispatch: {message}")
+        if core.identity.bootstrap(admins):
+            self.log.info("dispatch: organization %r created; administrators: %s", self.org, ", ".join(admins))
         # The API's handlers log through a child of the server's logger whose level is the
         # server's log_level. traitlets sets the server's logger itself to DEBUG (its handlers
         # filter), so every answered request would build a debug access-log record that no
@@ -124,6 +153,11 @@ class DispatchApp(ExtensionApp):
         self.state = DispatchState(core, org=self.org, max_body_size=self.max_body_size,
                                    threads=self.request_threads, log=log, owner=self.owner)
         self.settings["dispatch_kernel"] = self.state
+        if hub_identity(self.serverapp.identity_provider):
+            # Tornado checks XSRF before a handler knows that a request carries a hub token,
+            # and the hub's check then refuses it; Jupyter's own check, after authentication,
+            # still applies (as in JupyterHub's single-user servers).
+            self.settings["xsrf_cookies"] = False  # the server's settings are updated from these
         self.gateway = self._gateway(core)
         self._saved_env: dict[str, str | None] = {}
         if self.export_env:
@@ -139,8 +173,10 @@ class DispatchApp(ExtensionApp):
         from ..gateway.service import Gateway
 
         provider = self.serverapp.identity_provider
-        # The token is final only once the server runs: read it on each call.
-        accepts = authorized_callers(core.identity, lambda: [provider.token], self.owner)
+        # The token is final only once the server runs: read it on each call. A hub's token is
+        # the service's own credential towards the hub, not a user's.
+        own = jupyters_own(provider)
+        accepts = authorized_callers(core.identity, lambda: [provider.token] if own else [], self.owner)
         return Gateway(core, org=self.org, max_body_size=self.max_body_size, credentials=accepts,
                        runs_url=url_path_join(self.serverapp.base_url, "dispatch/v1/runs/"))
 

@@ -108,13 +108,25 @@ class DispatchHandler(APIHandler):
         if action == "create" and "/" not in resource:
             # Creating is done on the name the body gives (`functions/nightly-a`), so a rule on
             # `functions/nightly-*` may allow it; a body without one is answered 400 later.
-            try:
-                name = json.loads(self.request.body).get("name")
-            except (ValueError, UnicodeDecodeError, AttributeError):
-                name = None
+            name = self.body_field("name")
             if isinstance(name, str) and name:
                 resource = f"{resource}/{name}"
         return action, resource
+
+    async def also_needs(self) -> list[tuple[str, str]]:
+        """(action, resource) pairs the request needs beyond target(): what it would let run
+        in the caller's name later (a subscription, a public route run their function, so who
+        makes one must be allowed to invoke it). None by default."""
+        return []
+
+    def body_field(self, key: str) -> Any:
+        """Field `key` of the JSON object body, for deciding who may send it; None when the
+        body is not one or lacks it (the handler's own check answers 400 after)."""
+        try:
+            value = json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return value.get(key) if isinstance(value, dict) else None
 
     async def prepare(self) -> None:  # type: ignore[override]
         """Authenticate (Jupyter's login, or a service account's JWT), then authorize the
@@ -133,6 +145,9 @@ class DispatchHandler(APIHandler):
         if target is not None:
             with self.api_errors():
                 self.core.identity.authorize(self.org, self.principal, *target)
+            for need in await self.also_needs():
+                with self.api_errors():
+                    self.core.identity.authorize(self.org, self.principal, *need)
         if self.request.method == "POST" and idempotency.HEADER in self.request.headers:
             await self._replay_or_claim(self.request.headers[idempotency.HEADER].strip())
 
@@ -289,7 +304,9 @@ class DispatchHandler(APIHandler):
             message = f"internal error: {type(exc).__name__}: {exc}"
         else:
             message = self._reason
-        if status_code == 403 and not self.current_user:
+        # Who asks is known only once prepare() ran; a check before it (tornado's XSRF check)
+        # has none yet, and asking for it then is an error of its own.
+        if status_code == 403 and not getattr(self, "_jupyter_current_user", None):
             message = ("not authenticated: send the server's token (Authorization: token ...), "
                        f"or log in and send the X-XSRFToken header ({message})")
         if status_code == 401:  # set here: sending an error clears the headers set before

@@ -28,6 +28,11 @@ class SubscriptionsHandler(EventsBase):
 
     path = "subscriptions"
 
+    async def also_needs(self) -> list[tuple[str, str]]:
+        """Subscribing a function runs it whenever the event comes: invoke on it."""
+        function = self.body_field("function") if self.request.method == "POST" else None
+        return [("invoke", f"functions/{function}")] if isinstance(function, str) else []
+
     @web.authenticated
     @authorized
     async def get(self) -> None:

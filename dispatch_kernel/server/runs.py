@@ -26,10 +26,7 @@ class RunsHandler(DispatchHandler):
         """Starting a run is `invoke` on its function (`functions/NAME`)."""
         if self.request.method != "POST":
             return super().target()
-        try:
-            function = json.loads(self.request.body).get("function")
-        except (ValueError, UnicodeDecodeError, AttributeError):
-            function = None  # the body check answers 400 after
+        function = self.body_field("function")  # None: the body check answers 400 after
         return "invoke", f"functions/{function}" if isinstance(function, str) else "functions"
 
     @web.authenticated

@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,9 +227,10 @@ def jupyterlab(request: pytest.FixtureRequest, tmp_path: Path, chromium: tuple[P
         _stop(lab)
 
 
-@pytest.fixture
-def browser(tmp_path: Path, chromium: tuple[Path, Path]) -> Iterator[Any]:
-    """Headless Chromium with a fresh profile, driven through Debian's chromedriver."""
+@contextmanager
+def chromium_session(folder: Path, chromium: tuple[Path, Path]) -> Iterator[Any]:
+    """Headless Chromium with a fresh profile in `folder`, driven through Debian's chromedriver;
+    quit at the end whatever happened."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -238,10 +240,10 @@ def browser(tmp_path: Path, chromium: tuple[Path, Path]) -> Iterator[Any]:
     options.binary_location = str(binary)
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
-    profile = tmp_path / "chromium-profile"
-    profile.mkdir()
+    profile = folder / "chromium-profile"
+    profile.mkdir(parents=True)
     options.add_argument(f"--user-data-dir={profile}")
-    service = Service(executable_path=str(driver_path), log_output=str(tmp_path / "chromedriver.log"))
+    service = Service(executable_path=str(driver_path), log_output=str(folder / "chromedriver.log"))
     driver = webdriver.Chrome(service=service, options=options)
     try:
         driver.set_page_load_timeout(60)
@@ -249,3 +251,10 @@ def browser(tmp_path: Path, chromium: tuple[Path, Path]) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser(tmp_path: Path, chromium: tuple[Path, Path]) -> Iterator[Any]:
+    """Headless Chromium with a fresh profile, driven through Debian's chromedriver."""
+    with chromium_session(tmp_path, chromium) as driver:
+        yield driver

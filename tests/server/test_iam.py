@@ -129,7 +129,7 @@ async def test_team_users_may_do_what_their_groups_policies_allow(api, action):
                       )).status == 201
     attempts = {
         "get": ("GET", "apis", None),
-        "create": ("POST", "apis", {"name": "b", "function": "add", "paths": ["/b"]}),
+        "create": ("POST", "apis", {"name": "b", "function": "add", "paths": ["/b"], "auth": "token"}),
         "update": ("PUT", "apis/a", {"revision": 1, "enabled": False}),
         "delete": ("DELETE", "apis/a", None),
         "invoke": ("POST", "runs", {"function": "add", "args": [1, 1], "wait": True}),
@@ -144,6 +144,41 @@ async def test_team_users_may_do_what_their_groups_policies_allow(api, action):
             assert f"ada may not {tried} " in reply.json["message"]
     assert (await api("GET", "secrets", headers=ada)).status == 403
     assert (await api("GET", "functions", headers=as_user("bob", "finance"))).status == 404  # not a member
+
+
+async def test_team_users_may_publish_or_subscribe_only_functions_they_may_invoke(api):
+    """A public route, a subscription run their function for others later: who makes one must
+    be allowed to invoke it, or a right to create APIs would be a right to run anything."""
+    ada = as_user("ada", "ds")
+    assert (await api("POST", "iam/policies", {"name": "builders", "rules": [
+        {"subjects": ["group:ds"], "resources": ["apis", "subscriptions"], "actions": ["*"]},
+        {"subjects": ["group:ds"], "resources": ["functions/mine"], "actions": ["invoke"]}]})).status == 201
+    for name in ("mine", "theirs"):
+        assert (await api("POST", "functions", {"name": name, "source": {"code": ADD_SOURCE, "handler": "add"}}
+                          )).status == 201
+    refused = {
+        "public API": ("POST", "apis", {"name": "p", "function": "theirs", "paths": ["/p"]}),
+        "subscription": ("POST", "subscriptions", {"name": "s", "function": "theirs", "event_type": "x.y"}),
+    }
+    for what, (method, path, body) in refused.items():
+        reply = await api(method, path, body, headers=ada)
+        assert reply.status == 403, what
+        assert reply.json["message"] == "ada may not invoke functions/theirs in organization 'default'", what
+    assert (await api("GET", "apis")).json["items"] == [] and (await api("GET", "subscriptions")).json["items"] == []
+    # What the caller may invoke, and token routes (their callers are checked at the gateway), go.
+    assert (await api("POST", "apis", {"name": "p", "function": "mine", "paths": ["/p"]}, headers=ada)).status == 201
+    assert (await api("POST", "subscriptions", {"name": "s", "function": "mine", "event_type": "x.y"},
+                      headers=ada)).status == 201
+    token_route = {"name": "t", "function": "theirs", "paths": ["/t"], "auth": "token"}
+    assert (await api("POST", "apis", token_route, headers=ada)).status == 201
+    # Opening that route to the public, or pointing the public one at theirs, needs invoke too.
+    for name, change in (("t", {"auth": "public"}), ("p", {"function": "theirs"})):
+        revision = (await api("GET", f"apis/{name}")).json["revision"]
+        reply = await api("PUT", f"apis/{name}", {"revision": revision, **change}, headers=ada)
+        assert reply.status == 403 and "may not invoke functions/theirs" in reply.json["message"], change
+    revision = (await api("GET", "apis/p")).json["revision"]
+    assert (await api("PUT", "apis/p", {"revision": revision, "paths": ["/p2"]}, headers=ada)).status == 200
+    assert (await api("GET", "apis/t")).json["auth"] == "token"
 
 
 async def test_team_bootstrap_admins_and_recorded_actors(api):

@@ -40,3 +40,15 @@ def test_actions_and_resources_follow_method_and_path():
     assert default_target("DELETE", "iam/policies/{name}", ("p",)) == ("delete", "policies/p")
     assert default_target("POST", "secrets", ()) == ("create", "secrets")
     assert default_target("POST", "runs/{id}/cancel", ("r1",)) == ("update", "runs/r1")
+
+
+def test_a_jupyterhub_service_is_never_taken_for_a_user_of_its_name():
+    from jupyterhub.singleuser.extension import JupyterHubIdentityProvider, JupyterHubUser
+
+    from dispatch_kernel.server._identity import principal_of
+
+    provider = JupyterHubIdentityProvider.__new__(JupyterHubIdentityProvider)
+    service = JupyterHubUser({"kind": "service", "name": "ada", "roles": [], "scopes": []})
+    user = JupyterHubUser({"kind": "user", "name": "ada", "groups": ["ds"], "scopes": []})
+    assert principal_of(service, provider, owner="root").name == "service:ada"
+    assert principal_of(user, provider, owner="root").subjects == ("ada", "group:ds")
