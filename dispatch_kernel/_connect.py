@@ -6,10 +6,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._local import LocalClient
-
 if TYPE_CHECKING:
     from ._http import HttpClient
+    from ._local import LocalClient
     from .settings import Settings
 
 
@@ -47,15 +46,29 @@ def connect(url: str | None = None, *, token: str | None = None, home: str | Pat
 
         return HttpClient(url, token, org=org)
 
-    from .core import Dispatch
-    from .settings import Settings
-
-    if settings is None:
-        options = {} if store is None else {"store": store}
-        settings = Settings(home=home, **options) if home is not None else Settings(**options)
-    elif store is not None:
+    if settings is not None and store is not None:
         raise TypeError("connect(settings=...) takes the store from the settings")
-    return LocalClient(Dispatch(settings), org)
+    fork_server = None
+    if settings is None:
+        # The default settings run functions in this interpreter's fork server: start it
+        # before importing the core, so that its start-up overlaps the imports and the store.
+        from .home import resolve_home
+        from .runtime.forkserver import start_for_host
+
+        home = resolve_home(home)
+        fork_server = start_for_host(home)
+    try:
+        from ._local import LocalClient
+        from .core import Dispatch
+        from .settings import Settings
+
+        if settings is None:
+            settings = Settings(home=home) if store is None else Settings(home=home, store=store)
+        return LocalClient(Dispatch(settings, fork_server=fork_server), org)
+    except BaseException:
+        if fork_server is not None:  # Dispatch() failed before the driver took it, or never ran
+            fork_server.close()
+        raise
 
 
 __all__ = ["connect", "token_from_env"]

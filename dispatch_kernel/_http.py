@@ -15,6 +15,7 @@ import http.client
 import http.cookiejar
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -128,6 +129,8 @@ class HttpClient(HttpIam):
         if query:
             target += "?" + urlencode({k: v for k, v in query.items() if v is not None})
         data = None if body is None else _json_bytes(body)
+        if method == "POST":  # one key per request, the same on the resend: the server does it once
+            headers = {**(headers or {}), "Idempotency-Key": os.urandom(16).hex()}
         resent = False
         for attempt in range(2):
             connection = getattr(self._local, "connection", None)

@@ -31,6 +31,7 @@ from .hosts import HostLease
 from .identity import IdentityManager
 from .images.manager import ImageManager
 from .runs.manager import RunManager
+from .runtime.forkserver import ForkServerProcess
 from .secrets import SecretManager, load_key
 from .settings import Settings
 from .store.base import EntityStore
@@ -44,14 +45,17 @@ log = logging.getLogger(__name__)
 class Dispatch:
     """The managers of one Dispatch, built from Settings."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *,
+                 fork_server: ForkServerProcess | None = None) -> None:
+        """The core of `settings`. `fork_server` is one connect() started for this interpreter
+        before importing the core: the default driver adopts it (or closes it)."""
         self.settings = settings = settings or Settings()
         self.secrets: SecretManager | None = None
         settings.home.mkdir(parents=True, exist_ok=True)
         self.drivers: plugins.Loaded[FaaSDriver] = plugins.Loaded("driver", self._make_driver)
-        # The first deploy of a fresh process would wait ~50 ms for the fork server of this
+        # The first deploy of a fresh process would wait ~70 ms for the fork server of this
         # interpreter's environment: have it start while the rest is built.
-        threading.Thread(target=prestart, args=(settings, self.drivers), name="dispatch-prestart",
+        threading.Thread(target=prestart, args=(settings, self.drivers, fork_server), name="dispatch-prestart",
                          daemon=True).start()
         try:
             self.store: EntityStore = plugins.load("store", settings.store)(settings)

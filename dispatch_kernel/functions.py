@@ -23,6 +23,7 @@ from .inputs import json_or_file
 from .model import ConflictError, DeployError, Function, FunctionStatus, Image, InvalidRequestError, NotFoundError
 from .model import Scaling, check_name
 from .packaging import FunctionSource, package
+from .runtime.forkserver import ForkServerProcess
 from .secrets import SecretManager
 from .settings import Settings
 from .store.base import EntityStore
@@ -66,18 +67,24 @@ def max_workers(function: Function) -> int:
     return max(1, int(function.scaling.get("max_workers", 1)))
 
 
-def prestart(settings: Settings, drivers: plugins.Loaded[FaaSDriver]) -> None:
+def prestart(settings: Settings, drivers: plugins.Loaded[FaaSDriver],
+             started: ForkServerProcess | None = None) -> None:
     """Have the default driver get ready for functions that need nothing beyond this
-    interpreter (the local driver starts its fork server), so that a notebook's first cell
-    finds it up. The core runs this on a thread of its own while it starts; a failure only
-    means the first deploy does the work (and says why if it fails again)."""
+    interpreter (the local driver starts its fork server, or adopts `started`, one connect()
+    started ahead), so that a notebook's first cell finds it up. The core runs this on a
+    thread of its own while it starts; a failure only means the first deploy does the work
+    (and says why if it fails again)."""
     try:
         driver = drivers.get(settings.driver)
         if driver.runs == Runs.ENVIRONMENT:
             builder = plugins.load("image builder", settings.images)(settings)
-            driver.prestart(builder.prepare([]))
+            driver.prestart(builder.prepare([]), started)
+            started = None  # the driver's now, adopted or closed
     except Exception as exc:
         log.debug("prestarting the %s driver failed: %s", settings.driver, exc)
+    finally:
+        if started is not None:
+            started.close()
 
 
 class FunctionManager:

@@ -18,13 +18,12 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from .credentials import CREDENTIAL_ENV as CREDENTIAL_ENV
+from .credentials import KEY_ENV as KEY_ENV
+from .credentials import without_credentials as without_credentials
 from .model import ConflictError, DispatchError, Function, InvalidRequestError, NotFoundError, Secret, check_name
 from .store.base import EntityStore
 
-KEY_ENV = "DISPATCH_SECRET_KEY"
-# What a process that runs functions must not inherit: the server's own credentials. (A
-# worker still runs as the server's user; the container driver isolates it further.)
-CREDENTIAL_ENV = ("DISPATCH_TOKEN", KEY_ENV, "JUPYTER_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_API_TOKEN")
 KEY_CHECK = "secret-key-check"  # the store's meta value sealed with the key of its secrets
 _CHECK_TEXT = b"dispatch-kernel secret key check"
 
@@ -173,12 +172,6 @@ class SecretManager:
                 raise DispatchError(f"secret {name!r} used by {function.name!r} no longer exists") from None
             values[name] = self.box.open(secret).values
         return values
-
-
-def without_credentials(env: dict[str, str]) -> dict[str, str]:
-    """`env` without the server's credentials (CREDENTIAL_ENV), for a process that runs
-    functions: the secret key and the tokens stay with the server."""
-    return {name: value for name, value in env.items() if name not in CREDENTIAL_ENV}
 
 
 def redact(text: str, values: list[str]) -> str:

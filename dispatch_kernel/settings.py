@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .home import HOME_ENV as HOME_ENV
+from .home import default_home as default_home
+from .home import resolve_home
 from .model import DEFAULT_ORG, InvalidRequestError
 
-HOME_ENV = "DISPATCH_HOME"
 STORE_ENV = "DISPATCH_STORE_URL"
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -17,15 +19,6 @@ _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 def default_store() -> str:
     """DISPATCH_STORE_URL if set (postgresql://...), else "sqlite"."""
     return os.environ.get(STORE_ENV) or "sqlite"
-
-
-def default_home() -> Path:
-    """DISPATCH_HOME if set, else the platform's user data directory for dispatch-kernel."""
-    if os.environ.get(HOME_ENV):
-        return Path(os.environ[HOME_ENV]).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("dispatch-kernel", appauthor=False))
 
 
 @dataclass
@@ -56,7 +49,7 @@ class Settings:
     events: bool = True
 
     def __post_init__(self) -> None:
-        self.home = Path(self.home).expanduser().resolve()
+        self.home = resolve_home(self.home)
         for name, options in self.plugin_options.items():
             if not isinstance(options, dict):
                 raise InvalidRequestError(f"plugin_options[{name!r}] must be a dict of options")

@@ -47,7 +47,7 @@ def test_the_fork_server_loads_only_the_runtime():
     ours = {m for m in loaded if m.startswith("dispatch_kernel.")}
     assert ours <= {f"dispatch_kernel.{m}" for m in ("version", "runtime", "runtime.zygote", "runtime.worker",
                     "runtime.channel", "runtime.context", "runtime.encoding", "runtime.protocol",
-                    "runtime.spin", "runtime.limits", "runtime.capture")}
+                    "runtime.spin", "runtime.limits", "runtime.capture", "runtime.closures")}
     assert not loaded & {"http.client", "sqlite3", "cryptography", "jsonschema", "tornado"}
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from ..images.base import Environment, FunctionImage, Progress
 from ..model import Function, TextEnum
 from ..packaging import FunctionSource
+from ..runtime.forkserver import ForkServerProcess
 from ..runtime.protocol import Job, Outcome
 from ..settings import Settings
 
@@ -68,11 +69,14 @@ class FaaSDriver(ABC):
         `source`) and a FunctionImage when it is IMAGE (the code is inside the image).
         """
 
-    def prestart(self, artifact: Artifact) -> None:
+    def prestart(self, artifact: Artifact, started: ForkServerProcess | None = None) -> None:
         """Get ready, ahead of any deploy, to run functions from `artifact` (called once per
         core, on a thread of its own, with the environment of functions that need nothing
-        beyond the caller's interpreter), so the first deploy does not wait for it. Optional:
-        the default does nothing."""
+        beyond the caller's interpreter), so the first deploy does not wait for it. `started`
+        is a fork server connect() started for that interpreter before the core was imported:
+        a driver adopts it or closes it. Optional: the default closes it and does nothing."""
+        if started is not None:
+            started.close()
 
     @abstractmethod
     def undeploy(self, function: Function) -> None:

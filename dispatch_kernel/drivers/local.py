@@ -23,16 +23,15 @@ from pathlib import Path
 from typing import Callable
 
 from ..images.base import Environment, Progress
-from ..images.venv import HOST_ENVIRONMENT
 from ..model import DeployError, Function, InvalidRequestError
 from ..packaging import FunctionSource
 from ..runtime.channel import Channel, ChannelClosed
 from ..runtime import limits as contain
 from ..runtime.capture import capture_file, read_capture
+from ..runtime.forkserver import ForkServerProcess, fork_server_log
 from ..runtime.limits import Limits
 from ..runtime.protocol import Job, Outcome, load_answer
 from ..runtime.spin import Spin
-from ..secrets import without_credentials
 from ..settings import Settings
 from .base import OutcomeSink, Runs
 from .pooled import PooledDriver, WorkerPool, failed_outcome, settle_batch
@@ -55,26 +54,16 @@ class ZygoteError(DeployError):
 class Zygote:
     """The fork server of one environment, seen from the host."""
 
-    def __init__(self, environment: Environment, log_path: Path) -> None:
+    def __init__(self, environment: Environment, log_path: Path,
+                 started: ForkServerProcess | None = None) -> None:
+        """The fork server of `environment`: `started` (one connect() started ahead for it),
+        or a new one."""
         self.environment = environment
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = without_credentials(dict(os.environ))  # functions never see the server's keys
-        # Workers must see the caller's unbuffered output and no debugger hooks of ours.
-        env["PYTHONUNBUFFERED"] = "1"
-        if environment.id != HOST_ENVIRONMENT:
-            # A built environment has exactly what it needs (dispatch_kernel comes through a
-            # .pth file); the caller's PYTHONPATH would shadow its packages with the caller's.
-            env.pop("PYTHONPATH", None)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if started is None:
+            started = ForkServerProcess(environment.python, environment.id, log_path)
         self.log_path = log_path
-        with open(log_path, "ab") as log_file:
-            self.process = subprocess.Popen(
-                [environment.python, "-m", "dispatch_kernel.runtime.zygote", str(theirs.fileno())],
-                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=log_file,
-                stderr=log_file, env=env, cwd=os.getcwd(),
-            )
-        theirs.close()
-        self._ctrl = ours
+        self.process = started.process
+        self._ctrl = started.ctrl
         self._send_lock = threading.Lock()
         self._cond = threading.Condition()
         self._replies: dict[int, tuple] = {}
@@ -368,19 +357,29 @@ class LocalDriver(PooledDriver):
         self._spinning = threading.Lock()  # held by the one thread that may spin
         self._spin = Spin(_SPIN_FOR_ANSWER)  # used only under self._spinning
 
-    def _zygote(self, environment: Environment) -> Zygote:
-        with self._zygote_lock:
-            if self._zygotes_closed:
-                raise ZygoteError("the local driver is closed")
-            zygote = self._zygotes.get(environment.id)
-            if zygote is not None and zygote.alive:
+    def _zygote(self, environment: Environment, started: ForkServerProcess | None = None) -> Zygote:
+        """The environment's fork server: the running one, else `started` if it is the one
+        wanted, else a new one. `started` is closed when it is not used."""
+        try:
+            with self._zygote_lock:
+                if self._zygotes_closed:
+                    raise ZygoteError("the local driver is closed")
+                zygote = self._zygotes.get(environment.id)
+                if zygote is not None and zygote.alive:
+                    return zygote
+                if zygote is not None:
+                    zygote.close()
+                path = fork_server_log(self.settings.home, environment.id)
+                if started is not None and started.serves(environment.python, environment.id, path):
+                    zygote, started = Zygote(environment, path, started), None
+                else:
+                    zygote = Zygote(environment, path)
+                zygote.on_exit = self._fork_server_ended
+                self._zygotes[environment.id] = zygote
                 return zygote
-            if zygote is not None:
-                zygote.close()
-            zygote = Zygote(environment, self.settings.home / "logs" / f"zygote-{environment.id}.log")
-            zygote.on_exit = self._fork_server_ended
-            self._zygotes[environment.id] = zygote
-            return zygote
+        finally:
+            if started is not None:
+                started.close()
 
     def _revived(self, environment: Environment, modules: list[str]) -> Zygote:
         """The environment's fork server, started anew if it died, with `modules` imported."""
@@ -396,11 +395,13 @@ class LocalDriver(PooledDriver):
         for pool in pools:
             pool.drop_idle()
 
-    def prestart(self, artifact: Environment) -> None:
+    def prestart(self, artifact: Environment, started: ForkServerProcess | None = None) -> None:
         """Start the environment's fork server now, without waiting for it (unless the option
-        `prestart` is false): the first deploy then finds it up, or nearly."""
+        `prestart` is false), or adopt `started`: the first deploy then finds it up, or nearly."""
         if self.options.get("prestart", True):
-            self._zygote(artifact)
+            self._zygote(artifact, started)
+        elif started is not None:
+            started.close()
 
     def deploy(self, function: Function, source: FunctionSource, artifact: Environment,
                progress: Progress | None = None) -> None:

@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..model import DeployError, InvalidRequestError
+from ..runtime.forkserver import HOST_ENVIRONMENT
 from ..settings import Settings
 from .base import Environment, ImageBuilder, Progress
 
-HOST_ENVIRONMENT = "host"
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent  # dispatch_kernel/
 
 

@@ -223,7 +223,7 @@ def referenced_modules(fn: Callable[..., Any]) -> set[str]:
 def _walk(fn: Callable[..., Any]) -> tuple[set[str], list[types.FunctionType]]:
     """The modules `fn` reaches, and the functions it reaches that travel by value (its own,
     helpers it calls, closures, methods of classes defined beside it)."""
-    from ..runtime.worker import cell_is_filled
+    from ..runtime.closures import cell_is_filled
 
     found: set[str] = set()
     local: list[types.FunctionType] = []

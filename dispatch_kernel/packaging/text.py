@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from ..model import InvalidRequestError
-from ..secrets import without_credentials
+from ..credentials import without_credentials
 from .source import FunctionSource, _is_third_party, merge_requirements, requirements_for
 
 PROBE_TIMEOUT = 60.0  # seconds the probe may spend on the text's top level (slow imports)

@@ -28,6 +28,7 @@ import cloudpickle
 
 from .capture import LOG_LIMIT, FdCapture
 from .channel import Channel, ChannelClosed
+from .closures import cell_is_filled
 from .context import Context
 from .encoding import strict_dumps
 from .limits import Restorer
@@ -315,16 +316,6 @@ def _lines(spans: list[tuple[int, list[str]]]) -> list[str]:
 def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
     consts = tuple(_renamed(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts)
     return code.replace(co_filename=filename, co_consts=consts)
-
-
-def cell_is_filled(cell: types.CellType) -> bool:
-    """True when a closure cell holds a value (a variable assigned after the closure was made
-    may still be empty)."""
-    try:
-        cell.cell_contents
-    except ValueError:
-        return False
-    return True
 
 
 def _user_traceback(exc: BaseException) -> str:

@@ -12,6 +12,12 @@ each message keeps its boundary and can carry a file descriptor) brings requests
 and carries ("exited", pid, wait_status) whenever a worker ends, so the host can say why.
 When the host goes away the control socket reaches EOF and every worker is killed.
 
+It keeps one spare worker forked ahead (named dispatch-spare while it waits), contained under
+the limits last asked for: a fork request with those limits hands it the channel instead of
+forking, so a cold start pays neither the fork nor the cgroup join, and a new spare is forked
+while the host is busy with the run. A preload that imports anything replaces the spare, so
+that it holds what the fork server does.
+
 Each worker runs in a session of its own under `limits` (runtime/limits.py), in a pids cgroup
 of its own when the machine has one we may write to: `dispatch-<fork server pid>/w<worker pid>`
 beside this process's own cgroup. When a worker ends, whatever it left (its process group, its
@@ -50,8 +56,11 @@ def _die_with_parent() -> None:
         pass
 
 
-def _become_worker(ctrl: socket.socket, wakeup: tuple[int, int], channel_fd: int,
-                   captures: tuple[int, int] | None, limits: contain.Limits, groups: Path | None) -> None:
+def _become_worker(ctrl: socket.socket, wakeup: tuple[int, int], fds: list[int] | socket.socket,
+                   limits: contain.Limits, groups: Path | None) -> None:
+    """Become a worker under `limits` serving the channel `fds[0]` (its output going to the
+    capture files `fds[1:3]` when given), or, given the handoff socket of a spare, wait on it
+    for those descriptors once contained."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     ctrl.close()
@@ -64,10 +73,85 @@ def _become_worker(ctrl: socket.socket, wakeup: tuple[int, int], channel_fd: int
     if groups is not None and limits.processes:
         group = contain.make_group(groups, f"w{os.getpid()}")
     contain.enter(limits, group)
+    if isinstance(fds, socket.socket):
+        fds = _wait_as_spare(fds)
     try:
-        worker.serve(channel_fd, captures)
+        worker.serve(fds[0], (fds[1], fds[2]) if len(fds) >= 3 else None)
     finally:
         os._exit(0)
+
+
+def _wait_as_spare(handoff: socket.socket) -> list[int]:
+    """The descriptors of a fork request (its channel, its capture files) the fork server
+    hands this spare, contained already; the process ends if it is discarded instead."""
+    name = _set_name(b"dispatch-spare")  # what `ps` shows while it waits (not a function's worker)
+    try:
+        _, fds, _, _ = socket.recv_fds(handoff, 16, 4)
+    except OSError:
+        fds = []
+    handoff.close()
+    if not fds:
+        os._exit(0)
+    _set_name(name)
+    return fds
+
+
+def _set_name(name: bytes) -> bytes:
+    """Set this process's name (as `ps` and /proc/PID/comm show it); returns the one before."""
+    try:
+        with open("/proc/self/comm", "rb") as comm:
+            before = comm.read().strip()
+        with open("/proc/self/comm", "wb") as comm:
+            comm.write(name)
+    except OSError:
+        return b""
+    return before
+
+
+class _Spare:
+    """A worker forked ahead under `limits`, in its cgroup already, waiting for its channel:
+    the next cold start with these limits then costs neither the fork nor the cgroup join,
+    which happened while the host was busy elsewhere."""
+
+    def __init__(self, ctrl: socket.socket, wakeup: tuple[int, int], limits: contain.Limits,
+                 groups: Path | None) -> None:
+        self.limits = limits
+        self.handoff, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.pid = os.fork()
+        if self.pid == 0:
+            self.handoff.close()
+            _become_worker(ctrl, wakeup, theirs, limits, groups)
+        theirs.close()
+
+    def hand_over(self, fds: list[int]) -> bool:
+        """Give the spare a fork request's descriptors: it is then a worker. False if it is gone."""
+        try:
+            socket.send_fds(self.handoff, [b"w"], fds)
+        except OSError:
+            return False
+        finally:
+            self.handoff.close()
+        return True
+
+    def discard(self) -> None:
+        """End it unused (its end is reported like any worker's)."""
+        self.handoff.close()
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _new_spare(ctrl: socket.socket, wakeup: tuple[int, int], limits: contain.Limits,
+               groups: Path | None, children: set[int]) -> _Spare | None:
+    """A new spare (None when the machine will not fork one now: the fork requests then fork
+    as they come, and say why if they cannot)."""
+    try:
+        spare = _Spare(ctrl, wakeup, limits, groups)
+    except OSError:
+        return None
+    children.add(spare.pid)
+    return spare
 
 
 def _groups() -> Path | None:
@@ -127,6 +211,8 @@ def main(ctrl_fd: int) -> None:
     selector.register(ctrl, selectors.EVENT_READ, "ctrl")
     selector.register(wake_r, selectors.EVENT_READ, "child")
     _send(ctrl, ("hello", os.getpid(), sys.version))
+    wakeup = (wake_r, wake_w)
+    spare = _new_spare(ctrl, wakeup, contain.Limits(), groups, children)  # for the first cold start
     while True:
         for key, _ in selector.select():
             if key.data == "child":
@@ -147,6 +233,9 @@ def main(ctrl_fd: int) -> None:
                     _end_worker(pid, groups)
                     _, status = os.waitpid(pid, 0)
                     children.discard(pid)
+                    if spare is not None and pid == spare.pid:  # reaped: its pid is no longer ours to kill
+                        spare.handoff.close()
+                        spare = None
                     _send(ctrl, ("exited", pid, status))
                 continue
             try:
@@ -159,22 +248,31 @@ def main(ctrl_fd: int) -> None:
             message = pickle.loads(data)
             if message[0] == "fork":
                 limits = contain.Limits(*message[2]) if len(message) > 2 else contain.Limits()
-                captures = (fds[1], fds[2]) if len(fds) >= 3 else None
-                pid = os.fork()
-                if pid == 0:
-                    _become_worker(ctrl, (wake_r, wake_w), fds[0], captures, limits, groups)
+                if spare is not None and spare.limits == limits and spare.hand_over(fds):
+                    pid = spare.pid
+                else:
+                    if spare is not None:
+                        spare.discard()
+                    pid = os.fork()
+                    if pid == 0:
+                        _become_worker(ctrl, wakeup, fds, limits, groups)
+                    children.add(pid)
                 for fd in fds:
                     os.close(fd)
-                children.add(pid)
                 _send(ctrl, ("forked", message[1], pid))
+                spare = _new_spare(ctrl, wakeup, limits, groups, children)
             elif message[0] == "preload":
                 failures = {}
+                known = len(sys.modules)
                 for module in message[2]:
                     try:
                         importlib.import_module(module)
                     except BaseException as exc:  # a module that will not import here is not fatal
                         failures[module] = f"{type(exc).__name__}: {exc}"
                 _send(ctrl, ("preloaded", message[1], failures))
+                if spare is not None and len(sys.modules) != known:  # the spare lacks what came in
+                    spare.discard()
+                    spare = _new_spare(ctrl, wakeup, spare.limits, groups, children)
             else:
                 for fd in fds:
                     os.close(fd)

@@ -25,6 +25,7 @@ from ..core import Dispatch
 from ..identity.policies import Principal
 from ..identity.tokens import looks_like_jwt
 from ..model import DeployError, DispatchError, InvalidRequestError, StorageError, acting_as, strict_dumps
+from . import _idempotency as idempotency
 from . import openapi
 from ._identity import ORG_HEADER, default_target, principal_of, valid_org
 from ._bridge import LoopBridge
@@ -55,6 +56,7 @@ class DispatchState:
         self.hub = RunHub(core.runs)
         self.bridge = LoopBridge()
         self.log = log
+        self.idempotency = idempotency.IdempotencyKeys()  # answers to resent POSTs (_idempotency.py)
 
 
 
@@ -71,6 +73,7 @@ class DispatchHandler(APIHandler):
     principal: Principal | None = None  # who asks, once authenticated (prepare)
     _org: str | None = None
     _token_org: str | None = None  # the organization of a service account's JWT
+    _idempotency_scope: idempotency.Scope | None = None  # the key this request carries out
 
     @property
     def state(self) -> DispatchState:
@@ -145,6 +148,49 @@ class DispatchHandler(APIHandler):
             for need in await self.also_needs():
                 with self.api_errors():
                     self.core.identity.authorize(self.org, self.principal, *need)
+        if self.request.method == "POST" and idempotency.HEADER in self.request.headers:
+            await self._replay_or_claim(self.request.headers[idempotency.HEADER].strip())
+
+    async def _replay_or_claim(self, key: str) -> None:
+        """Answer a resent POST with the first answer to its key, or claim the key for this
+        request (its answer is kept by flush)."""
+        problem = idempotency.check_key(key)
+        if problem is not None:
+            raise ApiError(400, problem)
+        scope = (self.org, self.principal.name if self.principal is not None else "", key)
+        request = self.request
+        try:
+            answer = await self.state.idempotency.claim(
+                scope, idempotency.fingerprint(request.method or "POST", request.uri or "", request.body))
+        except idempotency.KeyReused as exc:
+            raise ApiError(422, str(exc)) from None
+        if answer is None:
+            self._idempotency_scope = scope
+            return
+        self.set_status(answer.status)
+        for name, value in (("Content-Type", answer.content_type), ("Location", answer.location)):
+            if value is not None:
+                self.set_header(name, value)
+        self.set_header(idempotency.REPLAYED_HEADER, "true")
+        self.finish(answer.body or None)  # a 204 has no body, not an empty one
+
+    def flush(self, include_footers: bool = False):  # type: ignore[override]
+        """Send what was written; the whole answer to a claimed idempotency key is kept (one
+        sent in parts, a stream, is not)."""
+        scope, self._idempotency_scope = self._idempotency_scope, None
+        if scope is not None and include_footers:
+            headers = self._headers
+            self.state.idempotency.remember(scope, idempotency.Answer(
+                self.get_status(), b"".join(self._write_buffer), headers.get("Content-Type"), headers.get("Location")))
+        elif scope is not None:
+            self.state.idempotency.forget(scope)
+        return super().flush(include_footers)
+
+    def on_finish(self) -> None:
+        """A request that ended without an answer leaves its key to the resend."""
+        if self._idempotency_scope is not None:
+            self.state.idempotency.forget(self._idempotency_scope)
+            self._idempotency_scope = None
 
     def _authenticate_jwt(self, token: str) -> None:
         if not self.check_host():

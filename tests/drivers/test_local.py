@@ -8,6 +8,8 @@ import pytest
 
 import dispatch_kernel as dk
 
+from dispatch_kernel.runtime.limits import pids_cgroup_root
+
 from .support import crash, driver_pool
 
 
@@ -236,3 +238,54 @@ def _wait_gone(pid: int, seconds: float = 10) -> None:
         except FileNotFoundError:
             raise ProcessLookupError(pid) from None
         time.sleep(0.05)
+
+
+def _spares_of(zygote_pid: int) -> list[int]:
+    spares = []
+    for pid in _children_of(zygote_pid):
+        try:
+            with open(f"/proc/{pid}/comm") as comm:
+                if comm.read().strip() == "dispatch-spare":
+                    spares.append(pid)
+        except FileNotFoundError:
+            pass
+    return spares
+
+
+def _wait_for_spare(zygote_pid: int, other_than: int | None = None) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        spares = [p for p in _spares_of(zygote_pid) if p != other_than]
+        if spares:
+            return spares[0]
+        time.sleep(0.01)
+    raise AssertionError(f"no spare worker under fork server {zygote_pid}")
+
+
+def test_a_cold_start_takes_the_spare_worker_contained_ahead_and_another_is_forked(client):
+    fn = client.deploy(whoami, name="first")
+    zygote = driver_pool(client, "first").zygote.process.pid
+    spare = _wait_for_spare(zygote)
+    assert fn() == (spare, zygote)  # the run's worker is the spare, now a worker
+    with open(f"/proc/{spare}/comm") as comm:
+        assert comm.read().strip() != "dispatch-spare"
+    if pids_cgroup_root() is not None:  # contained before it was handed a function
+        with open(f"/proc/{spare}/cgroup") as groups:
+            assert any(line.split(":")[1] == "pids" and line.strip().endswith(f"/w{spare}") for line in groups)
+    assert len(_spares_of(zygote)) <= 1
+    second = _wait_for_spare(zygote, other_than=spare)
+    assert client.deploy(whoami, name="second")() == (second, zygote)
+    assert fn() == (spare, zygote)  # warm: the same worker
+
+
+def test_a_spare_that_died_is_replaced_by_a_fork(client):
+    fn = client.deploy(whoami, name="first")
+    zygote = driver_pool(client, "first").zygote.process.pid
+    spare = _wait_for_spare(zygote)
+    os.kill(spare, signal.SIGKILL)
+    with pytest.raises(ProcessLookupError):
+        _wait_gone(spare)
+    pid, parent = fn()
+    assert parent == zygote and pid != spare
+    run = fn.runs(limit=1)[0]
+    assert run.status == "SUCCEEDED" and run.cold_start

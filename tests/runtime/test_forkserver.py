@@ -1,0 +1,84 @@
+"""The fork server connect() starts before the core is imported: adopted by the local driver
+when it is the one wanted, ended when it is not, never left running."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+import dispatch_kernel as dk
+
+
+def _fork_servers() -> set[int]:
+    """The pids of this process's children that are fork servers."""
+    pids: set[int] = set()
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        try:
+            children = Path(f"/proc/{os.getpid()}/task/{task}/children").read_text().split()
+        except OSError:
+            continue
+        for pid in children:
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"dispatch_kernel.runtime.zygote" in command:
+                pids.add(int(pid))
+    return pids
+
+
+def inc(x):
+    return x + 1
+
+
+def test_the_fork_server_started_by_connect_is_the_one_that_runs_the_first_function(home):
+    before = _fork_servers()
+    with dk.connect(home=home) as client:
+        started = _fork_servers() - before
+        assert len(started) == 1  # started by connect() itself, before the deploy
+        fn = client.deploy(inc, name="inc")
+        assert fn(1) == 2
+        assert _fork_servers() - before == started  # adopted: no second one was started
+        run = fn.runs(limit=1)[0]
+        assert run.status == "SUCCEEDED" and run.output == 2
+    assert _fork_servers() - before == set()
+
+
+def test_a_fork_server_not_wanted_by_the_settings_is_ended(home):
+    # Settings given: connect() starts nothing ahead, and with prestart off the driver waits
+    # for the first deploy.
+    from dispatch_kernel.settings import Settings
+
+    before = _fork_servers()
+
+    with dk.connect(settings=Settings(home=home, plugin_options={"local": {"prestart": False}})) as client:
+        assert _fork_servers() - before == set()
+        assert client.deploy(inc, name="inc")(1) == 2
+    assert _fork_servers() - before == set()
+
+
+def test_a_connect_that_fails_leaves_no_fork_server(home):
+    before = _fork_servers()
+    with pytest.raises(dk.DispatchError, match="nosuchstore"):
+        dk.connect(home=home, store="nosuchstore")
+    assert _fork_servers() - before == set()
+
+
+def test_the_driver_ends_a_fork_server_started_for_another_interpreter(home):
+    from dispatch_kernel.core import Dispatch
+    from dispatch_kernel.runtime.forkserver import ForkServerProcess, fork_server_log
+    from dispatch_kernel.settings import Settings
+
+    before = _fork_servers()
+    # A fork server of the right interpreter logging elsewhere is not the one the driver wants.
+    stray = ForkServerProcess(sys.executable, "host", home / "elsewhere.log")
+    with Dispatch(Settings(home=home), fork_server=stray) as core:
+        client = dk.LocalClient(core)
+        assert client.deploy(inc, name="inc")(1) == 2
+        assert stray.process.wait(10) is not None  # ended, not adopted
+        assert len(_fork_servers() - before) == 1
+    assert _fork_servers() - before == set()
+    assert fork_server_log(home, "host").exists()
