@@ -23,12 +23,10 @@ import threading
 from typing import TYPE_CHECKING
 
 from . import plugins
-from .apis import ApiManager
 from .cluster import Cluster
 from .drivers.base import FaaSDriver
 from .functions import FunctionManager, prestart
 from .hosts import HostLease
-from .identity import IdentityManager
 from .images.manager import ImageManager
 from .runs.manager import RunManager
 from .runtime.forkserver import ForkServerProcess
@@ -37,7 +35,9 @@ from .settings import Settings
 from .store.base import EntityStore
 
 if TYPE_CHECKING:
+    from .apis import ApiManager
     from .events.manager import EventManager
+    from .identity import IdentityManager
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,6 @@ class Dispatch:
             self.images = ImageManager(settings, self.store)
             self.functions = FunctionManager(settings, self.store, self.images, self.drivers, self.secrets)
             self.runs = RunManager(settings, self.store, self.functions, self.secrets, self.lease.id)
-            self.apis = ApiManager(self.store)
-            self.identity = IdentityManager(self.store, settings.org)
         except BaseException:
             self.store.close()
             self.drivers.close()
@@ -89,6 +87,10 @@ class Dispatch:
         self.cluster.start(lambda org, run_id: self.runs.cancel_run(run_id, org=org))
         self._events: EventManager | None = None
         self._events_lock = threading.Lock()
+        # Made on first use: a notebook's first deploy pays for neither (route parsing, policies).
+        self._apis: ApiManager | None = None
+        self._identity: IdentityManager | None = None
+        self._lazy_lock = threading.Lock()
         self._closed = False
         # With a shared store, sources created through another server may fall to this one.
         if settings.events and ((settings.home / "events.db").exists() or settings.bus != "sqlite"
@@ -121,6 +123,28 @@ class Dispatch:
     def org(self, org: str | None) -> str:
         """`org`, or the organization of these settings when it is None."""
         return org or self.settings.org
+
+    @property
+    def apis(self) -> ApiManager:
+        """The API manager (HTTP routes to functions)."""
+        if self._apis is None:
+            with self._lazy_lock:
+                if self._apis is None:
+                    from .apis import ApiManager
+
+                    self._apis = ApiManager(self.store)
+        return self._apis
+
+    @property
+    def identity(self) -> IdentityManager:
+        """The identity manager (organizations, service accounts, policies)."""
+        if self._identity is None:
+            with self._lazy_lock:
+                if self._identity is None:
+                    from .identity import IdentityManager
+
+                    self._identity = IdentityManager(self.store, self.settings.org)
+        return self._identity
 
     @property
     def closed(self) -> bool:

@@ -13,7 +13,6 @@ import os
 import re
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any, Iterator
@@ -270,7 +269,7 @@ class Entity:
 
     name: str
     org: str = DEFAULT_ORG
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=lambda: os.urandom(16).hex())  # 128 random bits, as uuid4's
     revision: int = 0
     created: float = field(default_factory=now)
     modified: float = field(default_factory=now)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -89,6 +88,8 @@ class VenvBuilder(ImageBuilder):
             yield
 
     def _build(self, path: Path, requirements: list[str], progress: Progress) -> None:
+        import shutil  # here, not at the top: a first deploy on the host's interpreter needs none
+
         from uv import find_uv_bin
 
         uv = find_uv_bin()
@@ -115,6 +116,8 @@ class VenvBuilder(ImageBuilder):
 
     def _install_runtime(self, path: Path) -> None:
         """Make this version of dispatch_kernel importable in the environment (a .pth file)."""
+        import shutil
+
         digest = hashlib.sha256()
         files = sorted(p for p in _PACKAGE_DIR.rglob("*.py"))
         for file in files:
