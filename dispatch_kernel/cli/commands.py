@@ -26,8 +26,8 @@ from .documents import (
     read_file,
 )
 from .errors import CliError
-from .output import (DEAD_LETTER_COLUMNS, KINDS, PLURALS, RUN_COLUMNS, dead_letter_row, details, emit, run_details,
-                     run_row, table)
+from .output import (DEAD_LETTER_COLUMNS, KINDS, PLURALS, RUN_COLUMNS, dead_letter_row, emit, run_details,
+                     run_row, show, table)
 from .session import config_path, save_config
 
 
@@ -151,12 +151,7 @@ def cmd_get(args: argparse.Namespace, client: Any) -> None:
     kind = KINDS[PLURALS.get(args.what, args.what)]
     if args.name is None and args.what == "function":
         raise CliError("usage: dispatch get function NAME")
-    if args.name is not None:
-        entity = kind.get(client, args.name)
-        emit(args, entity, lambda: details(kind.details(entity)))
-        return
-    entities = kind.list(client)
-    emit(args, entities, lambda: table(kind.columns, [kind.row(e) for e in entities]))
+    show(args, kind, client)
 
 
 def _get_runs(args: argparse.Namespace, client: Any) -> None:

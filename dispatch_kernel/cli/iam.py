@@ -16,7 +16,7 @@ from typing import Any
 
 from .documents import read_file
 from .errors import CliError
-from .output import Kind, details, emit, table, when
+from .output import Kind, emit, show, table, when
 
 IAM_KINDS: dict[str, Kind] = {
     "organization": Kind(
@@ -112,15 +112,8 @@ def _get(args: argparse.Namespace, client: Any) -> None:
     kind = IAM_KINDS[IAM_PLURALS.get(args.what, args.what)]
     if args.name is None and args.what in IAM_KINDS:
         raise CliError(f"usage: dispatch iam get {args.what} NAME")
-    if args.name is not None:
-        if args.what in ("policy", "policies"):
-            entity = client.get_policy(args.name, is_global=args.is_global)
-        else:
-            entity = kind.get(client, args.name)
-        emit(args, entity, lambda: details(kind.details(entity)))
-        return
-    entities = kind.list(client)
-    emit(args, entities, lambda: table(kind.columns, [kind.row(e) for e in entities]))
+    policy = args.what in ("policy", "policies")
+    show(args, kind, client, (lambda c, name: c.get_policy(name, is_global=args.is_global)) if policy else None)
 
 
 def _delete(args: argparse.Namespace, client: Any) -> None:

@@ -200,5 +200,17 @@ def emit(args: argparse.Namespace, value: Any, text: Callable[[], str]) -> None:
         print(text())
 
 
+def show(args: argparse.Namespace, kind: Kind, client: Any,
+         get: Callable[[Any, str], Any] | None = None) -> None:
+    """`dispatch get`'s answer: entity `args.name` in full (read with `get`, else the kind's
+    own getter), or without a name a table of every entity of the kind."""
+    if args.name is not None:
+        entity = (get or kind.get)(client, args.name)
+        emit(args, entity, lambda: details(kind.details(entity)))
+        return
+    entities = kind.list(client)
+    emit(args, entities, lambda: table(kind.columns, [kind.row(e) for e in entities]))
+
+
 __all__ = ["DEAD_LETTER_COLUMNS", "KINDS", "PLURALS", "RUN_COLUMNS", "Kind", "data", "dead_letter_row", "details", "emit", "run_details", "run_row",
-           "table", "when"]
+           "show", "table", "when"]
