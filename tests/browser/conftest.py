@@ -126,19 +126,24 @@ def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=1))
 
 
-def _processes_using(home: Path) -> list[int]:
-    """Pids of the processes whose environment has DISPATCH_HOME=`home`: the server, its
-    kernels and the kernels' workers, all started by this fixture (the path is unique to it)."""
-    marker = f"DISPATCH_HOME={home}".encode() + b"\0"
+def _processes_with(variable: str) -> list[int]:
+    """Pids of the processes (this one aside) whose environment holds `variable` ("NAME=value")."""
+    needle = variable.encode() + b"\0"
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
             try:
-                if marker in (entry / "environ").read_bytes():
+                if needle in (entry / "environ").read_bytes():
                     pids.append(int(entry.name))
             except OSError:
                 pass  # gone already, or not ours to read
     return pids
+
+
+def _processes_using(home: Path) -> list[int]:
+    """Pids of the processes whose environment has DISPATCH_HOME=`home`: the server, its
+    kernels and the kernels' workers, all started by this fixture (the path is unique to it)."""
+    return _processes_with(f"DISPATCH_HOME={home}")
 
 
 def _stop(lab: JupyterLab) -> list[int]:

@@ -36,7 +36,7 @@ import pytest
 
 from dispatch_kernel.images.services import free_port
 
-from .conftest import LAB_CONFIG, LAB_PAGE_CONFIG, LAB_USER_SETTINGS, _missing, _write_json
+from .conftest import LAB_CONFIG, LAB_PAGE_CONFIG, LAB_USER_SETTINGS, _missing, _processes_with, _write_json
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_PROJECT = REPO / "tests" / "identity" / "oidc"
@@ -225,20 +225,6 @@ def _base_env() -> dict[str, str]:
     return env
 
 
-def _processes_marked(marker: str) -> list[int]:
-    """Pids of the processes whose environment holds `marker` (unique to this session's hub)."""
-    needle = marker.encode() + b"\0"
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if needle in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -294,7 +280,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             _stop(process)
         # Users' servers, their kernels, the service and its workers: whatever outlived the hub.
         deadline = time.monotonic() + 5
-        while (left := _processes_marked(f"DK_TEST_HUB={marker_value}")) and time.monotonic() < deadline:
+        while (left := _processes_with(f"DK_TEST_HUB={marker_value}")) and time.monotonic() < deadline:
             time.sleep(0.2)
         for pid in left:
             try:
