@@ -3,20 +3,25 @@
 The key comes from DISPATCH_SECRET_KEY, else from a key file generated once with mode 0600.
 Decrypted values live only in memory and in the worker that runs the function.
 
-Every server of a store must use the same key: the store keeps a check value sealed with it,
-and a core whose key cannot open it refuses to start rather than seal secrets nobody else can
-read. The key may be a comma-separated list, newest first (cryptography's MultiFernet: seal
-with the first, open with any), which is how a key is rotated without downtime: start the
-servers with "NEW,OLD", run `dispatch secrets rotate-key`, then drop OLD.
+Every server of a store must use the same key: the store keeps a check value made with it (an
+HMAC of a fixed text, so that starting a core needs no cipher), and a core whose key does not
+make it refuses to start rather than seal secrets nobody else can read. The key may be a
+comma-separated list, newest first (cryptography's MultiFernet: seal with the first, open with
+any), which is how a key is rotated without downtime: start the servers with "NEW,OLD", run
+`dispatch secrets rotate-key`, then drop OLD.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import json
 import os
+from functools import cached_property
 from pathlib import Path
-
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from typing import TYPE_CHECKING
 
 from .credentials import CREDENTIAL_ENV as CREDENTIAL_ENV
 from .credentials import KEY_ENV as KEY_ENV
@@ -24,8 +29,28 @@ from .credentials import without_credentials as without_credentials
 from .model import ConflictError, DispatchError, Function, InvalidRequestError, NotFoundError, Secret, check_name
 from .store.base import EntityStore
 
-KEY_CHECK = "secret-key-check"  # the store's meta value sealed with the key of its secrets
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
+
+KEY_CHECK = "secret-key-check"  # the store's meta value made with the key of its secrets
 _CHECK_TEXT = b"dispatch-kernel secret key check"
+_CHECK_PREFIX = "hmac-sha256:"  # check values before this were the text sealed with Fernet
+
+
+def new_key() -> bytes:
+    """A new Fernet key: 32 random bytes, URL-safe base64 (what Fernet.generate_key makes)."""
+    return base64.urlsafe_b64encode(os.urandom(32))
+
+
+def _fernet_key_bytes(key: bytes) -> bytes:
+    """The 32 bytes of one Fernet key; ValueError if it is not one (as Fernet itself checks)."""
+    try:
+        raw = base64.urlsafe_b64decode(key)
+    except (binascii.Error, TypeError) as exc:
+        raise ValueError("not URL-safe base64") from exc
+    if len(raw) != 32:
+        raise ValueError("a Fernet key is 32 bytes")
+    return raw
 
 
 def load_key(key_file: Path) -> bytes:
@@ -38,7 +63,7 @@ def load_key(key_file: Path) -> bytes:
     except FileNotFoundError:
         pass
     key_file.parent.mkdir(parents=True, exist_ok=True)
-    key = Fernet.generate_key()
+    key = new_key()
     try:
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process created it first: use theirs
@@ -53,23 +78,43 @@ class WrongKeyError(DispatchError):
 
 
 class SecretBox:
-    """Encrypts secret values into a Secret entity and decrypts them back."""
+    """Encrypts secret values into a Secret entity and decrypts them back.
+
+    The cipher (cryptography's Fernet) is loaded when a secret is first sealed or opened: a
+    core that only checks its key at start pays for none of it."""
 
     def __init__(self, key: bytes) -> None:
         try:
-            self._fernet = MultiFernet([Fernet(part.strip()) for part in key.split(b",") if part.strip()])
+            self._keys = [_fernet_key_bytes(part.strip()) for part in key.split(b",") if part.strip()]
+            if not self._keys:
+                raise ValueError("no key")
         except ValueError as exc:
             raise DispatchError(f"{KEY_ENV} or the key file does not hold a valid Fernet key "
                                 "(or a comma-separated list of them, newest first)") from exc
 
-    def check_value(self) -> str:
-        """A value sealed with the current key, that only a box with this key opens."""
-        return self._fernet.encrypt(_CHECK_TEXT).decode()
+    @cached_property
+    def _fernet(self) -> MultiFernet:
+        from cryptography.fernet import Fernet, MultiFernet
 
-    def opens(self, token: str) -> bool:
-        """Whether one of this box's keys opens `token`."""
+        return MultiFernet([Fernet(base64.urlsafe_b64encode(raw)) for raw in self._keys])
+
+    @staticmethod
+    def _check_of(raw: bytes) -> str:
+        return _CHECK_PREFIX + hmac.new(raw, _CHECK_TEXT, hashlib.sha256).hexdigest()
+
+    def check_value(self) -> str:
+        """A value made with the current key, that only a box with this key makes again."""
+        return self._check_of(self._keys[0])
+
+    def opens(self, check: str) -> bool:
+        """Whether `check` is the check value of one of this box's keys (or, as stores made
+        before the HMAC keep it, the check text sealed with one of them)."""
+        if check.startswith(_CHECK_PREFIX):
+            return any(hmac.compare_digest(check, self._check_of(raw)) for raw in self._keys)
+        from cryptography.fernet import InvalidToken
+
         try:
-            return self._fernet.decrypt(token.encode()) == _CHECK_TEXT
+            return self._fernet.decrypt(check.encode()) == _CHECK_TEXT
         except InvalidToken:
             return False
 
@@ -89,6 +134,8 @@ class SecretBox:
 
     def open(self, secret: Secret) -> Secret:
         """Fill `values` from the ciphertext."""
+        from cryptography.fernet import InvalidToken
+
         try:
             secret.values = json.loads(self._fernet.decrypt(secret.ciphertext.encode()))
             secret.keys = sorted(secret.values)
@@ -120,6 +167,8 @@ class SecretManager:
         """Seal every secret of every organization, and the key check, with the newest key
         (the first of DISPATCH_SECRET_KEY's list); returns how many secrets. A secret that no
         key opens stops the rotation with an error naming it, before it is changed."""
+        from cryptography.fernet import InvalidToken
+
         rotated = 0
         for secret in self.store.all_entities(Secret):
             for _ in range(5):  # another server may change it meanwhile: read it again

@@ -123,6 +123,39 @@ def test_rotating_the_key_reseals_every_secret_without_downtime(home, monkeypatc
         dk.connect(home=home)
 
 
+def test_a_store_whose_key_check_was_sealed_before_the_hmac_still_knows_its_key(home, monkeypatch):
+    """Stores made before the key check became an HMAC keep the check text sealed with Fernet:
+    their key is still admitted, another key still refused, and a rotation rewrites the check."""
+    from dispatch_kernel.secrets import KEY_CHECK
+
+    old, other = Fernet.generate_key(), Fernet.generate_key()
+    monkeypatch.setenv("DISPATCH_SECRET_KEY", old.decode())
+    with dk.connect(home=home) as client:
+        client.create_secret("s", {"k": "v"})
+        sealed = Fernet(old).encrypt(b"dispatch-kernel secret key check").decode()
+        client.dispatch.store.set_meta(KEY_CHECK, sealed)
+    with dk.connect(home=home) as client:
+        assert client.get_secret("s").values == {"k": "v"}
+    monkeypatch.setenv("DISPATCH_SECRET_KEY", other.decode())
+    with pytest.raises(dk.DispatchError, match="not the key of the store's secrets"):
+        dk.connect(home=home)
+    monkeypatch.setenv("DISPATCH_SECRET_KEY", old.decode())
+    with dk.connect(home=home) as client:
+        assert client.dispatch.secrets.rotate_key() == 1
+        assert client.dispatch.store.get_meta(KEY_CHECK).startswith("hmac-sha256:")
+    with dk.connect(home=home) as client:
+        assert client.get_secret("s").values == {"k": "v"}
+
+
+def test_a_key_that_is_not_a_fernet_key_is_refused_at_start(home, monkeypatch):
+    monkeypatch.setenv("DISPATCH_SECRET_KEY", "not-a-key")
+    with pytest.raises(dk.DispatchError, match="does not hold a valid Fernet key"):
+        dk.connect(home=home)
+    monkeypatch.setenv("DISPATCH_SECRET_KEY", "QUJD")  # base64, but 3 bytes
+    with pytest.raises(dk.DispatchError, match="does not hold a valid Fernet key"):
+        dk.connect(home=home)
+
+
 def test_a_deleted_secret_fails_the_next_run_clearly(client):
     client.create_secret("login", {"password": WORD})
     fn = client.deploy(leaky, secrets=["login"])

@@ -122,7 +122,8 @@ def test_sixteen_clients_for_a_minute(tmp_path):
         # worker: they belong to the environment, not to a function.
         deadline = time.monotonic() + 30
         while True:
-            fork_servers = [p for p in process.children() if "dispatch_kernel.runtime.zygote" in p.cmdline()]
+            fork_servers = [p for p in process.children()
+                            if "dispatch_kernel.runtime.zygote" in " ".join(p.cmdline())]
             workers = [w for f in fork_servers for w in f.children(recursive=True)
                        if w.status() != psutil.STATUS_ZOMBIE and w.name() != "dispatch-spare"]
             if not workers or time.monotonic() > deadline:

@@ -1,7 +1,7 @@
 """Closure cells, as both the packager (on the host) and the worker walk them.
 
-A module of its own so that the packager does not import the worker loop (and its logging,
-tempfile and thread machinery) on a deploy.
+A module of its own so that the packager does not import the worker loop (and its logging
+and thread machinery) on a deploy.
 """
 
 from __future__ import annotations

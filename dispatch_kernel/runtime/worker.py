@@ -17,7 +17,6 @@ import pickle
 import resource
 import socket
 import sys
-import tempfile
 import threading
 import time
 import traceback

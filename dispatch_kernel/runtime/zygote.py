@@ -1,4 +1,5 @@
-"""The fork server of one environment: `python -m dispatch_kernel.runtime.zygote FD`.
+"""The fork server of one environment: `python -m dispatch_kernel.runtime.zygote FD` (the host
+starts it as runtime/forkserver.py says, which runs the same `main`).
 
 It starts once per environment, imports what the functions deployed there need, and forks a
 worker in about a millisecond whenever the host asks. The control socket (SOCK_SEQPACKET, so

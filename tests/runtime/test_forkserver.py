@@ -22,7 +22,7 @@ def _fork_servers() -> set[int]:
             continue
         for pid in children:
             try:
-                command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
             if b"dispatch_kernel.runtime.zygote" in command:
