@@ -12,7 +12,6 @@ only when a driver goes down or comes back.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from bisect import bisect
@@ -170,7 +169,9 @@ class DriverChoice:
             return names[0], self._drivers[0]
         if not names:
             raise ConflictError("none of this function's drivers is ready: " + self.reasons())
-        index = bisect(self._bounds, random.random() * self._total)
+        from random import random  # here: a function with one driver (most) never needs it
+
+        index = bisect(self._bounds, random() * self._total)
         index = min(index, len(names) - 1)  # random() * total may round up to total
         return names[index], self._drivers[index]
 

@@ -22,10 +22,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from itertools import islice
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..functions import Deployed, FunctionManager, max_workers
 from ..hosts import HostLease
@@ -38,6 +37,9 @@ from .calls import Call, Chunk, json_call, python_call, resolve_future
 from .coalesce import Coalescer
 from .live import LiveRuns, Watcher, snapshot
 from .settle import failed, final_state, settle_interrupted
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,9 @@ class RunManager:
         self.host = host
         self.live = LiveRuns()
         self._json_output = settings.isolated  # an isolated core never unpickles an output
-        self._executor = ThreadPoolExecutor(settings.run_threads, thread_name_prefix="dispatch-run")
+        self._run_threads = settings.run_threads
+        self._executor: ThreadPoolExecutor | None = None  # made with the first batch (see _submit)
+        self._executor_lock = threading.Lock()
         self._coalescers: dict[Key, Coalescer[Call]] = {}
         self._coalescer_lock = threading.Lock()
         self._run_seconds: dict[Key, float] = {}  # recent mean run time, per function
@@ -119,6 +123,8 @@ class RunManager:
         """
         if self._closed:
             raise DispatchError("the core is closed")
+        from concurrent.futures import Future
+
         future: Future = Future()
         self._coalescer((org, name)).add(Call(input=input, python=python, http=http,
                                               waiter=partial(resolve_future, future), driver=driver))
@@ -369,9 +375,23 @@ class RunManager:
                     # one anew for each call of a function called one run at a time would cost
                     # more than the rest of the call's bookkeeping.
                     coalescer = self._coalescers[key] = Coalescer(
-                        partial(self._run_batch, key), self._executor.submit, partial(self._lanes, key),
+                        partial(self._run_batch, key), self._submit, partial(self._lanes, key),
                         max_batch=MAX_BATCH, share=partial(self._worth_sharing, key), alone=_alone)
         return coalescer
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` on one of the core's run threads. The pool is made on first use: a
+        notebook whose runs take the warm path (on the caller's thread) never needs it, and a
+        fresh process's first call then pays for neither it nor its module."""
+        if self._executor is None:
+            with self._executor_lock:
+                if self._closed:
+                    raise RuntimeError("cannot schedule new futures after shutdown")
+                if self._executor is None:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    self._executor = ThreadPoolExecutor(self._run_threads, thread_name_prefix="dispatch-run")
+        return self._executor.submit(fn, *args)
 
     def _wait_here(self, deployed: Deployed, call: Call) -> Run:
         """Run one call and return its finished run: on this thread when a lane is free, else
@@ -646,14 +666,17 @@ class RunManager:
 
     def stop(self) -> None:
         """Take no new runs; runs not yet on a thread will not start (close() settles them)."""
-        self._closed = True
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._executor_lock:
+            self._closed = True
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """After the drivers have stopped: wait for the core's threads, then fail what is left
         in flight as interrupted, and tell every waiter."""
         self.stop()
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
         closing = DispatchError("the core closed before the run started")
         drained = [call for coalescer in list(self._coalescers.values()) for call in coalescer.drain()]
         leftovers = [run for run in self.live.all() if not RunStatus(run.status).finished]
