@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
-from .model import (Api, BaseImage, EventSource, Function, Image, Organization, Policy, Run, Secret,
-                    ServiceAccount, Subscription)
+from .model import BaseImage, Function, Image, Run, Secret
 
 if TYPE_CHECKING:
     from ._handles import FunctionHandle, RunHandle
+    from .entities import Api, EventSource, Organization, Policy, ServiceAccount, Subscription
 
 
 @runtime_checkable

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not typing's: see dispatch_kernel/__init__.py
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ._http import HttpClient
     from ._local import LocalClient
     from .settings import Settings
@@ -52,10 +53,10 @@ def connect(url: str | None = None, *, token: str | None = None, home: str | Pat
     if settings is None:
         # The default settings run functions in this interpreter's fork server: start it
         # before importing the core, so that its start-up overlaps the imports and the store.
-        from .home import resolve_home
+        from .home import home_directory
         from .runtime.forkserver import start_for_host
 
-        home = resolve_home(home)
+        home = home_directory(home)
         fork_server = start_for_host(home)
     try:
         from ._local import LocalClient

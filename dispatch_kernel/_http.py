@@ -27,15 +27,17 @@ import urllib.request
 from urllib.parse import quote, urlencode, urlsplit
 
 from ._handles import FunctionHandle, RunHandle
-from ._iam_clients import HttpIam
+from ._iam_http import HttpIam
+from .entities import Api, EventSource, Subscription
 from .inputs import json_or_file
 from .model import (
+    BaseImage,
     ConflictError,
     DeployError,
     DispatchError,
-    EventSource,
     ForbiddenError,
     Function,
+    Image,
     InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
@@ -43,10 +45,8 @@ from .model import (
     RunStatus,
     Secret,
     StorageError,
-    Subscription,
     UnauthorizedError,
 )
-from .model import Api, BaseImage, Image
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,12 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._handles import FunctionHandle, RunHandle
-from ._iam_clients import LocalIam
-from .model import Api, BaseImage, EventSource, Function, Image, Run, Secret, Subscription
+from ._iam_local import LocalIam
+from .model import BaseImage, Function, Image, Run, Secret
 
 if TYPE_CHECKING:
     from .core import Dispatch
+    from .entities import Api, EventSource, Subscription
 
 
 class LocalClient(LocalIam):

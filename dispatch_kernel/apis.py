@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .entities import Api
 from .gateway.routes import (
     RouteTable,
     check_conflicts,
@@ -28,7 +29,7 @@ from .gateway.routes import (
     parse_template,
     route_keys,
 )
-from .model import Api, ConflictError, InvalidRequestError, check_name
+from .model import ConflictError, InvalidRequestError, check_name
 from .store.base import EntityStore
 
 AUTH = ("public", "token")

@@ -12,11 +12,10 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import plugins
 from .drivers.base import Artifact, FaaSDriver, Runs
-from .drivers.choice import ERROR, READY, DriverChoice, DriverEntry, parse_drivers
 from .images.base import Progress
 from .images.manager import ImageManager
 from .inputs import json_or_file
@@ -28,6 +27,9 @@ from .secrets import SecretManager
 from .settings import Settings
 from .store.base import EntityStore
 from .units import parse_duration, parse_size
+
+if TYPE_CHECKING:
+    from .drivers.choice import DriverChoice
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +216,7 @@ class FunctionManager:
             driver = self.drivers.get(function.driver)
             driver.check(function)
             driver.deploy(function, source, self._artifact(function, source, driver.runs, progress), progress)
-            function.driver_status = {function.driver: {"status": READY, "reason": ""}}
+            function.driver_status = {function.driver: {"status": FunctionStatus.READY.value, "reason": ""}}
         deployed = Deployed(
             function=function,
             driver=driver,
@@ -246,6 +248,9 @@ class FunctionManager:
     def _deploy_many(self, function: Function, source: FunctionSource, progress: Progress | None) -> DriverChoice:
         """Deploy on each of the function's drivers; the ones that fail are left out, with
         their reason, unless all fail (DeployError with every reason)."""
+        # Here, not with this module: most functions have one driver, and need none of it.
+        from .drivers.choice import ERROR, DriverChoice, DriverEntry, parse_drivers
+
         mode, weights = parse_drivers(function.drivers)
         made: dict[Runs, Artifact] = {}
         entries = []
@@ -400,7 +405,11 @@ class FunctionManager:
 
 def driver_names_of(function: Function) -> list[str]:
     """The names of the drivers a function is deployed on."""
-    return list(parse_drivers(function.drivers)[1]) if function.drivers else [function.driver]
+    if not function.drivers:
+        return [function.driver]
+    from .drivers.choice import parse_drivers
+
+    return list(parse_drivers(function.drivers)[1])
 
 
 def _driver_names(driver: str | None, drivers: Any, default: str) -> tuple[list[str], Any]:
@@ -410,6 +419,8 @@ def _driver_names(driver: str | None, drivers: Any, default: str) -> tuple[list[
         return [driver or default], {}
     if driver is not None:
         raise InvalidRequestError("give driver (one) or drivers (several), not both")
+    from .drivers.choice import parse_drivers
+
     mode, weights = parse_drivers(drivers)
     names = list(weights)
     if len(names) == 1:

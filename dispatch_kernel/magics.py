@@ -28,7 +28,8 @@ from . import _connect
 from ._handles import FunctionHandle
 from .inputs import json_or_file, key_values, typed_json
 from .drivers.choice import driver_option
-from .model import Api, ConflictError, DispatchError, Function, InvalidRequestError
+from .entities import Api
+from .model import ConflictError, DispatchError, Function, InvalidRequestError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..entities import Api, EventSource, Subscription
 from ..inputs import json_or_file
-from ..model import Api, BaseImage, EventSource, Image, InvalidRequestError, NotFoundError, Subscription
+from ..model import BaseImage, Image, InvalidRequestError, NotFoundError
 from .errors import CliError
 from .output import emit
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..drivers.choice import describe_drivers
-from ..model import (Api, BaseImage, EventSource, Function, Image, Organization, Policy, Run, RunStatus, Secret,
-                     ServiceAccount, Subscription)
+from ..entities import Api, EventSource, Organization, Policy, ServiceAccount, Subscription
+from ..model import BaseImage, Function, Image, Run, RunStatus, Secret
 
 
 def when(stamp: float | None) -> str:

@@ -18,15 +18,16 @@ from bisect import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import ConflictError, InvalidRequestError, check_name
+from ..model import ConflictError, FunctionStatus, InvalidRequestError, check_name
 from .base import FaaSDriver
 
 SPLIT = "split"
 FAILOVER = "failover"
 DOWN_SECONDS = 30.0  # how long a driver whose execute raised is left out of the choice
 
-READY = "READY"
-ERROR = "ERROR"
+# A driver's status in a function's driver_status: the words of a function's own status.
+READY = FunctionStatus.READY.value
+ERROR = FunctionStatus.ERROR.value
 
 
 def parse_drivers(value: Any) -> tuple[str, dict[str, float]]:

@@ -54,14 +54,14 @@ class ZygoteError(DeployError):
 class Zygote:
     """The fork server of one environment, seen from the host."""
 
-    def __init__(self, environment: Environment, log_path: Path,
+    def __init__(self, environment: Environment, log_path: str | Path,
                  started: ForkServerProcess | None = None) -> None:
         """The fork server of `environment`: `started` (one connect() started ahead for it),
         or a new one."""
         self.environment = environment
         if started is None:
-            started = ForkServerProcess(environment.python, environment.id, log_path)
-        self.log_path = log_path
+            started = ForkServerProcess(environment.python, environment.id, str(log_path))
+        self.log_path = Path(log_path)
         self.process = started.process
         self._ctrl = started.ctrl
         self._send_lock = threading.Lock()

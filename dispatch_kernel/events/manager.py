@@ -14,8 +14,8 @@ import time
 from typing import Any, Mapping, Protocol
 
 from .. import plugins
-from ..model import (ConflictError, EventSource, InvalidRequestError, NotFoundError, Run, Secret, Subscription,
-                     check_name)
+from ..entities import EventSource, Subscription
+from ..model import ConflictError, InvalidRequestError, NotFoundError, Run, Secret, check_name
 from ..settings import Settings
 from ..store.base import EntityStore
 from . import cloudevent

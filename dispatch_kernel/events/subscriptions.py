@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from ..model import InvalidRequestError, Subscription
+from ..entities import Subscription
+from ..model import InvalidRequestError
 
 _TYPE_PATTERN = re.compile(r"^(\*|[^*\s]+(\.\*)?)$")
 

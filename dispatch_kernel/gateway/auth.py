@@ -14,9 +14,10 @@ import hmac
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Callable
 
+from ..entities import Api
 from ..identity.policies import Principal
 from ..identity.tokens import looks_like_jwt
-from ..model import Api, UnauthorizedError
+from ..model import UnauthorizedError
 
 if TYPE_CHECKING:
     from ..identity.manager import IdentityManager

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import Api
+from ..entities import Api
 
 EXPOSED = "X-Dispatch-Run"  # what a page may read of an answer beyond the simple headers
 

@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ..model import Api, ConflictError, InvalidRequestError
+from ..entities import Api
+from ..model import ConflictError, InvalidRequestError
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 PROTOCOLS = ("http", "https")

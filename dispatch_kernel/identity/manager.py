@@ -15,18 +15,9 @@ import logging
 import threading
 from typing import Any
 
-from ..model import (
-    ConflictError,
-    DEFAULT_ORG,
-    ForbiddenError,
-    InvalidRequestError,
-    NotFoundError,
-    Organization,
-    Policy,
-    ServiceAccount,
-    SYSTEM_ORG,
-    check_name,
-)
+from ..entities import Organization, Policy, ServiceAccount
+from ..model import (ConflictError, DEFAULT_ORG, ForbiddenError, InvalidRequestError, NotFoundError, SYSTEM_ORG,
+                     check_name)
 from ..store.base import EntityStore
 from .policies import Decision, PolicySet, Principal, check_rules
 
@@ -101,7 +92,8 @@ class IdentityManager:
     def delete_organization(self, name: str) -> None:
         """Remove an empty organization with its policies and service accounts (never the
         default one); ConflictError while it still holds functions, secrets or APIs."""
-        from ..model import Api, Function, Secret
+        from ..entities import Api
+        from ..model import Function, Secret
 
         if name == self.default_org:
             raise ConflictError(f"the default organization {name!r} cannot be deleted")

@@ -22,7 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import InvalidRequestError, Policy
+from ..entities import Policy
+from ..model import InvalidRequestError
 
 ACTIONS = ("get", "create", "update", "delete", "invoke")
 RULE_KEYS = ("subjects", "resources", "actions")

@@ -15,7 +15,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from ..model import InvalidRequestError, ServiceAccount, UnauthorizedError
+from ..entities import ServiceAccount
+from ..model import InvalidRequestError, UnauthorizedError
 
 LEEWAY = 30.0  # seconds of clock skew tolerated on exp, iat and nbf
 MIN_RSA_BITS = 2048

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import itertools
 import threading
-from concurrent.futures import Future
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..model import Function, InvalidRequestError, Run
 from ..runtime.protocol import arguments, recorded_input
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
 
 Waiter = Callable[["Call"], None]
 """Told once, on the thread that finished it, that a call has finished or failed to start."""

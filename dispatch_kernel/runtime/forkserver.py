@@ -1,9 +1,9 @@
 """Starting the process of an environment's fork server (runtime/zygote.py), on the host's side.
 
-Light on purpose (the standard library's process and socket modules only): connect() starts
-the fork server of its own interpreter here before it imports the core, so that the fork
-server's ~70 ms of start-up overlap the core's imports, the store's opening and the first
-packaging instead of following them. The local driver then adopts the process (or closes it
+Light on purpose (the standard library's process and socket modules only, not even pathlib):
+connect() starts the fork server of its own interpreter here before it imports the core, so
+that the fork server's ~50 ms of start-up overlap the core's imports, the store's opening and
+the first packaging instead of following them. The local driver then adopts the process (or closes it
 when its settings call for another environment).
 """
 
@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 from ..credentials import without_credentials
 
@@ -24,16 +23,17 @@ HOST_ENVIRONMENT = "host"  # the environment of the caller's own interpreter
 _ZYGOTE_MAIN = "import sys; from dispatch_kernel.runtime.zygote import main; main(int(sys.argv[1]))"
 
 
-def fork_server_log(home: Path, environment_id: str) -> Path:
-    """Where the fork server of `environment_id` writes its output."""
-    return home / "logs" / f"zygote-{environment_id}.log"
+def fork_server_log(home: str | os.PathLike[str], environment_id: str) -> str:
+    """Where the fork server of `environment_id` writes its output (a string: this module
+    does without pathlib, see the docstring)."""
+    return os.path.join(os.fspath(home), "logs", f"zygote-{environment_id}.log")
 
 
 class ForkServerProcess:
     """A fork server process just started, and the host's end of its control socket
     (SOCK_SEQPACKET: each message keeps its boundary and may carry a file descriptor)."""
 
-    def __init__(self, python: str, environment_id: str, log: Path) -> None:
+    def __init__(self, python: str, environment_id: str, log: str) -> None:
         self.python = python
         self.environment_id = environment_id
         self.log_path = log
@@ -46,7 +46,7 @@ class ForkServerProcess:
             # .pth file); the caller's PYTHONPATH would shadow its packages with the caller's.
             env.pop("PYTHONPATH", None)
         try:
-            log.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(log), exist_ok=True)
             with open(log, "ab") as log_file:
                 self.process = subprocess.Popen(
                     [python, "-c", _ZYGOTE_MAIN, str(theirs.fileno())],
@@ -60,7 +60,7 @@ class ForkServerProcess:
             theirs.close()
         self.ctrl = ours
 
-    def serves(self, python: str, environment_id: str, log: Path) -> bool:
+    def serves(self, python: str, environment_id: str, log: str) -> bool:
         """Whether this is the fork server a driver would start for that environment."""
         return (self.python, self.environment_id, self.log_path) == (python, environment_id, log)
 
@@ -72,7 +72,7 @@ class ForkServerProcess:
         self.ctrl.close()
 
 
-def start_for_host(home: Path) -> ForkServerProcess | None:
+def start_for_host(home: str | os.PathLike[str]) -> ForkServerProcess | None:
     """The fork server of this interpreter's environment under `home`, started now (None if it
     could not be: the driver then starts one itself, and says why if that fails too)."""
     try:

@@ -24,7 +24,6 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -70,12 +69,22 @@ def _count(value: object, name: str) -> int | None:
 # ---------------------------------------------------------------------------- pids cgroups
 
 
-def pids_cgroup_root() -> Path | None:
+def _read(path: str) -> str:
+    with open(path) as file:
+        return file.read()
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as file:
+        file.write(text)
+
+
+def pids_cgroup_root() -> str | None:
     """The directory of this process's cgroup in a writable pids hierarchy (cgroup v1 with
     the pids controller, or v2 where pids is enabled for children), or None."""
     try:
-        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
-        groups = Path("/proc/self/cgroup").read_text().splitlines()
+        mounts = _read("/proc/self/mountinfo").splitlines()
+        groups = _read("/proc/self/cgroup").splitlines()
     except OSError:
         return None
     own_v1 = {}
@@ -97,55 +106,57 @@ def pids_cgroup_root() -> Path | None:
         elif fstype == "cgroup2" and own_v2 is not None:
             path = _join(mount_point, root, own_v2)
             try:
-                if "pids" not in (path / "cgroup.subtree_control").read_text().split():
+                if "pids" not in _read(os.path.join(path, "cgroup.subtree_control")).split():
                     continue
             except OSError:
                 continue
         else:
             continue
-        if os.access(path, os.W_OK) and (path / "cgroup.procs").exists():
+        if os.access(path, os.W_OK) and os.path.exists(os.path.join(path, "cgroup.procs")):
             return path
     return None
 
 
-def _join(mount_point: str, root: str, own: str) -> Path:
+def _join(mount_point: str, root: str, own: str) -> str:
     relative = os.path.relpath(own, root) if own.startswith(root) else own
-    return Path(mount_point) / relative.lstrip("./") if relative != "." else Path(mount_point)
+    return os.path.join(mount_point, relative.lstrip("./")) if relative != "." else mount_point
 
 
-def make_group(parent: Path, name: str, delegate: bool = False) -> Path | None:
+def make_group(parent: str, name: str, delegate: bool = False) -> str | None:
     """A new cgroup `name` under `parent` (None when it cannot be made). With `delegate`, its
     own children get the pids controller too (cgroup v2 asks for it; v1 has no such file)."""
-    path = parent / name
+    path = os.path.join(parent, name)
     try:
-        path.mkdir(exist_ok=True)
+        os.mkdir(path)
+    except FileExistsError:
+        pass
     except OSError:
         return None
-    control = path / "cgroup.subtree_control"
-    if delegate and control.exists():
+    control = os.path.join(path, "cgroup.subtree_control")
+    if delegate and os.path.exists(control):
         try:
-            control.write_text("+pids")
+            _write(control, "+pids")
         except OSError:
             pass
     return path
 
 
-def join_group(group: Path, processes: int | None) -> bool:
+def join_group(group: str, processes: int | None) -> bool:
     """Move this process into `group`, capped at `processes` tasks; False if it could not."""
     try:
-        (group / "pids.max").write_text(str(processes) if processes else "max")
-        (group / "cgroup.procs").write_text(str(os.getpid()))
+        _write(os.path.join(group, "pids.max"), str(processes) if processes else "max")
+        _write(os.path.join(group, "cgroup.procs"), str(os.getpid()))
     except OSError:
         return False
     return True
 
 
-def end_group(group: Path, grace: float = 2.0) -> bool:
+def end_group(group: str, grace: float = 2.0) -> bool:
     """Kill every task left in `group`, then remove it; False if it could not be removed."""
     deadline = time.monotonic() + grace
     while True:
         try:
-            pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
+            pids = [int(p) for p in _read(os.path.join(group, "cgroup.procs")).split()]
         except OSError:
             pids = []
         for pid in pids:
@@ -154,7 +165,7 @@ def end_group(group: Path, grace: float = 2.0) -> bool:
             except ProcessLookupError:
                 pass
         try:
-            group.rmdir()
+            os.rmdir(group)
             return True
         except FileNotFoundError:
             return True
@@ -164,33 +175,34 @@ def end_group(group: Path, grace: float = 2.0) -> bool:
             time.sleep(0.005)
 
 
-def sweep_groups(parent: Path, prefix: str, alive: Callable[[int], bool]) -> None:
+def sweep_groups(parent: str, prefix: str, alive: Callable[[int], bool]) -> None:
     """Remove the cgroups `<prefix><pid>` under `parent` whose pid `alive(pid)` says is gone
     (left by a fork server that was killed), ending what is still in them."""
     try:
-        entries = list(parent.iterdir())
+        entries = os.listdir(parent)
     except OSError:
         return
-    for entry in entries:
-        if not entry.name.startswith(prefix) or not entry.is_dir():
+    for name in entries:
+        entry = os.path.join(parent, name)
+        if not name.startswith(prefix) or not os.path.isdir(entry):
             continue
         try:
-            pid = int(entry.name[len(prefix):])
+            pid = int(name[len(prefix):])
         except ValueError:
             continue
         if not alive(pid):
             end_tree(entry)
 
 
-def fork_server_groups(root: Path, pid: int) -> Path:
+def fork_server_groups(root: str, pid: int) -> str:
     """Where the fork server `pid` keeps its workers' cgroups, under `root`."""
-    return root / f"{FORK_SERVER_GROUP_PREFIX}{pid}"
+    return os.path.join(root, f"{FORK_SERVER_GROUP_PREFIX}{pid}")
 
 
 def end_fork_server_groups(pid: int) -> None:
     """Remove the cgroups the (ended) fork server `pid` left, ending what is in them."""
     root = pids_cgroup_root()
-    if root is not None and fork_server_groups(root, pid).is_dir():
+    if root is not None and os.path.isdir(fork_server_groups(root, pid)):
         end_tree(fork_server_groups(root, pid))
 
 
@@ -201,11 +213,12 @@ def sweep_fork_server_groups() -> None:
         sweep_groups(root, FORK_SERVER_GROUP_PREFIX, pid_alive)
 
 
-def end_tree(group: Path) -> bool:
+def end_tree(group: str) -> bool:
     """End `group` and the cgroups directly under it (a fork server's and its workers'),
     killing what is left in them; False if some could not be removed."""
     try:
-        children = [p for p in group.iterdir() if p.is_dir()]
+        children = [path for path in (os.path.join(group, name) for name in os.listdir(group))
+                    if os.path.isdir(path)]
     except FileNotFoundError:
         return True
     except OSError:
@@ -226,7 +239,7 @@ def pid_alive(pid: int) -> bool:
 # ---------------------------------------------------------------------------- in the worker
 
 
-def enter(limits: Limits, group: Path | None) -> None:
+def enter(limits: Limits, group: str | None) -> None:
     """Make this freshly forked process a contained worker (see the module docstring)."""
     os.setsid()
     if group is not None:

@@ -35,7 +35,6 @@ import selectors
 import signal
 import socket
 import sys
-from pathlib import Path
 
 import cloudpickle  # noqa: F401  (imported once here so that every worker has it for free)
 
@@ -58,7 +57,7 @@ def _die_with_parent() -> None:
 
 
 def _become_worker(ctrl: socket.socket, wakeup: tuple[int, int], fds: list[int] | socket.socket,
-                   limits: contain.Limits, groups: Path | None) -> None:
+                   limits: contain.Limits, groups: str | None) -> None:
     """Become a worker under `limits` serving the channel `fds[0]` (its output going to the
     capture files `fds[1:3]` when given), or, given the handoff socket of a spare, wait on it
     for those descriptors once contained."""
@@ -115,7 +114,7 @@ class _Spare:
     which happened while the host was busy elsewhere."""
 
     def __init__(self, ctrl: socket.socket, wakeup: tuple[int, int], limits: contain.Limits,
-                 groups: Path | None) -> None:
+                 groups: str | None) -> None:
         self.limits = limits
         self.handoff, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.pid = os.fork()
@@ -144,7 +143,7 @@ class _Spare:
 
 
 def _new_spare(ctrl: socket.socket, wakeup: tuple[int, int], limits: contain.Limits,
-               groups: Path | None, children: set[int]) -> _Spare | None:
+               groups: str | None, children: set[int]) -> _Spare | None:
     """A new spare (None when the machine will not fork one now: the fork requests then fork
     as they come, and say why if they cannot)."""
     try:
@@ -155,7 +154,7 @@ def _new_spare(ctrl: socket.socket, wakeup: tuple[int, int], limits: contain.Lim
     return spare
 
 
-def _groups() -> Path | None:
+def _groups() -> str | None:
     """This fork server's cgroup for its workers' cgroups (None without a pids controller),
     after sweeping away those of fork servers that were killed."""
     root = contain.pids_cgroup_root()
@@ -163,20 +162,20 @@ def _groups() -> Path | None:
         return None
     contain.sweep_groups(root, contain.FORK_SERVER_GROUP_PREFIX, contain.pid_alive)
     group = contain.fork_server_groups(root, os.getpid())
-    return contain.make_group(group.parent, group.name, delegate=True)
+    return contain.make_group(root, os.path.basename(group), delegate=True)
 
 
-def _end_worker(pid: int, groups: Path | None) -> None:
+def _end_worker(pid: int, groups: str | None) -> None:
     """End what worker `pid` left behind: its process group, its cgroup."""
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     if groups is not None:
-        contain.end_group(groups / f"w{pid}")
+        contain.end_group(os.path.join(groups, f"w{pid}"))
 
 
-def _end_all(children: set[int], groups: Path | None) -> None:
+def _end_all(children: set[int], groups: str | None) -> None:
     """End every worker, then their cgroups and ours. The workers are reaped first: an
     unreaped worker keeps its group busy, and the host stops waiting for us after a while."""
     for pid in children:

@@ -12,7 +12,7 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..model import Organization, Policy, ServiceAccount
+from ..entities import Organization, Policy, ServiceAccount
 from .base import ApiError, DispatchHandler
 
 

@@ -192,13 +192,13 @@ def test_limits_that_make_no_sense_are_refused_clearly(home):
         assert client.list_functions() == []
 
 
-def _pids_root():
+def _pids_root() -> Path:
     root = pids_cgroup_root()
     if root is None:
         if CI:
             pytest.fail("CI=true but this machine has no writable pids cgroup")
         pytest.skip("no writable pids cgroup here: nothing to leave behind")
-    return root
+    return Path(root)
 
 
 def fork_server_pid():

@@ -10,7 +10,8 @@ import pytest
 import dispatch_kernel as dk
 from dispatch_kernel.events.sources.base import SourceContext
 from dispatch_kernel.events.sources.schedule import ScheduleSource
-from dispatch_kernel.model import EventSource, InvalidRequestError, RunStatus
+from dispatch_kernel.entities import EventSource
+from dispatch_kernel.model import InvalidRequestError, RunStatus
 from dispatch_kernel.settings import Settings
 
 from .helpers import handle, wait_runs

@@ -11,7 +11,8 @@ import pytest
 from dispatch_kernel import apis
 from dispatch_kernel.apis import CLAIMS, ApiManager
 from dispatch_kernel.gateway.routes import route_keys
-from dispatch_kernel.model import Api, ConflictError
+from dispatch_kernel.entities import Api
+from dispatch_kernel.model import ConflictError
 from dispatch_kernel.settings import Settings
 
 

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Protocol
 
-from ...model import Subscription
+from ...entities import Subscription
 from ...settings import Settings
 
 

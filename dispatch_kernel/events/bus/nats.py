@@ -24,7 +24,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from ...model import Subscription, dumps
+from ...entities import Subscription
+from ...model import dumps
 from ...settings import Settings
 from ..subscriptions import matches
 from .base import Deliver, Delivery, EventBus, Host, SubscriptionGone, backoff, run_id_for

@@ -18,7 +18,8 @@ import time
 from collections import deque
 from typing import Any
 
-from ...model import Subscription, dumps
+from ...entities import Subscription
+from ...model import dumps
 from ...settings import Settings
 from ...store.sqlite import room_for
 from .base import Deliver, Delivery, EventBus, Host, SubscriptionGone, backoff, run_id_for

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
-from ...model import EventSource
+from ...entities import EventSource
 
 Emit = Callable[[dict[str, Any]], Any]  # a CloudEvent dict -> published (blocking)
 

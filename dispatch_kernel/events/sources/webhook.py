@@ -15,7 +15,8 @@ import hmac
 import secrets as secrets_module
 from typing import Any, Mapping
 
-from ...model import DispatchError, EventSource, InvalidRequestError
+from ...entities import EventSource
+from ...model import DispatchError, InvalidRequestError
 from ..cloudevent import from_http
 from .base import EventSourceDriver, sleep_forever
 
