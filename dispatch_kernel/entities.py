@@ -13,7 +13,7 @@ from typing import Any
 
 from .model import Entity
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class Subscription(Entity):
     """Events -> a function: an event type (exact, or a dotted prefix wildcard such as `vm.*`),
     optionally narrowed by attribute filters (source, extensions), as Knative triggers are."""
@@ -26,7 +26,7 @@ class Subscription(Entity):
     kind = "subscription"
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class EventSource(Entity):
     """A running event driver (schedule, webhook, vcenter): its configuration and secrets."""
 
@@ -43,7 +43,7 @@ class EventSource(Entity):
         return data
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class Api(Entity):
     """HTTP routes to a function (Dispatch's API): requests whose method, host and path match
     run the function. `paths` are Dispatch's `uris`, templates with `{param}` placeholders;
@@ -63,7 +63,7 @@ class Api(Entity):
     kind = "api"
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class Organization(Entity):
     """A tenant: its functions, runs, secrets, events and APIs are seen by its members only.
     Organizations are stored in the pseudo-organization SYSTEM_ORG."""
@@ -73,7 +73,7 @@ class Organization(Entity):
     kind = "organization"
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class ServiceAccount(Entity):
     """A program's identity in an organization: it signs short-lived JWTs (RS256 or ES256,
     `iss` = "{org}/{name}") with a private key that never reaches the server; the server keeps
@@ -86,7 +86,7 @@ class ServiceAccount(Entity):
     kind = "serviceaccount"
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class Policy(Entity):
     """Who may do what: `rules` = [{"subjects", "resources", "actions"}], each a list of names
     with `*` wildcards (subjects: a user, `group:NAME`, `serviceaccount:NAME`; resources: a
