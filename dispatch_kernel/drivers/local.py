@@ -63,7 +63,7 @@ class Zygote:
             started = ForkServerProcess(environment.python, environment.id, str(log_path))
         self.log_path = Path(log_path)
         self.process = started.process
-        self._ctrl = started.ctrl
+        self._ctrl = socket.socket(fileno=started.ctrl.detach())
         self._send_lock = threading.Lock()
         self._cond = threading.Condition()
         self._replies: dict[int, tuple] = {}

@@ -198,6 +198,10 @@ def _end_all(children: set[int], groups: str | None) -> None:
 
 def main(ctrl_fd: int) -> None:
     """Serve fork and preload requests until the host closes the control socket."""
+    # The host spawns this process with every descriptor it had inheritable: keep only the
+    # standard ones and the control socket, as subprocess's close_fds would.
+    os.closerange(3, ctrl_fd)
+    os.closerange(ctrl_fd + 1, 1 << 20)
     ctrl = socket.socket(fileno=ctrl_fd)
     groups = _groups()
     sys.stdin.close()

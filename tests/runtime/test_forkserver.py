@@ -82,3 +82,40 @@ def test_the_driver_ends_a_fork_server_started_for_another_interpreter(home):
         assert len(_fork_servers() - before) == 1
     assert _fork_servers() - before == set()
     assert os.path.exists(fork_server_log(home, "host"))
+
+
+def open_files():
+    """What this process's descriptors point at (as /proc/self/fd shows it: pipe:[inode], ...)."""
+    import os
+
+    return sorted(os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                  if os.path.exists(f"/proc/self/fd/{fd}"))
+
+
+def test_descriptors_the_host_left_inheritable_reach_neither_the_fork_server_nor_workers(home):
+    """The fork server is spawned with every inheritable descriptor of the host (posix_spawn
+    cannot close them); it closes all but its own at once, so its workers get none either."""
+    read_end, write_end = os.pipe()
+    os.set_inheritable(read_end, True)
+    os.set_inheritable(write_end, True)
+    pipe = f"pipe:[{os.fstat(read_end).st_ino}]"
+    before = _fork_servers()
+    try:
+        with dk.connect(home=home) as client:
+            in_worker = client.deploy(open_files, name="fds")()  # the fork server is up: it has said hello
+            assert in_worker and pipe not in in_worker
+            (fork_server,) = _fork_servers() - before
+            held = [os.readlink(f"/proc/{fork_server}/fd/{fd}") for fd in os.listdir(f"/proc/{fork_server}/fd")]
+            assert held and pipe not in held
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_a_fork_server_whose_interpreter_is_missing_is_an_error_at_once(home):
+    from dispatch_kernel.runtime.forkserver import ForkServerProcess
+
+    before = _fork_servers()
+    with pytest.raises(FileNotFoundError):
+        ForkServerProcess(str(home / "no-such-python"), "host", str(home / "zygote.log"))
+    assert _fork_servers() == before
