@@ -156,7 +156,7 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         captures = Captures()
         try:
-            reply = self._request(("fork", next(self._tokens), tuple(vars(limits).values())),
+            reply = self._request(("fork", next(self._tokens), tuple(limits)),
                                   [theirs.fileno(), *captures.fds()])
         except BaseException:
             captures.close()

@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class Environment:
+# Records, so NamedTuples: a frozen dataclass would compile its methods in every fresh process.
+class Environment(NamedTuple):
     """A place functions run on this machine: a Python interpreter with the requirements
     installed (what drivers that run environments are given)."""
 
     id: str  # content address, or "host" for the caller's own environment
     python: str  # the interpreter to start workers with
-    requirements: tuple[str, ...] = field(default_factory=tuple)
+    requirements: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class FunctionImage:
+class FunctionImage(NamedTuple):
     """A function's OCI image, pushed to the registry (what drivers that run images are given):
     its runtime server answers on port 8080 (runtime/server.py)."""
 
     reference: str  # registry/repository@sha256:..., pinned to the digest
     digest: str
-    requirements: tuple[str, ...] = field(default_factory=tuple)
+    requirements: tuple[str, ...] = ()
 
 
 class ImageBuilder(ABC):

@@ -23,8 +23,7 @@ import resource
 import signal
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 PR_SET_CHILD_SUBREAPER = 36
 # Signals a function may take over for its run; the worker's own dispositions come back after.
@@ -35,9 +34,9 @@ FORK_SERVER_GROUP_PREFIX = "dispatch-"  # + the fork server's pid
 _KILL_ROUNDS = 200  # bound on kill-and-reap rounds after a run (a fork bomb refills them)
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Per-worker limits; 0 or None means no limit of that kind."""
+class Limits(NamedTuple):
+    """Per-worker limits; 0 or None means no limit of that kind. (A NamedTuple: the fork
+    server receives it as a tuple, and a dataclass would compile its methods at every start.)"""
 
     processes: int | None = 64
     open_files: int | None = 1024
