@@ -15,7 +15,6 @@ import os
 import pickle
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections import OrderedDict
@@ -175,7 +174,7 @@ class Zygote:
         """How this fork server ended, in words (when it has)."""
         try:
             status = self.process.wait(_EXIT_REPORT_TIMEOUT)
-        except subprocess.TimeoutExpired:
+        except TimeoutError:
             return f"the fork server of environment {self.environment.id} stopped answering"
         if status < 0:
             try:
@@ -207,7 +206,7 @@ class Zygote:
         self._ctrl.close()
         try:
             self.process.wait(5)
-        except subprocess.TimeoutExpired:
+        except TimeoutError:
             self.process.kill()
             self.process.wait()
         # A fork server that was killed (here, or by anyone) could not remove its workers'

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -103,6 +102,8 @@ class VenvBuilder(ImageBuilder):
 
     @staticmethod
     def _run(command: list[str], progress: Progress) -> None:
+        import subprocess  # here: a first deploy on the host's interpreter runs no command
+
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, text=True)
         lines = []

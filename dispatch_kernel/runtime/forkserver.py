@@ -53,14 +53,12 @@ class SpawnedProcess:
             return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        """Wait until it has ended; subprocess.TimeoutExpired after `timeout` seconds."""
+        """Wait until it has ended; TimeoutError after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.0005
         while (code := self.poll()) is None:
             if deadline is not None and time.monotonic() >= deadline:
-                import subprocess
-
-                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+                raise TimeoutError(f"process {self.pid} did not end within {timeout} s")
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
         return code
