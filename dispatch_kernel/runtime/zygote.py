@@ -196,12 +196,26 @@ def _end_all(children: set[int], groups: str | None) -> None:
         contain.end_tree(groups)
 
 
+def _close_inherited(keep: int) -> None:
+    """Close every descriptor but the standard ones and `keep`, as subprocess's close_fds
+    would: the host spawns this process with every descriptor it had inheritable."""
+    try:
+        held = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: every possible descriptor
+        os.closerange(3, keep)
+        os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+        return
+    for fd in held:
+        if fd > 2 and fd != keep:
+            try:
+                os.close(fd)
+            except OSError:  # the listing's own descriptor, closed already
+                pass
+
+
 def main(ctrl_fd: int) -> None:
     """Serve fork and preload requests until the host closes the control socket."""
-    # The host spawns this process with every descriptor it had inheritable: keep only the
-    # standard ones and the control socket, as subprocess's close_fds would.
-    os.closerange(3, ctrl_fd)
-    os.closerange(ctrl_fd + 1, 1 << 20)
+    _close_inherited(keep=ctrl_fd)
     ctrl = socket.socket(fileno=ctrl_fd)
     groups = _groups()
     sys.stdin.close()
