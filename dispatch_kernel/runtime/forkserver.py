@@ -3,8 +3,9 @@
 Light on purpose (os and the socket module's C part only: not subprocess, socket or pathlib,
 whose imports would delay it by ~8 ms): connect() starts the fork server of its own interpreter
 here before it imports the core, so that the fork server's ~50 ms of start-up overlap the
-core's imports, the store's opening and the first packaging instead of following them. The local driver then adopts the process (or closes it
-when its settings call for another environment).
+core's imports, the store's opening and the first packaging instead of following them. The
+local driver then adopts the process (or closes it when its settings call for another
+environment).
 """
 
 from __future__ import annotations
@@ -78,10 +79,10 @@ class ForkServerProcess:
     """A fork server process just started, and the host's end of its control socket
     (SOCK_SEQPACKET: each message keeps its boundary and may carry a file descriptor)."""
 
-    def __init__(self, python: str, environment_id: str, log: str) -> None:
+    def __init__(self, python: str, environment_id: str, log: str | os.PathLike[str]) -> None:
         self.python = python
         self.environment_id = environment_id
-        self.log_path = log
+        self.log_path = os.fspath(log)
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         env = without_credentials(dict(os.environ))  # functions never see the server's keys
         # Workers must see the caller's unbuffered output and no debugger hooks of ours.
@@ -95,7 +96,7 @@ class ForkServerProcess:
             log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
             try:
                 # Inheritable only for this spawn (posix_spawn passes every inheritable
-                # descriptor; the fork server closes any other it finds, see zygote.main).
+                # descriptor; the fork server closes the others, see zygote._close_inherited).
                 os.set_inheritable(theirs.fileno(), True)
                 pid = os.posix_spawn(python, [python, "-c", _ZYGOTE_MAIN, str(theirs.fileno())], env,
                                      file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -111,9 +112,9 @@ class ForkServerProcess:
         self.process = SpawnedProcess(pid)
         self.ctrl = ours  # a _socket.socket: the driver wraps it in a socket.socket
 
-    def serves(self, python: str, environment_id: str, log: str) -> bool:
+    def serves(self, python: str, environment_id: str, log: str | os.PathLike[str]) -> bool:
         """Whether this is the fork server a driver would start for that environment."""
-        return (self.python, self.environment_id, self.log_path) == (python, environment_id, log)
+        return (self.python, self.environment_id, self.log_path) == (python, environment_id, os.fspath(log))
 
     def close(self) -> None:
         """Stop it unused (it has no worker yet); safe to call twice."""
