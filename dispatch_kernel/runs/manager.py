@@ -37,9 +37,10 @@ from .calls import Call, Chunk, json_call, python_call, resolve_future
 from .coalesce import Coalescer
 from .live import LiveRuns, Watcher, snapshot
 from .settle import failed, final_state, settle_interrupted
+from .threads import RunThreads
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future, ThreadPoolExecutor
+    from concurrent.futures import Future
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,7 @@ class RunManager:
         self.host = host
         self.live = LiveRuns()
         self._json_output = settings.isolated  # an isolated core never unpickles an output
-        self._run_threads = settings.run_threads
-        self._executor: ThreadPoolExecutor | None = None  # made with the first batch (see _submit)
-        self._executor_lock = threading.Lock()
+        self._threads = RunThreads(settings.run_threads)
         self._coalescers: dict[Key, Coalescer[Call]] = {}
         self._coalescer_lock = threading.Lock()
         self._run_seconds: dict[Key, float] = {}  # recent mean run time, per function
@@ -375,23 +374,9 @@ class RunManager:
                     # one anew for each call of a function called one run at a time would cost
                     # more than the rest of the call's bookkeeping.
                     coalescer = self._coalescers[key] = Coalescer(
-                        partial(self._run_batch, key), self._submit, partial(self._lanes, key),
+                        partial(self._run_batch, key), self._threads.submit, partial(self._lanes, key),
                         max_batch=MAX_BATCH, share=partial(self._worth_sharing, key), alone=_alone)
         return coalescer
-
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn(*args)` on one of the core's run threads. The pool is made on first use: a
-        notebook whose runs take the warm path (on the caller's thread) never needs it, and a
-        fresh process's first call then pays for neither it nor its module."""
-        if self._executor is None:
-            with self._executor_lock:
-                if self._closed:
-                    raise RuntimeError("cannot schedule new futures after shutdown")
-                if self._executor is None:
-                    from concurrent.futures import ThreadPoolExecutor
-
-                    self._executor = ThreadPoolExecutor(self._run_threads, thread_name_prefix="dispatch-run")
-        return self._executor.submit(fn, *args)
 
     def _wait_here(self, deployed: Deployed, call: Call) -> Run:
         """Run one call and return its finished run: on this thread when a lane is free, else
@@ -666,17 +651,14 @@ class RunManager:
 
     def stop(self) -> None:
         """Take no new runs; runs not yet on a thread will not start (close() settles them)."""
-        with self._executor_lock:
-            self._closed = True
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._closed = True
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """After the drivers have stopped: wait for the core's threads, then fail what is left
         in flight as interrupted, and tell every waiter."""
         self.stop()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        self._threads.shutdown(wait=True)
         closing = DispatchError("the core closed before the run started")
         drained = [call for coalescer in list(self._coalescers.values()) for call in coalescer.drain()]
         leftovers = [run for run in self.live.all() if not RunStatus(run.status).finished]
