@@ -53,7 +53,7 @@ class Dispatch:
         self.secrets: SecretManager | None = None
         settings.home.mkdir(parents=True, exist_ok=True)
         self.drivers: plugins.Loaded[FaaSDriver] = plugins.Loaded("driver", self._make_driver)
-        # The first deploy of a fresh process would wait ~70 ms for the fork server of this
+        # The first deploy of a fresh process would wait ~50 ms for the fork server of this
         # interpreter's environment: have it start while the rest is built.
         threading.Thread(target=prestart, args=(settings, self.drivers, fork_server), name="dispatch-prestart",
                          daemon=True).start()

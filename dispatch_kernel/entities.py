@@ -13,6 +13,7 @@ from typing import Any
 
 from .model import Entity
 
+
 @dataclass(repr=False, eq=False)
 class Subscription(Entity):
     """Events -> a function: an event type (exact, or a dotted prefix wildcard such as `vm.*`),
